@@ -1,0 +1,1 @@
+"""Zoo parsing, model loading, architecture adapters, corpora, the job loop, the Parquet store, the CLI."""

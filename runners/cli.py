@@ -1,0 +1,111 @@
+"""``idsuite``: run the battery over the zoo (``run``) and show the zoo (``list``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pydantic
+
+from runners.corpus import CorpusError, CorpusSpec, load_corpus
+from runners.jobs import RunConfig, Runner
+from runners.loading import ModelLoadError, fingerprint
+from runners.store import ResultStore
+from runners.summary import summary_tables
+from runners.zoo import ZooFileError, load_zoo
+from suite.registry import RegistryError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="idsuite", description="Identifiability in transformers, as a benchmark.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the battery on zoo models (default: the 'default' tag)")
+    run.add_argument("--zoo", default="models.yaml", help="model zoo file (default: models.yaml)")
+    run.add_argument("--models", nargs="+", help="entry ids or tags ('all', 'default', 'offline', 'hub', ...)")
+    run.add_argument("--results", default="results", help="result store folder (default: results)")
+    run.add_argument("--corpus", default="lee", help="'lee' (packaged), 'mrpc' (hub), a hub dataset id or a local file")
+    run.add_argument("--corpus-config", default=None, help="dataset config name (hub datasets)")
+    run.add_argument("--split", default="train")
+    run.add_argument("--text-column", default="text")
+    run.add_argument("--pair-column", default=None)
+    run.add_argument("--max-sequences", type=int, default=200, help="probe sequences per model (default 200)")
+    run.add_argument("--max-tokens", type=int, default=128, help="longest sequence kept (default 128)")
+    run.add_argument("--batch-size", type=int, default=16)
+    run.add_argument("--attribution-sequences", type=int, default=3, help="sequences for exact attribution")
+    run.add_argument("--attribution-max-tokens", type=int, default=16)
+    run.add_argument("--mlp-steps", type=int, default=200, help="training steps of the MLP mapping g")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--device", default="cpu")
+    run.add_argument("--recompute", action="store_true", help="recompute cells that are already finished")
+    lst = sub.add_parser("list", help="show the zoo entries and any bad ones")
+    lst.add_argument("--zoo", default="models.yaml")
+    return parser
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    zoo = load_zoo(args.zoo)
+    rows = []
+    for entry_id, entry in zoo.entries.items():
+        try:
+            weights = fingerprint(entry, zoo)
+        except ModelLoadError as e:
+            weights = f"unavailable: {e}"
+        rows.append({"id": entry_id, "source": entry.source, "family": entry.family or "", "tags": ",".join(entry.tags),
+                     "weights": weights})
+    print(pd.DataFrame(rows).to_string(index=False) if rows else "(no valid entries)")
+    for error in zoo.errors:
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if zoo.errors else 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    zoo = load_zoo(args.zoo)
+    selected, unknown = zoo.select(args.models)
+    if unknown:
+        print(f"error: {args.zoo}: no entry or tag named {', '.join(map(repr, unknown))}", file=sys.stderr)
+        return 2
+    spec = CorpusSpec(source=args.corpus, config=args.corpus_config, split=args.split, text_column=args.text_column,
+                      pair_column=args.pair_column, max_sequences=args.max_sequences, seed=args.seed)
+    corpus = load_corpus(spec)
+    config = RunConfig(
+        seed=args.seed, batch_size=args.batch_size, max_tokens=args.max_tokens, device=args.device,
+        recompute=args.recompute,
+        metrics={
+            "hidden_token_attribution": {"max_sequences": args.attribution_sequences,
+                                         "max_tokens": args.attribution_max_tokens},
+            "token_identifiability": {"mlp_steps": args.mlp_steps},
+        },
+    )
+    store = ResultStore(args.results)
+    run_id = uuid.uuid4().hex[:12]
+    print(f"run {run_id}: {len(selected)} model(s), corpus {corpus.corpus_id} ({len(corpus.items)} items, "
+          f"hash {corpus.content_hash}), results in {Path(args.results).resolve()}")
+    outcomes = Runner(zoo, corpus, config, store, run_id).run(selected)
+    results = store.read()
+    results = results[results["model_id"].isin(selected)]
+    for title, table in summary_tables(results):
+        print(f"\n== {title}\n{table.to_string()}")
+    failed = [o for o in outcomes if o.failed]
+    print(f"\nParquet cells: {(Path(args.results) / 'cells').resolve()}")
+    print(f"{len(outcomes) - len(failed)} model(s) complete, {len(failed)} with failures")
+    for o in failed:
+        print(f"  {o.model_id}: {next(iter(o.failed.values()))}")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return _cmd_run(args) if args.command == "run" else _cmd_list(args)
+    except (ZooFileError, CorpusError, RegistryError, pydantic.ValidationError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Probe corpora, loaded with ``datasets``: the packaged Lee news corpus, hub datasets, local files."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import pydantic
+
+LEE = "lee"
+MRPC = "mrpc"
+LOCAL_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
+SENTENCE_END = re.compile(r"([.!?][\"')\]]?)\s+(?=[\"'(\[]?[A-Z0-9])")
+
+
+class CorpusError(Exception):
+    """The corpus cannot be loaded; one line naming the source and the cause."""
+
+
+class CorpusSpec(pydantic.BaseModel):
+    """Where the probe sentences come from and how many are used.
+
+    ``source``: ``lee`` (packaged, offline default), ``mrpc`` (GLUE MRPC from the hub, the paper's
+    corpus), a hub dataset id, or a local .csv/.json/.jsonl/.parquet/.txt file. ``text_column`` and
+    optional ``pair_column`` name the sentence fields (a pair is encoded as a sentence pair).
+    """
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    source: str = LEE
+    config: str | None = None
+    split: str = "train"
+    text_column: str = "text"
+    pair_column: str | None = None
+    max_sequences: int = 200
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Probe items ``(text, pair or None)`` in a seeded order, with an id and a content hash."""
+
+    corpus_id: str
+    items: list[tuple[str, str | None]]
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.items).encode()).hexdigest()[:16]
+
+
+def split_sentences(text: str) -> list[str]:
+    """Rule-based sentence split: ., ! or ? followed by space and an upper-case letter or digit."""
+    return [s.strip() for s in SENTENCE_END.sub("\\1\n", text.strip()).split("\n") if s.strip()]
+
+
+def lee_path() -> Path:
+    """``lee_background.cor`` (300 Australian news articles) shipped in gensim's test data."""
+    spec = importlib.util.find_spec("gensim")
+    if spec is None or not spec.submodule_search_locations:
+        raise CorpusError("corpus 'lee': the gensim package is not installed (pip install gensim)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "test" / "test_data" / "lee_background.cor"
+    if not path.is_file():
+        raise CorpusError(f"corpus 'lee': {path} is missing from the gensim package")
+    return path
+
+
+def sentence_items(documents: list[str], seed: int) -> list[tuple[str, str | None]]:
+    """Single sentences and consecutive-sentence pairs (MRPC-style), half each, seeded.
+
+    Pairs give sequences past the head size, where attention stops being identifiable; singles keep
+    short ones. Each sentence is used once.
+    """
+    rng = random.Random(seed)
+    items: list[tuple[str, str | None]] = []
+    for doc in documents:
+        sentences = split_sentences(doc)
+        i = 0
+        while i < len(sentences):
+            if i + 1 < len(sentences) and rng.random() < 0.5:
+                items.append((sentences[i], sentences[i + 1]))
+                i += 2
+            else:
+                items.append((sentences[i], None))
+                i += 1
+    return items
+
+
+def _load_dataset(spec: CorpusSpec) -> datasets.Dataset:
+    path = Path(spec.source)
+    try:
+        if spec.source == LEE:
+            return datasets.load_dataset("text", data_files=str(lee_path()), split="train")
+        if spec.source == MRPC:
+            return datasets.load_dataset("nyu-mll/glue", "mrpc", split=spec.split)
+        if path.suffix in LOCAL_BUILDERS:
+            if not path.is_file():
+                raise CorpusError(f"corpus {spec.source!r}: no such file")
+            return datasets.load_dataset(LOCAL_BUILDERS[path.suffix], data_files=str(path), split="train")
+        return datasets.load_dataset(spec.source, spec.config, split=spec.split)
+    except CorpusError:
+        raise
+    except Exception as e:  # datasets raises many types for unreachable or malformed sources
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CorpusError(f"corpus {spec.source!r}: {first}") from e
+
+
+def load_corpus(spec: CorpusSpec) -> Corpus:
+    """Load, order (seeded shuffle) and cut the probe corpus to ``max_sequences`` items."""
+    data = _load_dataset(spec)
+    text_col, pair_col = spec.text_column, spec.pair_column
+    if spec.source == MRPC:
+        text_col, pair_col = "sentence1", "sentence2"
+    for col in (text_col, pair_col):
+        if col is not None and col not in data.column_names:
+            raise CorpusError(f"corpus {spec.source!r}: no column {col!r} (columns: {', '.join(data.column_names)})")
+    if spec.source == LEE:
+        items = sentence_items([t for t in data[text_col] if t.strip()], spec.seed)
+    else:
+        pairs = data[pair_col] if pair_col else [None] * len(data)
+        items = [(t, p) for t, p in zip(data[text_col], pairs) if t and t.strip()]
+    random.Random(spec.seed).shuffle(items)
+    name = spec.source if spec.source in (LEE, MRPC) else Path(spec.source).name
+    return Corpus(corpus_id=f"{name}:{spec.split if spec.source != LEE else 'all'}", items=items[: spec.max_sequences])

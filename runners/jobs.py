@@ -1,0 +1,223 @@
+"""The job loop: every selected model, every pending metric cell, one forward pass per batch."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import pydantic
+import torch
+from tqdm.auto import tqdm
+
+from runners.adapters import UnsupportedArchitecture, adapter_for
+from runners.corpus import Corpus
+from runners.loading import ModelLoadError, fingerprint, load_model
+from runners.provenance import device_name, library_versions, utc_now
+from runners.store import SCHEMA_VERSION, ResultStore, cell_key
+from runners.tracing import Tracer
+from runners.zoo import EntryError, RandomInitEntry, Zoo
+from suite.metrics import METRICS, MetricConfig
+from suite.metrics.base import ROW_COLUMNS
+
+
+FACT_COLUMNS: dict[str, Any] = dict.fromkeys(
+    ["family", "model_type", "n_layers", "n_heads", "d_head", "d_model", "n_params", "causal", "n_sequences"]
+)
+"""Model facts read from the loaded model; None in rows of a model that failed before loading."""
+
+
+class RunConfig(pydantic.BaseModel):
+    """Settings shared by every model of a run. ``metrics`` maps metric names to config overrides."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    seed: int = 0
+    batch_size: int = 16
+    max_tokens: int = 128
+    device: str = "cpu"
+    metrics: dict[str, dict[str, Any]] = {}
+    recompute: bool = False
+
+    def metric_configs(self) -> dict[str, MetricConfig]:
+        unknown = [m for m in self.metrics if m not in METRICS]
+        if unknown:
+            METRICS.get(unknown[0])  # raises with a "did you mean"
+        return {name: cls.spec.config_type(**self.metrics.get(name, {})) for name, cls in METRICS.items()}
+
+
+@dataclass
+class ModelOutcome:
+    model_id: str
+    computed: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+class _Failure(Exception):
+    """A model-level failure whose message is the one line recorded in its rows."""
+
+
+def _error_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+class Runner:
+    """Runs the battery for many models into one store; a failing model is recorded and skipped."""
+
+    def __init__(self, zoo: Zoo, corpus: Corpus, config: RunConfig, store: ResultStore, run_id: str,
+                 log: Callable[[str], None] = print) -> None:
+        self.zoo, self.corpus, self.config, self.store, self.run_id, self.log = zoo, corpus, config, store, run_id, log
+        self.metric_configs = config.metric_configs()
+        self.versions = library_versions()
+
+    def run(self, model_ids: list[str]) -> list[ModelOutcome]:
+        outcomes = []
+        for position, model_id in enumerate(model_ids, start=1):
+            self.log(f"[{position}/{len(model_ids)}] {model_id}")
+            outcomes.append(self.run_model(model_id))
+        return outcomes
+
+    # -- cells ---------------------------------------------------------------------------------
+    def _key(self, model_fingerprint: str, dtype: str, metric: str) -> str:
+        spec = METRICS.get(metric).spec
+        return cell_key({
+            "model": model_fingerprint,
+            "corpus": self.corpus.content_hash,
+            "metric": metric,
+            "metric_version": spec.version,
+            "metric_config": self.metric_configs[metric].model_dump(mode="json"),
+            "seed": self.config.seed,
+            "max_tokens": self.config.max_tokens,
+            "dtype": dtype,
+            **self.versions,
+        })
+
+    def _base_columns(self, model_id: str, metric: str, key: str, model_fingerprint: str) -> dict[str, Any]:
+        entry = self.zoo.entries.get(model_id)
+        spec = METRICS.get(metric).spec
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "cell_key": key,
+            "model_id": model_id,
+            "model_source": getattr(entry, "source", None),
+            "model_fingerprint": model_fingerprint,
+            "is_control": isinstance(entry, RandomInitEntry),
+            "control_of": entry.base if isinstance(entry, RandomInitEntry) else None,
+            "corpus_id": self.corpus.corpus_id,
+            "corpus_hash": self.corpus.content_hash,
+            "metric_version": spec.version,
+            "metric_config": json.dumps(self.metric_configs[metric].model_dump(mode="json"), sort_keys=True),
+            "seed": self.config.seed,
+            "device": device_name(self.config.device),
+            "dtype": getattr(entry, "dtype", None),
+            "batch_size": self.config.batch_size,
+            "timestamp": utc_now(),
+            **self.versions,
+        }
+
+    def _write_failed(self, model_id: str, metrics: list[str], message: str, model_fingerprint: str) -> None:
+        for metric in metrics:
+            entry = self.zoo.entries.get(model_id)
+            key = self._key(model_fingerprint, getattr(entry, "dtype", "n/a"), metric)
+            row = pd.DataFrame([{c: None for c in ROW_COLUMNS} | {"metric": metric, "value": math.nan}])
+            self._write(model_id, metric, key, model_fingerprint, row, {}, status="failed", error=message)
+
+    def _write(self, model_id: str, metric: str, key: str, model_fingerprint: str, rows: pd.DataFrame,
+               model_facts: dict[str, Any], status: str = "ok", error: str | None = None) -> None:
+        columns = self._base_columns(model_id, metric, key, model_fingerprint) | FACT_COLUMNS | model_facts
+        frame = rows.assign(**columns, status=status, error=error)
+        self.store.write(model_id, metric, key, frame)
+
+    # -- one model -----------------------------------------------------------------------------
+    def run_model(self, model_id: str) -> ModelOutcome:
+        outcome = ModelOutcome(model_id)
+        names = list(self.metric_configs)
+        entry = self.zoo.entries.get(model_id)
+        if entry is None:
+            bad: EntryError = next(e for e in self.zoo.errors if e.label == model_id)
+            self._fail(outcome, names, str(bad), "invalid-entry")
+            return outcome
+        try:
+            model_fingerprint = fingerprint(entry, self.zoo)
+        except ModelLoadError as e:
+            self._fail(outcome, names, f"{model_id}: {e}", "unavailable")
+            return outcome
+        keys = {m: self._key(model_fingerprint, entry.dtype, m) for m in names}
+        pending = [m for m in names if self.config.recompute or not self.store.is_done(model_id, m, keys[m])]
+        outcome.cached = [m for m in names if m not in pending]
+        if not pending:
+            self.log("  all metrics cached; nothing to compute")
+            return outcome
+        try:
+            tracer, facts = self._prepare(model_id, entry)
+        except _Failure as e:
+            self._fail(outcome, pending, str(e), model_fingerprint)
+            return outcome
+        metrics = {m: METRICS.get(m)(self.metric_configs[m], self.config.seed) for m in pending}
+        batches = self._batches(tracer)
+        facts["n_sequences"] = len(tracer.encodings)
+        for batch_ids in tqdm(batches, desc="  forward + metrics", unit="batch", file=sys.stderr, leave=False):
+            trace = tracer.trace(batch_ids)
+            for name in list(metrics):
+                try:
+                    metrics[name].update(trace)
+                except Exception as e:  # a metric that breaks is recorded; the others go on
+                    outcome.failed[name] = _error_line(e)
+                    del metrics[name]
+        for name, metric in metrics.items():
+            self.log(f"  {name} ...")
+            try:
+                rows = metric.finish(tracer)
+            except Exception as e:
+                outcome.failed[name] = _error_line(e)
+                continue
+            self._write(model_id, name, keys[name], model_fingerprint, rows, facts)
+            outcome.computed.append(name)
+        for name, message in outcome.failed.items():
+            self.log(f"  FAILED {name}: {message}")
+            self._write_failed(model_id, [name], f"{model_id}: {message}", model_fingerprint)
+        return outcome
+
+    def _fail(self, outcome: ModelOutcome, metrics: list[str], message: str, model_fingerprint: str) -> None:
+        self.log(f"  FAILED: {message}")
+        outcome.failed.update({m: message for m in metrics})
+        self._write_failed(outcome.model_id, metrics, message, model_fingerprint)
+
+    def _prepare(self, model_id: str, entry) -> tuple[Tracer, dict[str, Any]]:
+        try:
+            loaded = load_model(entry, self.zoo, self.config.device)
+            adapter = adapter_for(loaded.model.config.model_type)
+        except (ModelLoadError, UnsupportedArchitecture) as e:
+            raise _Failure(f"{model_id}: {e}") from e
+        tracer = Tracer(loaded.model, loaded.tokenizer, adapter)
+        for index, (text, pair) in enumerate(self.corpus.items):
+            enc = loaded.tokenizer(text, pair, truncation=False)
+            if len(enc["input_ids"]) <= self.config.max_tokens:
+                tracer.encodings[index] = dict(enc)
+        if len(tracer.encodings) < 2:
+            raise _Failure(f"{model_id}: fewer than two probe sequences fit in {self.config.max_tokens} tokens")
+        config = loaded.model.config
+        facts = {
+            "family": entry.family or config.model_type,
+            "model_type": config.model_type,
+            "n_layers": len(tracer.blocks),
+            "n_heads": tracer.n_heads,
+            "d_head": tracer.d_head,
+            "d_model": int(tracer.w_out[0].shape[-1]),
+            "n_params": sum(p.numel() for p in loaded.model.parameters()),
+            "causal": adapter.causal,
+        }
+        return tracer, facts
+
+    def _batches(self, tracer: Tracer) -> list[list[int]]:
+        """Sequences sorted by length so that padding stays small, then cut into batches."""
+        order = sorted(tracer.encodings, key=lambda s: (len(tracer.encodings[s]["input_ids"]), s))
+        size = self.config.batch_size
+        return [order[i : i + size] for i in range(0, len(order), size)]

@@ -1,0 +1,26 @@
+"""Facts recorded with every result row: library versions, hardware, time."""
+
+from __future__ import annotations
+
+import platform
+from datetime import datetime, timezone
+
+import torch
+import transformers
+
+import suite
+
+
+def library_versions() -> dict[str, str]:
+    return {"suite_version": suite.__version__, "torch_version": torch.__version__, "transformers_version": transformers.__version__}
+
+
+def device_name(device: str) -> str:
+    """The accelerator's name for CUDA, else the CPU's (``platform.processor`` or the machine type)."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"cpu:{platform.processor() or platform.machine()}"
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,126 @@
+"""One traced forward pass per batch: hidden states, attention probabilities and per-head ``V``, ``W_O``."""
+
+from __future__ import annotations
+
+import string
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+import torch
+import transformers
+
+from runners.adapters import Adapter
+from suite.attribution import LayersFn
+from suite.masks import token_mask
+from suite.trace import BatchTrace, LayerTrace
+
+PUNCTUATION = set(string.punctuation) | set("“”‘’–—…")
+SUBWORD_MARKS = ("##", "Ġ", "▁")
+
+
+def punctuation_ids(tokenizer: transformers.PreTrainedTokenizerBase) -> torch.Tensor:
+    """Ids of vocabulary entries made only of punctuation (after sub-word marks are stripped)."""
+    ids = []
+    for token, idx in tokenizer.get_vocab().items():
+        core = token
+        for mark in SUBWORD_MARKS:
+            core = core.removeprefix(mark)
+        if core and all(ch in PUNCTUATION for ch in core):
+            ids.append(idx)
+    return torch.tensor(sorted(ids), dtype=torch.long)
+
+
+class Tracer:
+    """Runs a model with hooks on each block's value projection and returns ``BatchTrace`` objects.
+
+    Also serves as the ``ModelProbe`` for attribution: ``layers_fn`` swaps the embedding output for
+    a given ``x`` so that ``x -> (e^1, ..., e^L)`` can be differentiated with forward mode.
+    """
+
+    def __init__(self, model: transformers.PreTrainedModel, tokenizer, adapter: Adapter) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.adapter = adapter
+        self.blocks = adapter.blocks(model)
+        self.n_heads = int(model.config.num_attention_heads)
+        self.w_out = [adapter.w_out(b, self.n_heads).detach() for b in self.blocks]
+        self.d_head = self.w_out[0].shape[1]
+        self.punct = punctuation_ids(tokenizer)
+        self.encodings: dict[int, dict[str, list[int]]] = {}
+        special = {
+            "cls": {tokenizer.cls_token_id, tokenizer.bos_token_id},
+            "sep": {tokenizer.sep_token_id, tokenizer.eos_token_id},
+        }
+        self.special = {k: torch.tensor(sorted(i for i in v if i is not None)) for k, v in special.items()}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @contextmanager
+    def _capture_values(self) -> Iterator[list[torch.Tensor]]:
+        captured: list[torch.Tensor] = []
+        handles = [
+            block.get_submodule(self.adapter.value).register_forward_hook(lambda m, i, o: captured.append(o))
+            for block in self.blocks
+        ]
+        try:
+            yield captured
+        finally:
+            for h in handles:
+                h.remove()
+
+    def _positions(self, ids: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {name: torch.isin(ids, special.to(ids.device)) & valid for name, special in self.special.items()}
+        out["punct"] = torch.isin(ids, self.punct.to(ids.device)) & valid
+        return out
+
+    def _pad(self, sequence_ids: list[int]) -> dict[str, torch.Tensor]:
+        batch = self.tokenizer.pad(
+            [self.encodings[s] for s in sequence_ids], padding=True, return_tensors="pt", padding_side="right"
+        )
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    @torch.no_grad()
+    def trace(self, sequence_ids: list[int]) -> BatchTrace:
+        """Forward pass over the given (already encoded) sequences, right-padded into one batch."""
+        inputs = self._pad(sequence_ids)
+        lengths = inputs["attention_mask"].sum(-1)
+        with self._capture_values() as values:
+            out = self.model(**inputs, output_attentions=True, output_hidden_states=True)
+        valid = token_mask(lengths, inputs["input_ids"].shape[1])
+        rows = valid.view(valid.shape[0], 1, -1, 1)
+        layers = []
+        for value, attention, w_out in zip(values, out.attentions, self.w_out):
+            b, n, _ = value.shape
+            v = value.view(b, n, -1, self.d_head).transpose(1, 2)  # (B, H_kv, N, d_h)
+            v = v.repeat_interleave(self.n_heads // v.shape[1], dim=1) * rows
+            layers.append(LayerTrace(attention=attention.float(), values=v.float(), w_out=w_out.float()))
+        return BatchTrace(
+            sequence_ids=torch.tensor(sequence_ids),
+            lengths=lengths.cpu(),
+            token_ids=inputs["input_ids"],
+            hidden_states=torch.stack(out.hidden_states).float() * valid.view(1, *valid.shape, 1),
+            layers=layers,
+            positions=self._positions(inputs["input_ids"], valid),
+            causal=self.adapter.causal,
+        )
+
+    def layers_fn(self, sequence_id: int) -> tuple[torch.Tensor, LayersFn]:
+        """``x`` (n, d) of one sequence and ``x -> e^1..e^L`` (L, n, d), for forward-mode products."""
+        inputs = {k: torch.tensor([v], device=self.device) for k, v in self.encodings[sequence_id].items()}
+        embeddings = self.model.get_submodule(self.adapter.embeddings)
+
+        def run(x: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+            hook = None
+            if x is not None:
+                hook = embeddings.register_forward_hook(lambda m, i, o: x.unsqueeze(0).to(o.dtype))
+            try:
+                return self.model(**inputs, output_hidden_states=True).hidden_states
+            finally:
+                if hook is not None:
+                    hook.remove()
+
+        with torch.no_grad():
+            x0 = run(None)[0][0].float()
+        return x0, lambda x: torch.stack(run(x)[1:]).squeeze(1).float()

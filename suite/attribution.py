@@ -1,0 +1,83 @@
+"""Hidden token attribution (contribution mixing) from exact Jacobian block norms.
+
+``J_ij^l = d e_i^l / d x_j`` (a d x d block, ``x = e^0`` the embedding-layer output). The
+contribution of input ``j`` to hidden token ``i`` at layer ``l`` is
+``c_ij^l = ||J_ij^l||_F / sum_k ||J_ik^l||_F`` (Brunner et al. 2020, section 6, with the Frobenius
+norm of the whole block as DESIGN.md defines it; not the norm of the gradient of a coordinate sum).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch.func import jvp, vmap
+
+LayersFn = Callable[[torch.Tensor], torch.Tensor]
+"""Maps input embeddings ``x`` (n, d) to hidden states of every layer ``e^l``, stacked (L, n, d)."""
+
+
+def jacobian_block_norms(layers_fn: LayersFn, x: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+    """(L, n, n) squared Frobenius norms ``||J_ij^l||_F^2`` by forward mode.
+
+    One Jacobian-vector product per input coordinate ``(j, k)`` (tangent = one-hot) gives column
+    ``(j, k)`` of every ``J^l`` at once: ``n * d`` products for all layers and output tokens, batched
+    with ``vmap`` in chunks of ``chunk_size`` coordinates (default: one token's ``d``).
+    """
+    n, d = x.shape
+    chunk = chunk_size or d
+    coords = torch.arange(n * d, device=x.device)
+    total: torch.Tensor | None = None
+    push = vmap(lambda t: jvp(layers_fn, (x,), (t,))[1])
+    for start in range(0, n * d, chunk):
+        idx = coords[start : start + chunk]
+        tangents = torch.zeros(len(idx), n * d, dtype=x.dtype, device=x.device)
+        tangents[torch.arange(len(idx)), idx] = 1
+        cols = push(tangents.view(len(idx), n, d))  # (C, L, n_out, d)
+        sq = cols.square().sum(-1)  # (C, L, n_out)
+        if total is None:
+            total = torch.zeros(sq.shape[1], n, n, dtype=sq.dtype, device=x.device)
+        total.index_add_(2, idx // d, sq.permute(1, 2, 0))
+    assert total is not None
+    return total
+
+
+def contributions(block_norms_sq: torch.Tensor) -> torch.Tensor:
+    """``c_ij^l = ||J_ij^l||_F / sum_k ||J_ik^l||_F`` from squared norms (L, n, n); rows sum to 1."""
+    norms = block_norms_sq.clamp(min=0).sqrt()
+    return norms / norms.sum(-1, keepdim=True)
+
+
+@dataclass(frozen=True)
+class MixingSummary:
+    """Per-token summaries of one sequence's contributions ``c^l`` (L, n, n).
+
+    ``own`` (L, n): ``c_ii``; ``own_is_top`` (L, n): whether token i's largest contributor is its own
+    input; ``entropy`` (L, n): entropy (nats) of ``c_i.``; ``offset_sum`` (L, 2n-1) and
+    ``offset_count`` (2n-1,): sum and number of ``c_ij`` with ``j - i = offset`` for offsets
+    ``-(n-1) .. n-1``, so that means can be pooled over sequences of different lengths.
+    """
+
+    own: torch.Tensor
+    own_is_top: torch.Tensor
+    entropy: torch.Tensor
+    offset_sum: torch.Tensor
+    offset_count: torch.Tensor
+
+
+def mixing_summary(c: torch.Tensor) -> MixingSummary:
+    """Summaries of one sequence's contributions ``c`` (L, n, n)."""
+    n_layers, n, _ = c.shape
+    positions = torch.arange(n, device=c.device)
+    offset_index = (positions.view(1, -1) - positions.view(-1, 1) + n - 1).reshape(-1)  # (n*n,)
+    offset_sum = torch.zeros(n_layers, 2 * n - 1, dtype=c.dtype, device=c.device)
+    offset_sum.index_add_(1, offset_index, c.reshape(n_layers, -1))
+    offset_count = torch.bincount(offset_index, minlength=2 * n - 1)
+    return MixingSummary(
+        own=c.diagonal(dim1=-2, dim2=-1),
+        own_is_top=c.argmax(-1) == positions,
+        entropy=-(c * c.clamp(min=1e-30).log()).sum(-1),
+        offset_sum=offset_sum,
+        offset_count=offset_count,
+    )

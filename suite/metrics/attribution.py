@@ -1,0 +1,79 @@
+"""Metric: hidden token attribution (contribution mixing) per layer, from exact Jacobian norms."""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+
+from suite.attribution import contributions, jacobian_block_norms, mixing_summary
+from suite.metrics.base import MetricConfig, MetricSpec, RowBuffer, Variant, register
+from suite.trace import BatchTrace, ModelProbe
+
+
+class AttributionConfig(MetricConfig):
+    """Exact attribution costs ``n * d`` forward-mode products per sequence, so it runs on the first
+    ``max_sequences`` probe sequences (corpus order) of at most ``max_tokens`` tokens.
+    ``chunk_size``: input coordinates per batched product (memory vs speed)."""
+
+    max_sequences: int = 3
+    max_tokens: int = 16
+    chunk_size: int | None = None
+
+
+@register
+class AttributionMetric:
+    spec = MetricSpec(
+        name="hidden_token_attribution",
+        display_name="Own-token contribution",
+        description="c_ij^l = ||d e_i^l / d x_j||_F / sum_k ||d e_i^l / d x_k||_F: how much of token i's "
+        "hidden state at layer l comes from its own input.",
+        version=1,
+        variants={
+            "own": Variant("mean own contribution c_ii", "higher", (0, 1)),
+            "own_is_top": Variant("share of tokens whose own input is the top contributor", "higher", (0, 1)),
+            "entropy": Variant("mean entropy of c_i. in nats (mixing)", "lower", (0, None)),
+            "offset": Variant("mean c_ij at relative offset j - i (variant 'offset:<k>')", "none", (0, 1)),
+        },
+        headline="own",
+        headline_layer="last",
+        config_type=AttributionConfig,
+        needs_model=True,
+    )
+
+    def __init__(self, config: AttributionConfig, seed: int) -> None:
+        self.config = config
+        self.eligible: list[tuple[int, int]] = []  # (sequence id, n)
+
+    def update(self, batch: BatchTrace) -> None:
+        for seq, n in zip(batch.sequence_ids.tolist(), batch.lengths.tolist()):
+            if n <= self.config.max_tokens:
+                self.eligible.append((seq, n))
+
+    def finish(self, probe: ModelProbe | None) -> pd.DataFrame:
+        if probe is None:
+            raise ValueError("hidden token attribution needs the model as a function (a ModelProbe)")
+        chosen = sorted(self.eligible)[: self.config.max_sequences]
+        if not chosen:
+            raise ValueError(f"no probe sequence has at most {self.config.max_tokens} tokens for attribution")
+        rows = RowBuffer(self.spec.name)
+        per_token: dict[str, list[torch.Tensor]] = {"own": [], "own_is_top": [], "entropy": []}
+        offset_sum: dict[int, torch.Tensor] = {}
+        offset_count: dict[int, int] = {}
+        for seq, n in chosen:
+            x, layers_fn = probe.layers_fn(seq)
+            summary = mixing_summary(contributions(jacobian_block_norms(layers_fn, x, self.config.chunk_size)))
+            n_layers = summary.own.shape[0]
+            for name in per_token:
+                value = getattr(summary, name).double().mean(-1)
+                rows.add(name, value, torch.arange(1, n_layers + 1), sequence=[seq], n_tokens=[n])
+                per_token[name].append(getattr(summary, name).double())
+            for k in range(-(n - 1), n):
+                offset_sum[k] = offset_sum.get(k, 0) + summary.offset_sum[:, k + n - 1].double()
+                offset_count[k] = offset_count.get(k, 0) + int(summary.offset_count[k + n - 1])
+        layers = torch.arange(1, n_layers + 1)
+        n_total = sum(n for _, n in chosen)
+        for name, chunks in per_token.items():
+            rows.add(name, torch.cat(chunks, dim=1).mean(-1), layers, n_tokens=[n_total])
+        for k in sorted(offset_sum):
+            rows.add(f"offset:{k:+d}", offset_sum[k] / offset_count[k], layers, n_tokens=[offset_count[k]])
+        return rows.frame()

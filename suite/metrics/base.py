@@ -1,0 +1,123 @@
+"""How a metric declares itself: metadata once, a config model, and an accumulator over batches."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol
+
+import pandas as pd
+import pydantic
+import torch
+
+from suite.registry import Registry
+from suite.trace import BatchTrace, ModelProbe
+
+ROW_COLUMNS = ["metric", "variant", "layer", "head", "sequence", "n_tokens", "value"]
+
+
+class MetricConfig(pydantic.BaseModel):
+    """Base of every metric's settings; unknown keys are errors."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    def digest(self) -> str:
+        """Stable short hash of the settings (part of a result cell's key)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One reported quantity of a metric: what it means and which way is 'more identifiable'."""
+
+    description: str
+    direction: Literal["higher", "lower", "none"] = "none"
+    value_range: tuple[float | None, float | None] = (None, None)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """Metadata declared once; the summary and the leaderboard build their columns from it.
+
+    ``headline`` names the variant shown as the model's one number and ``headline_layer`` how it is
+    taken from the per-layer rows (``mean`` over layers or the ``last`` layer).
+    """
+
+    name: str
+    display_name: str
+    description: str
+    version: int
+    variants: dict[str, Variant]
+    headline: str
+    headline_layer: Literal["mean", "last"] = "mean"
+    config_type: type[MetricConfig] = MetricConfig
+    needs_model: bool = False
+
+
+class Metric(Protocol):
+    """A metric accumulates over batches (``update``) and turns into long-format rows (``finish``)."""
+
+    spec: ClassVar[MetricSpec]
+
+    def __init__(self, config: Any, seed: int) -> None: ...
+
+    def update(self, batch: BatchTrace) -> None: ...
+
+    def finish(self, probe: ModelProbe | None) -> pd.DataFrame: ...
+
+
+METRICS: Registry[type[Metric]] = Registry("metric")
+
+
+def register(cls: type[Metric]) -> type[Metric]:
+    """Class decorator: add a metric to the one registry under ``spec.name``."""
+    return METRICS.register(cls.spec.name, cls)
+
+
+@dataclass
+class RowBuffer:
+    """Collects long-format result rows as column chunks (cheap for per-head tensors)."""
+
+    metric: str
+    chunks: list[pd.DataFrame] = field(default_factory=list)
+
+    def add(
+        self,
+        variant: str,
+        value: torch.Tensor | float,
+        layer: int | None = None,
+        head: torch.Tensor | Sequence[int] | None = None,
+        sequence: torch.Tensor | Sequence[int] | None = None,
+        n_tokens: torch.Tensor | Sequence[int] | None = None,
+    ) -> None:
+        """Add one row, or one row per element of ``value``; index columns broadcast against it."""
+        values = torch.as_tensor(value, dtype=torch.float64).reshape(-1).cpu()
+        size = len(values)
+
+        def column(x: Any) -> Any:
+            if x is None:
+                return pd.array([None] * size, dtype="Int64")
+            t = torch.as_tensor(x).reshape(-1).cpu()
+            return pd.array(t.expand(size).tolist(), dtype="Int64")
+
+        self.chunks.append(
+            pd.DataFrame(
+                {
+                    "metric": self.metric,
+                    "variant": variant,
+                    "layer": column(layer),
+                    "head": column(head),
+                    "sequence": column(sequence),
+                    "n_tokens": column(n_tokens),
+                    "value": values.numpy(),
+                }
+            )
+        )
+
+    def frame(self) -> pd.DataFrame:
+        if not self.chunks:
+            return pd.DataFrame({c: pd.Series(dtype="object") for c in ROW_COLUMNS})
+        return pd.concat(self.chunks, ignore_index=True)

@@ -1,0 +1,90 @@
+"""Metric: effective attention and its divergence from raw attention, per layer and head."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Literal
+
+import pandas as pd
+import torch
+
+from suite.effective_attention import argmax_change, effective_attention, null_share, position_mass, row_pearson
+from suite.metrics.base import MetricConfig, MetricSpec, RowBuffer, Variant, register
+from suite.metrics.rank import COMPUTE_DTYPES
+from suite.trace import BatchTrace, ModelProbe
+
+PER_SEQUENCE = ("null_share", "pearson", "argmax_change")
+
+
+class EffectiveAttentionConfig(MetricConfig):
+    """``compute_dtype`` of the projection (float64 on the CPU by default)."""
+
+    compute_dtype: Literal["float64", "float32"] = "float64"
+
+
+def _mass_variants() -> dict[str, Variant]:
+    out = {}
+    for where in ("cls", "sep", "punct"):
+        for kind in ("raw", "eff"):
+            out[f"mass_{where}_{kind}"] = Variant(
+                f"mean attention mass per row on {where} positions, {'raw A' if kind == 'raw' else 'A_eff'}", "none"
+            )
+    return out
+
+
+@register
+class EffectiveAttentionMetric:
+    spec = MetricSpec(
+        name="effective_attention",
+        display_name="Null-space attention share",
+        description="How much of raw attention A_h lies in the left null space of T_h (A_eff = A_h U_h U_h^T).",
+        version=1,
+        variants={
+            "null_share": Variant("||A_null||_F / ||A_h||_F", "lower", (0, 1)),
+            "pearson": Variant("mean Pearson correlation of raw and effective rows", "higher", (-1, 1)),
+            "argmax_change": Variant("share of rows whose arg-max position changes", "lower", (0, 1)),
+            **_mass_variants(),
+        },
+        headline="null_share",
+        config_type=EffectiveAttentionConfig,
+    )
+
+    def __init__(self, config: EffectiveAttentionConfig, seed: int) -> None:
+        self.config = config
+        self.rows = RowBuffer(self.spec.name)
+        self.sums: dict[tuple[str, int], list[torch.Tensor]] = defaultdict(list)  # (variant, layer) -> (B, H)
+
+    def update(self, batch: BatchTrace) -> None:
+        dtype = COMPUTE_DTYPES[self.config.compute_dtype]
+        allowed = batch.allowed()
+        for layer, trace in enumerate(batch.layers, start=1):
+            space = batch.column_space(layer - 1, dtype)
+            raw = trace.attention.to(dtype) * allowed.unsqueeze(1)
+            eff = effective_attention(raw, space.basis)
+            b, h = space.rank.shape
+            seq = batch.sequence_ids.view(-1, 1).expand(b, h)
+            heads = torch.arange(h).view(1, -1).expand(b, h)
+            n = batch.lengths.view(-1, 1).expand(b, h)
+            values = {
+                "null_share": null_share(raw, eff),
+                "pearson": row_pearson(raw, eff, allowed),
+                "argmax_change": argmax_change(raw, eff, allowed),
+            }
+            for where, positions in batch.positions.items():
+                values[f"mass_{where}_raw"] = position_mass(raw, positions, allowed)
+                values[f"mass_{where}_eff"] = position_mass(eff, positions, allowed)
+            for name, value in values.items():
+                if name in PER_SEQUENCE:
+                    self.rows.add(name, value, layer, heads, seq, n)
+                self.sums[(name, layer)].append(value.cpu())
+
+    def finish(self, probe: ModelProbe | None) -> pd.DataFrame:
+        per_variant: dict[str, list[torch.Tensor]] = defaultdict(list)
+        for (name, layer), chunks in sorted(self.sums.items()):
+            value = torch.cat(chunks)  # (sequences, H)
+            self.rows.add(name, value.nanmean(0), layer, torch.arange(value.shape[1]))
+            self.rows.add(name, value.nanmean(), layer)
+            per_variant[name].append(value)
+        for name, values in per_variant.items():
+            self.rows.add(name, torch.cat(values).nanmean())
+        return self.rows.frame()

@@ -1,0 +1,74 @@
+"""Metric: attention rank deficiency of every head (``null_dim = n - rank(T_h)``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pandas as pd
+import torch
+
+from suite.metrics.base import MetricConfig, MetricSpec, RowBuffer, Variant, register
+from suite.rank_deficiency import rank_deficiency
+from suite.trace import BatchTrace, ModelProbe
+
+COMPUTE_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+class RankConfig(MetricConfig):
+    """``compute_dtype``: float64 on the CPU (default); float32 on a GPU. Recorded with every cell."""
+
+    compute_dtype: Literal["float64", "float32"] = "float64"
+
+
+@register
+class RankDeficiencyMetric:
+    spec = MetricSpec(
+        name="rank_deficiency",
+        display_name="Non-identifiable heads",
+        description="Share of (sequence, head) pairs whose T_h = V_h W_O^h has a non-trivial left null space.",
+        version=1,
+        variants={
+            "rank": Variant("numerical rank r_h of T_h, per sequence and head", "none", (0, None)),
+            "null_dim": Variant("n - r_h per sequence and head", "lower", (0, None)),
+            "nonidentifiable_share": Variant("share of (sequence, head) pairs with null_dim > 0", "lower", (0, 1)),
+            "null_fraction": Variant("mean of null_dim / n", "lower", (0, 1)),
+        },
+        headline="nonidentifiable_share",
+        config_type=RankConfig,
+    )
+
+    def __init__(self, config: RankConfig, seed: int) -> None:
+        self.config = config
+        self.rows = RowBuffer(self.spec.name)
+        self.per_layer: list[list[tuple[torch.Tensor, torch.Tensor]]] = []  # (null_dim, n) per batch
+
+    def update(self, batch: BatchTrace) -> None:
+        dtype = COMPUTE_DTYPES[self.config.compute_dtype]
+        if not self.per_layer:
+            self.per_layer = [[] for _ in batch.layers]
+        for layer in range(len(batch.layers)):
+            deficiency = rank_deficiency(batch.column_space(layer, dtype).rank, batch.lengths)
+            b, h = deficiency.rank.shape
+            seq = batch.sequence_ids.view(-1, 1).expand(b, h)
+            heads = torch.arange(h).view(1, -1).expand(b, h)
+            for name, value in (("rank", deficiency.rank), ("null_dim", deficiency.null_dim)):
+                self.rows.add(name, value, layer + 1, heads, seq, deficiency.n)
+            self.per_layer[layer].append((deficiency.null_dim.cpu(), deficiency.n.cpu()))
+
+    def finish(self, probe: ModelProbe | None) -> pd.DataFrame:
+        all_null, all_n = [], []
+        for layer, chunks in enumerate(self.per_layer, start=1):
+            null = torch.cat([c[0] for c in chunks]).double()
+            n = torch.cat([c[1] for c in chunks]).double()
+            heads = torch.arange(null.shape[1])
+            self.rows.add("nonidentifiable_share", (null > 0).double().mean(0), layer, heads)
+            self.rows.add("null_fraction", (null / n).mean(0), layer, heads)
+            self.rows.add("nonidentifiable_share", (null > 0).double().mean(), layer)
+            self.rows.add("null_fraction", (null / n).mean(), layer)
+            all_null.append(null)
+            all_n.append(n)
+        if all_null:
+            null, n = torch.cat(all_null), torch.cat(all_n)
+            self.rows.add("nonidentifiable_share", (null > 0).double().mean())
+            self.rows.add("null_fraction", (null / n).mean())
+        return self.rows.frame()

@@ -1,0 +1,123 @@
+"""The job loop on tiny from-config models: complete cells, failures recorded, resume without recompute."""
+
+import pandas as pd
+import pytest
+
+import runners.jobs
+from runners.corpus import Corpus
+from runners.jobs import RunConfig, Runner
+from runners.store import ResultStore
+from runners.zoo import load_zoo
+from suite.metrics import METRICS
+from tests.conftest import SENTENCES
+
+FAST = {
+    "token_identifiability": {"mlp_steps": 20, "max_train_tokens": 200},
+    "hidden_token_attribution": {"max_sequences": 2, "max_tokens": 10},
+}
+
+
+@pytest.fixture
+def zoo(tmp_path, tiny_bert_dir):
+    (tmp_path / "models.yaml").write_text(f"""
+models:
+  - id: tiny
+    source: local
+    path: {tiny_bert_dir}
+    family: bert
+  - id: tiny-random-init
+    source: random_init
+    base: tiny
+    init_seed: 3
+  - id: unreachable-hub-model
+    source: hub
+    repo: no-such-org/no-such-model
+  - id: gone
+    source: local
+    path: does/not/exist
+  - id: broken
+    source: hub
+    colour: red
+""")
+    return load_zoo(tmp_path / "models.yaml")
+
+
+@pytest.fixture
+def corpus():
+    pairs = [(a, b) for a, b in zip(SENTENCES[::2], SENTENCES[1::2])]
+    return Corpus("tiny", [(s, None) for s in SENTENCES] + pairs)
+
+
+def make_runner(zoo, corpus, root, **overrides):
+    config = RunConfig(metrics=FAST, batch_size=4, **overrides)
+    return Runner(zoo, corpus, config, ResultStore(root), run_id="test", log=lambda line: None)
+
+
+def test_failures_are_recorded_and_the_rest_completes(zoo, corpus, tmp_path):
+    runner = make_runner(zoo, corpus, tmp_path / "results")
+    outcomes = {o.model_id: o for o in runner.run(["unreachable-hub-model", "tiny", "gone", "broken", "tiny-random-init"])}
+    assert sorted(outcomes["tiny"].computed) == sorted(METRICS) and not outcomes["tiny"].failed
+    assert sorted(outcomes["tiny-random-init"].computed) == sorted(METRICS)
+    assert "cannot reach the Hugging Face hub" in outcomes["unreachable-hub-model"].failed["rank_deficiency"]
+    assert "does not exist" in outcomes["gone"].failed["rank_deficiency"]
+    assert "unknown key 'colour'" in outcomes["broken"].failed["rank_deficiency"]
+
+    results = ResultStore(tmp_path / "results").read()
+    failed = results[results["status"] == "failed"]
+    assert set(failed["model_id"]) == {"unreachable-hub-model", "gone", "broken"}
+    assert failed["error"].str.contains("\n").sum() == 0
+    ok = results[results["status"] == "ok"]
+    assert set(ok["model_id"]) == {"tiny", "tiny-random-init"}
+    # every metric family has a row for every layer of both models
+    for model in ("tiny", "tiny-random-init"):
+        rows = ok[ok["model_id"] == model]
+        for metric in METRICS:
+            layers = set(rows.loc[rows["metric"] == metric, "layer"].dropna().astype(int))
+            assert {1, 2} <= layers, metric
+    # provenance on every row
+    for column in ("run_id", "cell_key", "model_fingerprint", "corpus_hash", "metric_version", "metric_config",
+                   "torch_version", "transformers_version", "suite_version", "device", "dtype", "seed", "timestamp"):
+        assert ok[column].notna().all(), column
+    assert ok.loc[ok["model_id"] == "tiny-random-init", "is_control"].all()
+    assert (ok["d_head"] == 8).all() and (ok["n_layers"] == 2).all()
+
+
+def test_killed_run_restarts_without_recomputing_finished_cells(zoo, corpus, tmp_path, monkeypatch):
+    root = tmp_path / "results"
+    loads: list[str] = []
+    real_load = runners.jobs.load_model
+
+    def counting_load(entry, *args, **kwargs):
+        loads.append(entry.id)
+        if entry.id == "tiny-random-init" and len(loads) == 2:
+            raise KeyboardInterrupt  # the run is killed while the second model starts
+        return real_load(entry, *args, **kwargs)
+
+    monkeypatch.setattr(runners.jobs, "load_model", counting_load)
+    with pytest.raises(KeyboardInterrupt):
+        make_runner(zoo, corpus, root).run(["tiny", "tiny-random-init"])
+    first = ResultStore(root).read()
+    assert set(first["model_id"]) == {"tiny"}
+    stamps = {p: p.stat().st_mtime_ns for p in (root / "cells").rglob("*.parquet")}
+
+    outcomes = make_runner(zoo, corpus, root).run(["tiny", "tiny-random-init"])
+    assert loads == ["tiny", "tiny-random-init", "tiny-random-init"]  # tiny was not loaded again
+    assert sorted(outcomes[0].cached) == sorted(METRICS) and outcomes[0].computed == []
+    assert sorted(outcomes[1].computed) == sorted(METRICS)
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+
+    # a new metric version or config is a new cell: only that metric is recomputed
+    changed = dict(FAST, token_identifiability={"mlp_steps": 21, "max_train_tokens": 200})
+    again = Runner(zoo, corpus, RunConfig(metrics=changed, batch_size=4), ResultStore(root), "t2", log=lambda s: None)
+    outcome = again.run(["tiny"])[0]
+    assert outcome.computed == ["token_identifiability"]
+
+
+def test_same_inputs_give_same_numbers(zoo, corpus, tmp_path):
+    values = []
+    for name in ("a", "b"):
+        make_runner(zoo, corpus, tmp_path / name).run(["tiny"])
+        frame = ResultStore(tmp_path / name).read()
+        cols = ["metric", "variant", "layer", "head", "sequence"]
+        values.append(frame.sort_values(cols, na_position="first")[cols + ["value"]].reset_index(drop=True))
+    pd.testing.assert_frame_equal(values[0], values[1])

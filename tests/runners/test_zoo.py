@@ -1,0 +1,63 @@
+"""models.yaml validation: every kind of mistake gives one line naming the entry."""
+
+import textwrap
+
+import pytest
+
+from runners.zoo import PackageEntry, RandomInitEntry, ZooFileError, load_zoo
+
+GOOD = """
+  - id: good
+    source: hub
+    family: bert
+"""
+
+
+def zoo_with(tmp_path, body):
+    path = tmp_path / "models.yaml"
+    path.write_text("models:\n" + textwrap.dedent(body))
+    return load_zoo(path)
+
+
+@pytest.mark.parametrize(
+    "entry, label, message",
+    [
+        ("  - id: typo\n    source: hub\n    famliy: bert\n", "'typo'", "unknown key 'famliy'"),
+        ("  - source: hub\n    family: bert\n", "entry #2", "missing key 'id'"),
+        ("  - id: wrongtype\n    source: hub\n    tags: 5\n", "'wrongtype'", "'tags'"),
+        ("  - id: nosuch\n    source: ftp\n", "'nosuch'", "unknown source 'ftp'"),
+        ("  - id: nosource\n    path: x\n", "'nosource'", "missing key 'source'"),
+        ("  - id: orphan\n    source: random_init\n    base: missing\n", "'orphan'", "'base': 'missing'"),
+        ("  - id: good\n    source: hub\n", "'good'", "duplicate id"),
+    ],
+)
+def test_bad_entry_gives_one_line_naming_it(tmp_path, entry, label, message):
+    zoo = zoo_with(tmp_path, GOOD + entry)
+    assert list(zoo.entries) == ["good"]  # the good entry survives
+    assert len(zoo.errors) == 1
+    line = str(zoo.errors[0])
+    assert "\n" not in line
+    assert str(tmp_path / "models.yaml") in line and label in line and message in line
+
+
+def test_whole_file_errors(tmp_path):
+    with pytest.raises(ZooFileError, match="no such file"):
+        load_zoo(tmp_path / "absent.yaml")
+    (tmp_path / "bad.yaml").write_text("models: [\n")
+    with pytest.raises(ZooFileError, match="not valid YAML"):
+        load_zoo(tmp_path / "bad.yaml")
+    (tmp_path / "flat.yaml").write_text("- id: x\n")
+    with pytest.raises(ZooFileError, match="'models:' list"):
+        load_zoo(tmp_path / "flat.yaml")
+
+
+def test_repository_zoo_is_valid_and_has_the_required_entries():
+    zoo = load_zoo("models.yaml")
+    assert zoo.errors == []
+    assert isinstance(zoo.entries["all-MiniLM-L6-v2"], PackageEntry)
+    control = zoo.entries["all-MiniLM-L6-v2-random-init"]
+    assert isinstance(control, RandomInitEntry) and control.base == "all-MiniLM-L6-v2"
+    for hub_id in ("bert-base-uncased", "bert-large-uncased", "roberta-base", "distilbert-base-uncased"):
+        assert zoo.entries[hub_id].source == "hub"
+    assert zoo.select(None)[0] == ["all-MiniLM-L6-v2", "all-MiniLM-L6-v2-random-init"]
+    assert zoo.select(["nope"])[1] == ["nope"]
