@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import pytest
-import torch
-import transformers
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach the network
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach the network; set before HF imports
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
 
 WORDS = "the a cat dog sat on mat ran fast slow and but it was red blue big small house tree . , ! ?".split()
 SENTENCES = [
@@ -29,8 +30,8 @@ def save_tiny_bert(folder: Path, hidden: int = 32, heads: int = 4, layers: int =
     """A randomly initialised BERT (d = hidden, d_h = hidden / heads) with a word-level vocab."""
     folder.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tokenizer = transformers.BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
+    assert tokenizer("a dog .")["input_ids"] == [2, 6, 8, len(vocab) - 4, 3]  # word-level, no [UNK]
     tokenizer.save_pretrained(folder)
     config = transformers.BertConfig(
         vocab_size=len(vocab), hidden_size=hidden, num_attention_heads=heads, num_hidden_layers=layers,

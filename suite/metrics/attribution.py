@@ -15,7 +15,7 @@ class AttributionConfig(MetricConfig):
     ``max_sequences`` probe sequences (corpus order) of at most ``max_tokens`` tokens.
     ``chunk_size``: input coordinates per batched product (memory vs speed)."""
 
-    max_sequences: int = 3
+    max_sequences: int = 2
     max_tokens: int = 16
     chunk_size: int | None = None
 

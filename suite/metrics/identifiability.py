@@ -25,10 +25,10 @@ class IdentifiabilityConfig(MetricConfig):
     mappings: tuple[Literal["naive", "linear", "mlp"], ...] = MAPPINGS
     distances: tuple[Literal["cosine", "l2"], ...] = DISTANCES
     train_fraction: float = 0.7
-    max_train_tokens: int = 4000
+    max_train_tokens: int = 2000
     mlp_hidden_size: int | None = None
-    mlp_steps: int = 200
-    mlp_lr: float = 1e-3
+    mlp_steps: int = 100
+    mlp_lr: float = 3e-3
 
 
 def pad_stack(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
