@@ -44,9 +44,8 @@ class RunConfig(pydantic.BaseModel):
     recompute: bool = False
 
     def metric_configs(self) -> dict[str, MetricConfig]:
-        unknown = [m for m in self.metrics if m not in METRICS]
-        if unknown:
-            METRICS.get(unknown[0])  # raises with a "did you mean"
+        for name in self.metrics:
+            METRICS.get(name)  # an unknown name raises, with a "did you mean"
         return {name: cls.spec.config_type(**self.metrics.get(name, {})) for name, cls in METRICS.items()}
 
 
