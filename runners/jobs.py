@@ -11,7 +11,6 @@ from typing import Any
 
 import pandas as pd
 import pydantic
-import torch
 from tqdm.auto import tqdm
 
 from runners.adapters import UnsupportedArchitecture, adapter_for

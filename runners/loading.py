@@ -26,7 +26,6 @@ class ModelLoadError(Exception):
 class LoadedModel:
     model: transformers.PreTrainedModel
     tokenizer: transformers.PreTrainedTokenizerBase
-    fingerprint: str
 
 
 def _package_dir(entry: PackageEntry) -> Path:
@@ -109,4 +108,4 @@ def load_model(entry: Entry, zoo: Zoo, device: str = "cpu") -> LoadedModel:
     except ValueError as e:
         raise ModelLoadError(f"cannot load {where!r}: {str(e).splitlines()[0]}") from e
     model.eval().requires_grad_(False).to(device)
-    return LoadedModel(model=model, tokenizer=tokenizer, fingerprint=fingerprint(entry, zoo))
+    return LoadedModel(model=model, tokenizer=tokenizer)

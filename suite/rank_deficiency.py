@@ -22,11 +22,6 @@ class RankDeficiency:
     rank: torch.Tensor
     null_dim: torch.Tensor
 
-    @property
-    def non_identifiable(self) -> torch.Tensor:
-        """(B, H) True where the head's attention is not identifiable (``null_dim > 0``)."""
-        return self.null_dim > 0
-
 
 def rank_deficiency(rank: torch.Tensor, lengths: torch.Tensor) -> RankDeficiency:
     """Null dimension of ``T_h`` for encoder heads: ``n - r_h`` from ranks (B, H) and lengths (B,)."""

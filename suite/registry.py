@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -28,9 +28,6 @@ class Registry(Generic[T]):
             raise RegistryError(f"{self.kind} {name!r} is registered twice")
         self._entries[name] = entry
         return entry
-
-    def decorator(self, name: str) -> Callable[[T], T]:
-        return lambda entry: self.register(name, entry)
 
     def get(self, name: str) -> T:
         try:

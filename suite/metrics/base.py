@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
@@ -22,11 +20,6 @@ class MetricConfig(pydantic.BaseModel):
     """Base of every metric's settings; unknown keys are errors."""
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
-
-    def digest(self) -> str:
-        """Stable short hash of the settings (part of a result cell's key)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
