@@ -17,7 +17,15 @@ from runners.loading import ModelLoadError, fingerprint
 from runners.store import ResultStore
 from runners.summary import summary_tables
 from runners.zoo import ZooFileError, load_zoo
+from suite.metrics import METRICS
 from suite.registry import RegistryError
+
+
+METRIC_OPTIONS = {  # command-line option -> (metric, config key, help)
+    "attribution_sequences": ("hidden_token_attribution", "max_sequences", "sequences for exact attribution"),
+    "attribution_max_tokens": ("hidden_token_attribution", "max_tokens", "longest sequence for attribution"),
+    "mlp_steps": ("token_identifiability", "mlp_steps", "training steps of the MLP mapping g"),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,9 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-sequences", type=int, default=200, help="probe sequences per model (default 200)")
     run.add_argument("--max-tokens", type=int, default=128, help="longest sequence kept (default 128)")
     run.add_argument("--batch-size", type=int, default=16)
-    run.add_argument("--attribution-sequences", type=int, default=2, help="sequences for exact attribution")
-    run.add_argument("--attribution-max-tokens", type=int, default=16)
-    run.add_argument("--mlp-steps", type=int, default=100, help="training steps of the MLP mapping g")
+    for option, (metric, key, text) in METRIC_OPTIONS.items():  # None keeps the metric config's own default
+        default = METRICS.get(metric).spec.config_type.model_fields[key].default
+        run.add_argument(f"--{option.replace('_', '-')}", type=int, help=f"{text} (default {default})")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--device", default="cpu")
     run.add_argument("--recompute", action="store_true", help="recompute cells that are already finished")
@@ -62,6 +70,17 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 1 if zoo.errors else 0
 
 
+
+
+def _metric_overrides(args: argparse.Namespace) -> dict[str, dict[str, int]]:
+    """Metric config overrides for the options given on the command line."""
+    overrides: dict[str, dict[str, int]] = {}
+    for option, (metric, key, _) in METRIC_OPTIONS.items():
+        if getattr(args, option) is not None:
+            overrides.setdefault(metric, {})[key] = getattr(args, option)
+    return overrides
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     zoo = load_zoo(args.zoo)
     selected, unknown = zoo.select(args.models)
@@ -74,11 +93,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = RunConfig(
         seed=args.seed, batch_size=args.batch_size, max_tokens=args.max_tokens, device=args.device,
         recompute=args.recompute,
-        metrics={
-            "hidden_token_attribution": {"max_sequences": args.attribution_sequences,
-                                         "max_tokens": args.attribution_max_tokens},
-            "token_identifiability": {"mlp_steps": args.mlp_steps},
-        },
+        metrics=_metric_overrides(args),
     )
     store = ResultStore(args.results)
     run_id = uuid.uuid4().hex[:12]
