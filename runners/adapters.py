@@ -1,15 +1,21 @@
 """Architecture adapters: where each family keeps its embeddings, layers, value and output projections.
 
-Adding an architecture is one ``register`` call naming those module paths (and a test).
+Adding an architecture is one ``ADAPTERS.register`` call naming those module paths (and a test in
+``tests/runners/test_adapters.py``). Values are taken at the output of the value projection (or the
+value part of a fused QKV projection), so pre-norms, biases and rotary embeddings (which touch only Q
+and K) are handled the same way for every family (DESIGN.md section 1).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from suite.registry import Registry, RegistryError
+
+ValueLayout = Literal["separate", "fused_qkv", "fused_per_head"]
 
 
 class UnsupportedArchitecture(Exception):
@@ -20,32 +26,83 @@ class UnsupportedArchitecture(Exception):
 class Adapter:
     """Module paths (dotted, from the base model) that give ``x = e^0``, ``V_h`` and ``W_O^h``.
 
-    ``embeddings``: module whose output is ``x`` (fed to the first layer); ``layers``: the list of
-    transformer blocks; ``value``/``output``: the value and attention-output projections inside a
-    block (``nn.Linear``, weight (out, in)); ``causal``: decoder attention.
+    ``embeddings``: candidate modules whose output is ``x`` (the first that exists is used, e.g.
+    ELECTRA's ``embeddings_project`` when the embedding size differs from the hidden size);
+    ``layers``: the list of transformer blocks; ``value``/``output``: the value and attention-output
+    projections inside a block. ``value_layout``: ``separate`` (the module's output is V, with
+    ``n_kv_heads * d_h`` features), ``fused_qkv`` (``[Q | K | V]``, GPT-2's ``c_attn``) or
+    ``fused_per_head`` (per head ``[q k v]``, GPT-NeoX's ``query_key_value``). ``conv1d``: the
+    output weight is stored (in, out) (GPT-2's ``Conv1D``) rather than ``nn.Linear``'s (out, in).
+    ``shared_layers``: one block applied ``num_hidden_layers`` times (ALBERT). ``causal``: decoder.
     """
 
-    embeddings: str
+    embeddings: tuple[str, ...]
     layers: str
     value: str
     output: str
     causal: bool = False
+    value_layout: ValueLayout = "separate"
+    conv1d: bool = False
+    shared_layers: bool = False
 
-    def blocks(self, model: torch.nn.Module) -> list[torch.nn.Module]:
-        return list(model.get_submodule(self.layers))
+    def embedding_module(self, model: torch.nn.Module) -> torch.nn.Module:
+        for path in self.embeddings:
+            try:
+                return model.get_submodule(path)
+            except AttributeError:
+                continue
+        raise UnsupportedArchitecture(f"none of the embedding modules {self.embeddings} exists in {type(model).__name__}")
+
+    def blocks(self, model: torch.nn.Module, n_layers: int) -> list[torch.nn.Module]:
+        """The block applied at each of the ``n_layers`` layers (the same module repeated if shared)."""
+        blocks = list(model.get_submodule(self.layers))
+        return blocks * n_layers if self.shared_layers else blocks
+
+    def values(self, output: torch.Tensor, d_head: int) -> torch.Tensor:
+        """``V`` (B, H_kv, N, d_h) from the value module's output (B, N, features)."""
+        b, n, features = output.shape
+        if self.value_layout == "fused_qkv":
+            output = output[..., 2 * features // 3 :]
+        elif self.value_layout == "fused_per_head":
+            output = output.view(b, n, -1, 3 * d_head)[..., 2 * d_head :]
+        return output.reshape(b, n, -1, d_head).transpose(1, 2)
 
     def w_out(self, block: torch.nn.Module, n_heads: int) -> torch.Tensor:
-        """``W_O^h`` for all heads, (H, d_h, d): the rows of ``W_O`` (= ``weight^T``) head h feeds."""
-        weight = block.get_submodule(self.output).weight  # (d, H * d_h)
-        return weight.T.reshape(n_heads, -1, weight.shape[0])
+        """``W_O^h`` for all heads, (H, d_h, d): the rows of ``W_O`` (input x output) head h feeds."""
+        weight = block.get_submodule(self.output).weight
+        w = weight if self.conv1d else weight.T  # (H * d_h, d)
+        return w.reshape(n_heads, -1, w.shape[1])
 
 
 ADAPTERS: Registry[Adapter] = Registry("architecture")
-_BERT_LIKE = Adapter("embeddings", "encoder.layer", "attention.self.value", "attention.output.dense")
+_BERT_LIKE = Adapter(("embeddings",), "encoder.layer", "attention.self.value", "attention.output.dense")
 for _name in ("bert", "roberta", "xlm-roberta", "camembert"):
     ADAPTERS.register(_name, _BERT_LIKE)
-ADAPTERS.register("distilbert", Adapter("embeddings", "transformer.layer", "attention.v_lin", "attention.out_lin"))
-ADAPTERS.register("mpnet", Adapter("embeddings", "encoder.layer", "attention.attn.v", "attention.attn.o"))
+ADAPTERS.register(
+    "electra", Adapter(("embeddings_project", "embeddings"), "encoder.layer", "attention.self.value", "attention.output.dense")
+)
+ADAPTERS.register(
+    "albert",
+    Adapter(
+        ("encoder.embedding_hidden_mapping_in",),
+        "encoder.albert_layer_groups.0.albert_layers",
+        "attention.value",
+        "attention.dense",
+        shared_layers=True,
+    ),
+)
+ADAPTERS.register("distilbert", Adapter(("embeddings",), "transformer.layer", "attention.v_lin", "attention.out_lin"))
+ADAPTERS.register("mpnet", Adapter(("embeddings",), "encoder.layer", "attention.attn.v", "attention.attn.o"))
+ADAPTERS.register(
+    "gpt2", Adapter(("drop",), "h", "attn.c_attn", "attn.c_proj", causal=True, value_layout="fused_qkv", conv1d=True)
+)
+ADAPTERS.register(
+    "gpt_neox",
+    Adapter(("embed_in",), "layers", "attention.query_key_value", "attention.dense", causal=True, value_layout="fused_per_head"),
+)
+_LLAMA_LIKE = Adapter(("embed_tokens",), "layers", "self_attn.v_proj", "self_attn.o_proj", causal=True)
+for _name in ("llama", "mistral", "qwen2", "qwen3", "gemma3_text"):
+    ADAPTERS.register(_name, _LLAMA_LIKE)
 
 
 def adapter_for(model_type: str) -> Adapter:
@@ -54,3 +111,14 @@ def adapter_for(model_type: str) -> Adapter:
         return ADAPTERS.get(model_type)
     except RegistryError as e:
         raise UnsupportedArchitecture(f"no adapter for model_type {model_type!r}: {e}") from None
+
+
+def attention_windows(config, n_layers: int) -> list[int | None]:
+    """Per layer, the sliding-window size if the layer uses one (``layer_types`` or a global window)."""
+    window = getattr(config, "sliding_window", None)
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types:
+        return [window if kind == "sliding_attention" else None for kind in layer_types]
+    if window and getattr(config, "use_sliding_window", True):
+        return [window] * n_layers
+    return [None] * n_layers

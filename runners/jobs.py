@@ -25,7 +25,7 @@ from suite.metrics.base import ROW_COLUMNS
 
 
 FACT_COLUMNS: dict[str, Any] = dict.fromkeys(
-    ["family", "model_type", "n_layers", "n_heads", "d_head", "d_model", "n_params", "causal", "n_sequences"]
+    ["family", "model_type", "n_layers", "n_heads", "n_kv_heads", "d_head", "d_model", "n_params", "causal", "n_sequences"]
 )
 """Model facts read from the loaded model; None in rows of a model that failed before loading."""
 
@@ -192,9 +192,9 @@ class Runner:
         try:
             loaded = load_model(entry, self.zoo, self.config.device)
             adapter = adapter_for(loaded.model.config.model_type)
+            tracer = Tracer(loaded.model, loaded.tokenizer, adapter)
         except (ModelLoadError, UnsupportedArchitecture) as e:
             raise _Failure(f"{model_id}: {e}") from e
-        tracer = Tracer(loaded.model, loaded.tokenizer, adapter)
         for index, (text, pair) in enumerate(self.corpus.items):
             enc = loaded.tokenizer(text, pair, truncation=False)
             if len(enc["input_ids"]) <= self.config.max_tokens:
@@ -207,6 +207,7 @@ class Runner:
             "model_type": config.model_type,
             "n_layers": len(tracer.blocks),
             "n_heads": tracer.n_heads,
+            "n_kv_heads": int(getattr(config, "num_key_value_heads", None) or tracer.n_heads),
             "d_head": tracer.d_head,
             "d_model": int(tracer.w_out[0].shape[-1]),
             "n_params": sum(p.numel() for p in loaded.model.parameters()),

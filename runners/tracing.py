@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import torch
 import transformers
 
-from runners.adapters import Adapter
+from runners.adapters import Adapter, attention_windows
 from suite.attribution import LayersFn
 from suite.masks import token_mask
 from suite.trace import BatchTrace, LayerTrace
@@ -41,12 +41,17 @@ class Tracer:
         self.model = model
         self.tokenizer = tokenizer
         self.adapter = adapter
-        self.blocks = adapter.blocks(model)
-        self.n_heads = int(model.config.num_attention_heads)
+        self.causal = adapter.causal
+        config = model.config
+        self.blocks = adapter.blocks(model, int(config.num_hidden_layers))
+        self.n_heads = int(config.num_attention_heads)
         self.w_out = [adapter.w_out(b, self.n_heads).detach() for b in self.blocks]
         self.d_head = self.w_out[0].shape[1]
+        self.windows = attention_windows(config, len(self.blocks))
         self.punct = punctuation_ids(tokenizer)
         self.encodings: dict[int, dict[str, list[int]]] = {}
+        if tokenizer.pad_token is None:  # decoders often have none; padded positions are masked anyway
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
         special = {
             "cls": {tokenizer.cls_token_id, tokenizer.bos_token_id},
             "sep": {tokenizer.sep_token_id, tokenizer.eos_token_id},
@@ -59,11 +64,9 @@ class Tracer:
 
     @contextmanager
     def _capture_values(self) -> Iterator[list[torch.Tensor]]:
-        captured: list[torch.Tensor] = []
-        handles = [
-            block.get_submodule(self.adapter.value).register_forward_hook(lambda m, i, o: captured.append(o))
-            for block in self.blocks
-        ]
+        captured: list[torch.Tensor] = []  # in call order: one per layer, also for shared blocks
+        modules = {id(m): m for m in (b.get_submodule(self.adapter.value) for b in self.blocks)}
+        handles = [m.register_forward_hook(lambda m, i, o: captured.append(o)) for m in modules.values()]
         try:
             yield captured
         finally:
@@ -91,16 +94,16 @@ class Tracer:
         valid = token_mask(lengths, inputs["input_ids"].shape[1])
         rows = valid.view(valid.shape[0], 1, -1, 1)
         layers = []
-        for value, attention, w_out in zip(values, out.attentions, self.w_out):
-            b, n, _ = value.shape
-            v = value.view(b, n, -1, self.d_head).transpose(1, 2)  # (B, H_kv, N, d_h)
-            v = v.repeat_interleave(self.n_heads // v.shape[1], dim=1) * rows
-            layers.append(LayerTrace(attention=attention.float(), values=v.float(), w_out=w_out.float()))
+        for value, attention, w_out, window in zip(values, out.attentions, self.w_out, self.windows, strict=True):
+            v = self.adapter.values(value, self.d_head)  # (B, H_kv, N, d_h)
+            v = v.repeat_interleave(self.n_heads // v.shape[1], dim=1)  # query head h reads KV group h // (H / H_kv)
+            v = torch.where(rows, v.float(), 0.0)
+            layers.append(LayerTrace(attention=attention.float(), values=v, w_out=w_out.float(), window=window))
         return BatchTrace(
             sequence_ids=torch.tensor(sequence_ids),
             lengths=lengths.cpu(),
             token_ids=inputs["input_ids"],
-            hidden_states=torch.stack(out.hidden_states).float() * valid.view(1, *valid.shape, 1),
+            hidden_states=torch.where(valid.view(1, *valid.shape, 1), torch.stack(out.hidden_states).float(), 0.0),
             layers=layers,
             positions=self._positions(inputs["input_ids"], valid),
             causal=self.adapter.causal,
@@ -109,7 +112,7 @@ class Tracer:
     def layers_fn(self, sequence_id: int) -> tuple[torch.Tensor, LayersFn]:
         """``x`` (n, d) of one sequence and ``x -> e^1..e^L`` (L, n, d), for forward-mode products."""
         inputs = {k: torch.tensor([v], device=self.device) for k, v in self.encodings[sequence_id].items()}
-        embeddings = self.model.get_submodule(self.adapter.embeddings)
+        embeddings = self.adapter.embedding_module(self.model)
 
         def run(x: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
             hook = None

@@ -43,9 +43,15 @@ def jacobian_block_norms(layers_fn: LayersFn, x: torch.Tensor, chunk_size: int |
     return total
 
 
-def contributions(block_norms_sq: torch.Tensor) -> torch.Tensor:
-    """``c_ij^l = ||J_ij^l||_F / sum_k ||J_ik^l||_F`` from squared norms (L, n, n); rows sum to 1."""
+def contributions(block_norms_sq: torch.Tensor, causal: bool = False) -> torch.Tensor:
+    """``c_ij^l = ||J_ij^l||_F / sum_k ||J_ik^l||_F`` from squared norms (L, n, n); rows sum to 1.
+
+    ``causal``: only inputs ``j <= i`` can reach token i, so the sum runs over them and ``c_ij = 0``
+    for ``j > i``.
+    """
     norms = block_norms_sq.clamp(min=0).sqrt()
+    if causal:
+        norms = norms.tril()
     return norms / norms.sum(-1, keepdim=True)
 
 
@@ -56,7 +62,8 @@ class MixingSummary:
     ``own`` (L, n): ``c_ii``; ``own_is_top`` (L, n): whether token i's largest contributor is its own
     input; ``entropy`` (L, n): entropy (nats) of ``c_i.``; ``offset_sum`` (L, 2n-1) and
     ``offset_count`` (2n-1,): sum and number of ``c_ij`` with ``j - i = offset`` for offsets
-    ``-(n-1) .. n-1``, so that means can be pooled over sequences of different lengths.
+    ``-(n-1) .. n-1``, so that means can be pooled over sequences of different lengths (a causal
+    model counts only ``j <= i``).
     """
 
     own: torch.Tensor
@@ -66,13 +73,15 @@ class MixingSummary:
     offset_count: torch.Tensor
 
 
-def mixing_summary(c: torch.Tensor) -> MixingSummary:
+def mixing_summary(c: torch.Tensor, causal: bool = False) -> MixingSummary:
     """Summaries of one sequence's contributions ``c`` (L, n, n)."""
     n_layers, n, _ = c.shape
     positions = torch.arange(n, device=c.device)
-    offset_index = (positions.view(1, -1) - positions.view(-1, 1) + n - 1).reshape(-1)  # (n*n,)
+    offsets = positions.view(1, -1) - positions.view(-1, 1)  # (i, j) -> j - i
+    pairs = offsets <= 0 if causal else torch.ones_like(offsets, dtype=torch.bool)
+    offset_index = offsets[pairs] + n - 1
     offset_sum = torch.zeros(n_layers, 2 * n - 1, dtype=c.dtype, device=c.device)
-    offset_sum.index_add_(1, offset_index, c.reshape(n_layers, -1))
+    offset_sum.index_add_(1, offset_index, c[:, pairs])
     offset_count = torch.bincount(offset_index, minlength=2 * n - 1)
     return MixingSummary(
         own=c.diagonal(dim1=-2, dim2=-1),

@@ -1,20 +1,13 @@
-"""Effective attention ``A_eff = A_h U_h U_h^T`` and how far it is from raw attention.
+"""How far effective attention ``A_eff = A_h U_h U_h^T`` is from raw attention ``A_h``.
 
-``A_null = A_h - A_eff`` lies in the left null space of ``T_h``, so ``A_eff T_h = A_h T_h``: the
-head's output is unchanged. Effective rows need not be non-negative nor sum to one
-(Brunner et al. 2020, section 4.2).
+``A_eff`` itself comes from ``suite.null_space.project_attention``. ``A_null = A_h - A_eff`` lies
+in the left null space of ``T_h``, so ``A_eff T_h = A_h T_h``: the head's output is unchanged.
+Effective rows need not be non-negative nor sum to one (Brunner et al. 2020, section 4.2).
 """
 
 from __future__ import annotations
 
 import torch
-
-from suite.null_space import project_rows
-
-
-def effective_attention(attention: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
-    """``A_eff``: rows of ``A_h`` (B, H, N, N) projected onto the column space of ``T_h``."""
-    return project_rows(attention, basis)
 
 
 def null_share(attention: torch.Tensor, effective: torch.Tensor) -> torch.Tensor:

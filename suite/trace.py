@@ -9,7 +9,7 @@ import torch
 
 from suite.attribution import LayersFn
 from suite.masks import pair_mask
-from suite.null_space import ColumnSpace, column_space
+from suite.null_space import Projection, project_attention
 
 
 @dataclass(frozen=True)
@@ -18,12 +18,14 @@ class LayerTrace:
 
     ``attention`` (B, H, N, N): ``A_h``; ``values`` (B, H, N, d_h): ``V_h`` per query head (a GQA
     model repeats each KV group's values for its query heads), zero on padded rows;
-    ``w_out`` (H, d_h, d): ``W_O^h``, the rows of the output projection that head h feeds.
+    ``w_out`` (H, d_h, d): ``W_O^h``, the rows of the output projection that head h feeds;
+    ``window``: sliding-window size of the layer (row i sees keys with ``|i - j| < window``), if any.
     """
 
     attention: torch.Tensor
     values: torch.Tensor
     w_out: torch.Tensor
+    window: int | None = None
 
 
 @dataclass
@@ -43,25 +45,31 @@ class BatchTrace:
     layers: list[LayerTrace]
     positions: dict[str, torch.Tensor]
     causal: bool
-    _column_spaces: dict[tuple[int, torch.dtype], ColumnSpace] = field(default_factory=dict, repr=False)
+    _projections: dict[tuple[int, torch.dtype], Projection] = field(default_factory=dict, repr=False)
 
-    def column_space(self, layer: int, compute_dtype: torch.dtype) -> ColumnSpace:
-        """Column space of every head's ``T_h`` at ``layer`` (0-based), computed once per batch."""
+    def projection(self, layer: int, compute_dtype: torch.dtype) -> Projection:
+        """Effective attention and per-row ranks of every head at ``layer`` (0-based), computed once per batch."""
         key = (layer, compute_dtype)
-        if key not in self._column_spaces:
-            if self.causal:
-                raise NotImplementedError("prefix column spaces for causal attention are not implemented yet")
+        if key not in self._projections:
             trace = self.layers[layer]
-            self._column_spaces[key] = column_space(trace.values, trace.w_out, self.lengths, compute_dtype)
-        return self._column_spaces[key]
+            shared = not self.causal and trace.window is None
+            self._projections[key] = project_attention(
+                trace.attention, trace.values, trace.w_out, self.allowed(layer), compute_dtype, shared
+            )
+        return self._projections[key]
 
-    def allowed(self) -> torch.Tensor:
-        """(B, N, N) the (query, key) pairs a row may attend to."""
-        return pair_mask(self.lengths, self.token_ids.shape[1], self.causal)
+    def allowed(self, layer: int) -> torch.Tensor:
+        """(B, N, N) the (query, key) pairs a row of ``layer`` (0-based) may attend to."""
+        return pair_mask(self.lengths, self.token_ids.shape[1], self.causal, self.layers[layer].window)
 
 
 class ModelProbe(Protocol):
-    """Access to the model as a function, for metrics that differentiate through it."""
+    """Access to the model as a function, for metrics that differentiate through it.
+
+    ``causal``: hidden state i depends on inputs j <= i only.
+    """
+
+    causal: bool
 
     def layers_fn(self, sequence_id: int) -> tuple[torch.Tensor, LayersFn]:
         """``x`` (n, d) for the sequence and a function ``x -> e^1..e^L`` stacked (L, n, d)."""

@@ -26,25 +26,45 @@ SENTENCES = [
 ]
 
 
-def save_tiny_bert(folder: Path, hidden: int = 32, heads: int = 4, layers: int = 2, seed: int = 0) -> Path:
-    """A randomly initialised BERT (d = hidden, d_h = hidden / heads) with a word-level vocab."""
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+
+# One tiny config per supported family: d = 32, 4 heads of d_h = 8 (the decoders with grouped-query
+# attention have 2 KV groups; Gemma 3 alternates a sliding window of 6 keys with full attention).
+_SMALL = dict(vocab_size=len(VOCAB), hidden_size=32, num_attention_heads=4, num_hidden_layers=2, intermediate_size=64)
+TINY_CONFIGS = {
+    "bert": lambda: transformers.BertConfig(**_SMALL, max_position_embeddings=64),
+    "roberta": lambda: transformers.RobertaConfig(**_SMALL, max_position_embeddings=70, pad_token_id=0),
+    "electra": lambda: transformers.ElectraConfig(**_SMALL, embedding_size=16, max_position_embeddings=64),
+    "albert": lambda: transformers.AlbertConfig(**_SMALL, embedding_size=16, max_position_embeddings=64),
+    "distilbert": lambda: transformers.DistilBertConfig(vocab_size=len(VOCAB), dim=32, n_heads=4, n_layers=2, hidden_dim=64),
+    "mpnet": lambda: transformers.MPNetConfig(**_SMALL, max_position_embeddings=70, pad_token_id=0),
+    "gpt2": lambda: transformers.GPT2Config(vocab_size=len(VOCAB), n_embd=32, n_head=4, n_layer=2, n_positions=64,
+                                            bos_token_id=2, eos_token_id=3),
+    "gpt_neox": lambda: transformers.GPTNeoXConfig(**_SMALL, rotary_pct=0.5, use_parallel_residual=True),
+    "llama": lambda: transformers.LlamaConfig(**_SMALL, num_key_value_heads=2),
+    "mistral": lambda: transformers.MistralConfig(**_SMALL, num_key_value_heads=2, head_dim=8),
+    "qwen2": lambda: transformers.Qwen2Config(**_SMALL, num_key_value_heads=2),
+    "qwen3": lambda: transformers.Qwen3Config(**_SMALL, num_key_value_heads=2, head_dim=8),
+    "gemma3_text": lambda: transformers.Gemma3TextConfig(
+        **_SMALL, num_key_value_heads=2, head_dim=8, sliding_window=6, layer_types=["sliding_attention", "full_attention"]
+    ),
+}
+
+
+def save_tiny(folder: Path, model_type: str = "bert", seed: int = 0) -> Path:
+    """A randomly initialised model of ``model_type`` (see ``TINY_CONFIGS``) with a word-level vocab."""
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    tokenizer = transformers.BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
-    assert tokenizer("a dog .")["input_ids"] == [2, 6, 8, len(vocab) - 4, 3]  # word-level, no [UNK]
+    tokenizer = transformers.BertTokenizer(vocab={w: i for i, w in enumerate(VOCAB)}, do_lower_case=True)
+    assert tokenizer("a dog .")["input_ids"] == [2, 6, 8, len(VOCAB) - 4, 3]  # word-level, no [UNK]
     tokenizer.save_pretrained(folder)
-    config = transformers.BertConfig(
-        vocab_size=len(vocab), hidden_size=hidden, num_attention_heads=heads, num_hidden_layers=layers,
-        intermediate_size=2 * hidden, max_position_embeddings=64,
-    )
     torch.manual_seed(seed)
-    transformers.BertModel(config).save_pretrained(folder)
+    transformers.AutoModel.from_config(TINY_CONFIGS[model_type]()).save_pretrained(folder)
     return folder
 
 
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_bert(tmp_path_factory.mktemp("tiny") / "tiny-bert")
+    return save_tiny(tmp_path_factory.mktemp("tiny") / "tiny-bert", "bert")
 
 
 @pytest.fixture(scope="session")

@@ -61,7 +61,8 @@ class AttributionMetric:
         offset_count: dict[int, int] = {}
         for seq, n in chosen:
             x, layers_fn = probe.layers_fn(seq)
-            summary = mixing_summary(contributions(jacobian_block_norms(layers_fn, x, self.config.chunk_size)))
+            norms = jacobian_block_norms(layers_fn, x, self.config.chunk_size)
+            summary = mixing_summary(contributions(norms, probe.causal), probe.causal)
             n_layers = summary.own.shape[0]
             for name in per_token:
                 value = getattr(summary, name).double().mean(-1)
@@ -74,6 +75,6 @@ class AttributionMetric:
         n_total = sum(n for _, n in chosen)
         for name, chunks in per_token.items():
             rows.add(name, torch.cat(chunks, dim=1).mean(-1), layers, n_tokens=[n_total])
-        for k in sorted(offset_sum):
+        for k in sorted(k for k in offset_sum if offset_count[k]):
             rows.add(f"offset:{k:+d}", offset_sum[k] / offset_count[k], layers, n_tokens=[offset_count[k]])
         return rows.frame()

@@ -8,7 +8,7 @@ from typing import Literal
 import pandas as pd
 import torch
 
-from suite.effective_attention import argmax_change, effective_attention, null_share, position_mass, row_pearson
+from suite.effective_attention import argmax_change, null_share, position_mass, row_pearson
 from suite.metrics.base import MetricConfig, MetricSpec, RowBuffer, Variant, register
 from suite.metrics.rank import COMPUTE_DTYPES
 from suite.trace import BatchTrace, ModelProbe
@@ -38,7 +38,7 @@ class EffectiveAttentionMetric:
         name="effective_attention",
         display_name="Null-space attention share",
         description="How much of raw attention A_h lies in the left null space of T_h (A_eff = A_h U_h U_h^T).",
-        version=1,
+        version=2,
         variants={
             "null_share": Variant("||A_null||_F / ||A_h||_F", "lower", (0, 1)),
             "pearson": Variant("mean Pearson correlation of raw and effective rows", "higher", (-1, 1)),
@@ -56,12 +56,11 @@ class EffectiveAttentionMetric:
 
     def update(self, batch: BatchTrace) -> None:
         dtype = COMPUTE_DTYPES[self.config.compute_dtype]
-        allowed = batch.allowed()
         for layer, trace in enumerate(batch.layers, start=1):
-            space = batch.column_space(layer - 1, dtype)
+            allowed = batch.allowed(layer - 1)
             raw = trace.attention.to(dtype) * allowed.unsqueeze(1)
-            eff = effective_attention(raw, space.basis)
-            b, h = space.rank.shape
+            eff = batch.projection(layer - 1, dtype).effective
+            b, h = raw.shape[:2]
             seq = batch.sequence_ids.view(-1, 1).expand(b, h)
             heads = torch.arange(h).view(1, -1).expand(b, h)
             n = batch.lengths.view(-1, 1).expand(b, h)

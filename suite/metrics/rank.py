@@ -26,12 +26,14 @@ class RankDeficiencyMetric:
         name="rank_deficiency",
         display_name="Non-identifiable heads",
         description="Share of (sequence, head) pairs whose T_h = V_h W_O^h has a non-trivial left null space.",
-        version=1,
+        version=2,
         variants={
             "rank": Variant("numerical rank r_h of T_h, per sequence and head", "none", (0, None)),
             "null_dim": Variant("n - r_h per sequence and head", "lower", (0, None)),
             "nonidentifiable_share": Variant("share of (sequence, head) pairs with null_dim > 0", "lower", (0, 1)),
-            "null_fraction": Variant("mean of null_dim / n", "lower", (0, 1)),
+            "null_fraction": Variant(
+                "mean over rows of row i's null dimension / its number of keys (null_dim / n for encoders)", "lower", (0, 1)
+            ),
         },
         headline="nonidentifiable_share",
         config_type=RankConfig,
@@ -40,35 +42,35 @@ class RankDeficiencyMetric:
     def __init__(self, config: RankConfig, seed: int) -> None:
         self.config = config
         self.rows = RowBuffer(self.spec.name)
-        self.per_layer: list[list[tuple[torch.Tensor, torch.Tensor]]] = []  # (null_dim, n) per batch
+        self.per_layer: list[list[tuple[torch.Tensor, torch.Tensor]]] = []  # (null_dim, row null fraction) per batch
 
     def update(self, batch: BatchTrace) -> None:
         dtype = COMPUTE_DTYPES[self.config.compute_dtype]
         if not self.per_layer:
             self.per_layer = [[] for _ in batch.layers]
         for layer in range(len(batch.layers)):
-            deficiency = rank_deficiency(batch.column_space(layer, dtype).rank, batch.lengths)
+            projection = batch.projection(layer, dtype)
+            deficiency = rank_deficiency(projection.row_rank, projection.context, batch.lengths)
             b, h = deficiency.rank.shape
             seq = batch.sequence_ids.view(-1, 1).expand(b, h)
             heads = torch.arange(h).view(1, -1).expand(b, h)
             for name, value in (("rank", deficiency.rank), ("null_dim", deficiency.null_dim)):
                 self.rows.add(name, value, layer + 1, heads, seq, deficiency.n)
-            self.per_layer[layer].append((deficiency.null_dim.cpu(), deficiency.n.cpu()))
+            self.per_layer[layer].append((deficiency.null_dim.cpu(), deficiency.row_null_fraction.cpu()))
 
     def finish(self, probe: ModelProbe | None) -> pd.DataFrame:
-        all_null, all_n = [], []
+        all_null, all_fraction = [], []
         for layer, chunks in enumerate(self.per_layer, start=1):
             null = torch.cat([c[0] for c in chunks]).double()
-            n = torch.cat([c[1] for c in chunks]).double()
+            fraction = torch.cat([c[1] for c in chunks]).double()
             heads = torch.arange(null.shape[1])
             self.rows.add("nonidentifiable_share", (null > 0).double().mean(0), layer, heads)
-            self.rows.add("null_fraction", (null / n).mean(0), layer, heads)
+            self.rows.add("null_fraction", fraction.mean(0), layer, heads)
             self.rows.add("nonidentifiable_share", (null > 0).double().mean(), layer)
-            self.rows.add("null_fraction", (null / n).mean(), layer)
+            self.rows.add("null_fraction", fraction.mean(), layer)
             all_null.append(null)
-            all_n.append(n)
+            all_fraction.append(fraction)
         if all_null:
-            null, n = torch.cat(all_null), torch.cat(all_n)
-            self.rows.add("nonidentifiable_share", (null > 0).double().mean())
-            self.rows.add("null_fraction", (null / n).mean())
+            self.rows.add("nonidentifiable_share", (torch.cat(all_null) > 0).double().mean())
+            self.rows.add("null_fraction", torch.cat(all_fraction).mean())
         return self.rows.frame()

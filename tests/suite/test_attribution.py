@@ -11,7 +11,7 @@ def reference_block_norms(layers_fn, x):
     return jac.square().sum(dim=(2, 4))
 
 
-def tiny_mixer(n, d, layers=3, seed=0):
+def tiny_mixer(n, d, layers=3, seed=0, causal=False):
     g = torch.Generator().manual_seed(seed)
     ws = [torch.randn(d, d, generator=g, dtype=torch.float64) / d**0.5 for _ in range(layers)]
     qs = [torch.randn(d, d, generator=g, dtype=torch.float64) / d**0.5 for _ in range(layers)]
@@ -19,7 +19,10 @@ def tiny_mixer(n, d, layers=3, seed=0):
     def layers_fn(x):
         out, h = [], x
         for w, q in zip(ws, qs):
-            attn = torch.softmax((h @ q) @ h.T, dim=-1)
+            scores = (h @ q) @ h.T
+            if causal:
+                scores = scores.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+            attn = torch.softmax(scores, dim=-1)
             h = torch.nn.functional.layer_norm(h + torch.tanh(attn @ h @ w), (d,))
             out.append(h)
         return torch.stack(out)
@@ -65,3 +68,18 @@ def test_uniform_mixing_and_offsets():
     torch.testing.assert_close(summary.entropy, torch.full((1, n), torch.log(torch.tensor(float(n))).item()))
     assert summary.offset_count.tolist() == [1, 2, 3, 4, 3, 2, 1]
     torch.testing.assert_close(summary.offset_sum / summary.offset_count, torch.full((1, 2 * n - 1), 1 / n))
+
+
+def test_causal_contributions_use_only_earlier_inputs():
+    n, d = 6, 4
+    layers_fn = tiny_mixer(n, d, causal=True, seed=2)
+    x = torch.randn(n, d, dtype=torch.float64)
+    norms = jacobian_block_norms(layers_fn, x)
+    torch.testing.assert_close(norms, reference_block_norms(layers_fn, x), atol=1e-10, rtol=1e-8)
+    assert norms.triu(1).abs().max() == 0  # e_i cannot depend on x_j for j > i
+    c = contributions(norms, causal=True)
+    torch.testing.assert_close(c.sum(-1), torch.ones(3, n, dtype=torch.float64))
+    assert c[:, 0, 0].eq(1).all()  # the first token only sees itself
+    summary = mixing_summary(c, causal=True)
+    assert summary.offset_count.tolist() == list(range(1, n + 1)) + [0] * (n - 1)  # offsets -(n-1)..0, none after
+    torch.testing.assert_close(summary.offset_sum[:, n - 1], c.diagonal(dim1=-2, dim2=-1).sum(-1))

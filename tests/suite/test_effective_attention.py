@@ -2,9 +2,9 @@
 
 import torch
 
-from suite.effective_attention import argmax_change, effective_attention, null_share, position_mass, row_pearson
+from suite.effective_attention import argmax_change, null_share, position_mass, row_pearson
 from suite.masks import pair_mask
-from suite.null_space import column_space, value_output_matrix
+from suite.null_space import column_space, project_rows, value_output_matrix
 
 
 def random_head(n, d_h, d, b=2, h=3, seed=0):
@@ -19,7 +19,7 @@ def test_effective_attention_leaves_head_output_unchanged():
     values, w_out, a = random_head(n=20, d_h=6, d=16)
     lengths = torch.tensor([20, 20])
     space = column_space(values, w_out, lengths)
-    eff = effective_attention(a, space.basis)
+    eff = project_rows(a, space.basis)
     t = value_output_matrix(values, w_out)
     out, out_eff = a @ t, eff @ t
     assert ((out_eff - out).norm() / out.norm()).item() < 1e-5
@@ -31,7 +31,7 @@ def test_equals_raw_attention_when_null_space_is_empty():
     values, w_out, a = random_head(n=5, d_h=8, d=16)
     space = column_space(values, w_out, torch.tensor([5, 5]))
     assert (space.rank == 5).all()
-    eff = effective_attention(a, space.basis)
+    eff = project_rows(a, space.basis)
     torch.testing.assert_close(eff, a)
     assert null_share(a, eff).abs().max() < 1e-12
     allowed = pair_mask(torch.tensor([5, 5]), 5, causal=False)
@@ -43,13 +43,13 @@ def test_padding_is_ignored():
     values, w_out, a = random_head(n=12, d_h=4, d=10, b=1, h=1)
     lengths = torch.tensor([12])
     full = column_space(values, w_out, lengths)
-    eff = effective_attention(a, full.basis)
+    eff = project_rows(a, full.basis)
     # the same sequence padded with 5 zero positions gives the same numbers
     pv = torch.cat([values, torch.zeros(1, 1, 5, 4, dtype=torch.float64)], dim=2)
     pa = torch.zeros(1, 1, 17, 17, dtype=torch.float64)
     pa[..., :12, :12] = a
     padded = column_space(pv, w_out, lengths)
-    peff = effective_attention(pa, padded.basis)
+    peff = project_rows(pa, padded.basis)
     torch.testing.assert_close(peff[..., :12, :12], eff)
     allowed, pallowed = pair_mask(lengths, 12, False), pair_mask(lengths, 17, False)
     torch.testing.assert_close(null_share(pa, peff), null_share(a, eff))

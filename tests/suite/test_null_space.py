@@ -1,9 +1,21 @@
-"""Column space of T_h: exact ranks on constructed heads, agreement with a direct SVD of T."""
+"""Column space of T_h: exact ranks on constructed heads, agreement with a direct SVD of T,
+and per-row (causal, sliding-window) projections against a slow row-by-row reference."""
 
 import torch
 
-from suite.null_space import column_space, project_rows, value_output_matrix
+from suite.masks import pair_mask
+from suite.null_space import column_space, project_attention, project_rows, value_output_matrix
 from suite.rank_deficiency import rank_deficiency
+
+EPS64 = torch.finfo(torch.float64).eps
+
+
+def null_dims(rank, lengths):
+    """Encoder null_dim from a column space's ranks (every row sees all n keys)."""
+    n = lengths.view(-1, 1, 1).expand(*rank.shape, int(lengths.max()))
+    context = pair_mask(lengths, int(lengths.max()), causal=False).sum(-1)
+    row_rank = rank.unsqueeze(-1) * (context > 0).unsqueeze(1)
+    return rank_deficiency(row_rank, context, lengths).null_dim
 
 
 def low_rank(b, h, n, k, r, seed=0):
@@ -18,7 +30,7 @@ def test_known_rank_gives_exact_null_dim():
     lengths = torch.tensor([12, 12])
     space = column_space(values, w_out, lengths)
     assert space.rank.tolist() == [[3, 3, 3], [3, 3, 3]]
-    assert rank_deficiency(space.rank, lengths).null_dim.tolist() == [[9, 9, 9], [9, 9, 9]]
+    assert null_dims(space.rank, lengths).tolist() == [[9, 9, 9], [9, 9, 9]]
 
 
 def test_rank_limited_by_w_out():
@@ -34,7 +46,7 @@ def test_rank_bounded_by_head_size_and_length():
     values[1, :, 4:] = 0  # second sequence has n = 4 (padding rows are zero)
     space = column_space(values, torch.randn(2, 6, 24, dtype=torch.float64), torch.tensor([20, 4]))
     assert space.rank.tolist() == [[6, 6], [4, 4]]
-    assert rank_deficiency(space.rank, torch.tensor([20, 4])).null_dim.tolist() == [[14, 14], [0, 0]]
+    assert null_dims(space.rank, torch.tensor([20, 4])).tolist() == [[14, 14], [0, 0]]
 
 
 def test_matches_direct_svd_of_t():
@@ -49,7 +61,7 @@ def test_matches_direct_svd_of_t():
         for h in range(2):
             tb = t[b, h, :n]
             s = torch.linalg.svdvals(tb)
-            tol = s[0] * max(n, 30) * torch.finfo(torch.float64).eps
+            tol = s[0] * max(n, 30) * EPS64
             assert space.rank[b, h].item() == int((s > tol).sum())
             u = space.basis[b, h, :n, : space.rank[b, h]]
             # same column space: projector onto col(T) built from an independent SVD
@@ -68,3 +80,82 @@ def test_projection_is_idempotent_and_keeps_column_space():
     torch.testing.assert_close(project_rows(once, space.basis), once)
     t = value_output_matrix(values, w_out)
     torch.testing.assert_close(project_rows(t.transpose(-1, -2), space.basis), t.transpose(-1, -2))
+
+
+def slow_row_projection(a, t, allowed):
+    """Reference: for each row i, SVD of T restricted to row i's keys, then project row i (one head)."""
+    n, d = t.shape
+    eff = torch.zeros_like(a)
+    ranks = []
+    for i in range(n):
+        keys = allowed[i].nonzero().flatten()
+        if len(keys) == 0:
+            ranks.append(0)
+            continue
+        u, s, _ = torch.linalg.svd(t[keys], full_matrices=False)
+        r = int((s > s[0] * max(len(keys), d) * EPS64).sum())
+        ranks.append(r)
+        eff[i, keys] = (a[i, keys] @ u[:, :r]) @ u[:, :r].T
+    return eff, ranks
+
+
+def causal_head(b=2, h=3, n=14, d_h=4, d=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    values = torch.randn(b, h, n, d_h, generator=g, dtype=torch.float64)
+    w_out = torch.randn(h, d_h, d, generator=g, dtype=torch.float64)
+    scores = torch.randn(b, h, n, n, generator=g, dtype=torch.float64)
+    return values, w_out, scores
+
+
+def test_causal_rows_project_onto_their_prefix():
+    values, w_out, scores = causal_head()
+    lengths = torch.tensor([14, 9])
+    values[1, :, 9:] = 0
+    allowed = pair_mask(lengths, 14, causal=True)
+    a = torch.softmax(scores.masked_fill(~allowed.unsqueeze(1), float("-inf")), -1).nan_to_num() * allowed.unsqueeze(1)
+    proj = project_attention(a, values, w_out, allowed)
+    t = value_output_matrix(values, w_out)
+    # the head's output is unchanged, row by row, and no row moves weight onto future keys
+    assert ((proj.effective @ t - a @ t).norm() / (a @ t).norm()).item() < 1e-10
+    assert proj.effective.masked_fill(allowed.unsqueeze(1), 0).abs().max() == 0
+    # row i has (i + 1) - min(i + 1, d_h) null directions (random values have full rank)
+    for b, n in enumerate(lengths.tolist()):
+        rows = torch.arange(n)
+        expected = (rows + 1) - (rows + 1).clamp(max=4)
+        for h in range(3):
+            assert (proj.context[b, :n] - proj.row_rank[b, h, :n]).tolist() == expected.tolist()
+            ref_eff, ref_rank = slow_row_projection(a[b, h, :n, :n], t[b, h, :n], allowed[b, :n, :n])
+            assert proj.row_rank[b, h, :n].tolist() == ref_rank
+            torch.testing.assert_close(proj.effective[b, h, :n, :n], ref_eff, atol=1e-10, rtol=0)
+    deficiency = rank_deficiency(proj.row_rank, proj.context, lengths)
+    assert deficiency.null_dim.tolist() == [[10] * 3, [5] * 3]  # n - d_h, the last row's prefix
+    mean_fraction = [sum(max(0, i + 1 - 4) / (i + 1) for i in range(n)) / n for n in (14, 9)]
+    torch.testing.assert_close(deficiency.row_null_fraction, torch.tensor(mean_fraction, dtype=torch.float64).view(2, 1).expand(2, 3))
+
+
+def test_sliding_window_rows_use_only_their_window():
+    values, w_out, scores = causal_head(b=1, h=2, n=12, d_h=3, d=8, seed=3)
+    lengths = torch.tensor([12])
+    allowed = pair_mask(lengths, 12, causal=True, window=5)
+    a = torch.softmax(scores.masked_fill(~allowed.unsqueeze(1), float("-inf")), -1)
+    proj = project_attention(a, values, w_out, allowed)
+    t = value_output_matrix(values, w_out)
+    assert proj.context[0].tolist() == [1, 2, 3, 4, 5, 5, 5, 5, 5, 5, 5, 5]
+    for h in range(2):
+        ref_eff, ref_rank = slow_row_projection(a[0, h], t[0, h], allowed[0])
+        assert proj.row_rank[0, h].tolist() == ref_rank == [1, 2, 3] + [3] * 9
+        torch.testing.assert_close(proj.effective[0, h], ref_eff, atol=1e-10, rtol=0)
+    assert ((proj.effective @ t - a @ t).norm() / (a @ t).norm()).item() < 1e-10
+    assert rank_deficiency(proj.row_rank, proj.context, lengths).null_dim.tolist() == [[2, 2]]
+
+
+def test_shared_context_equals_per_row_computation_for_encoders():
+    values, w_out, scores = causal_head(b=2, h=2, n=10, d_h=4, d=9, seed=5)
+    lengths = torch.tensor([10, 7])
+    values[1, :, 7:] = 0
+    allowed = pair_mask(lengths, 10, causal=False)
+    a = torch.softmax(scores, -1) * allowed.unsqueeze(1)
+    fast = project_attention(a, values, w_out, allowed, shared_context=True)
+    slow = project_attention(a, values, w_out, allowed, shared_context=False)
+    torch.testing.assert_close(fast.effective, slow.effective, atol=1e-10, rtol=0)
+    assert torch.equal(fast.row_rank, slow.row_rank)
