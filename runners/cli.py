@@ -20,11 +20,12 @@ from runners.zoo import ZooFileError, load_zoo
 from suite.metrics import METRICS
 from suite.registry import RegistryError
 
-
-METRIC_OPTIONS = {  # command-line option -> (metric, config key, help)
-    "attribution_sequences": ("hidden_token_attribution", "max_sequences", "sequences for exact attribution"),
-    "attribution_max_tokens": ("hidden_token_attribution", "max_tokens", "longest sequence for attribution"),
-    "mlp_steps": ("token_identifiability", "mlp_steps", "training steps of the MLP mapping g"),
+METRIC_OPTIONS = {  # command-line option -> (metric, config key, help, type)
+    "attribution_method": ("hidden_token_attribution", "method", "'exact' or 'estimate' Jacobian norms", str),
+    "attribution_probes": ("hidden_token_attribution", "probes", "probe directions per token (estimate)", int),
+    "attribution_sequences": ("hidden_token_attribution", "max_sequences", "sequences for attribution", int),
+    "attribution_max_tokens": ("hidden_token_attribution", "max_tokens", "longest sequence for attribution", int),
+    "mlp_steps": ("token_identifiability", "mlp_steps", "training steps of the MLP mapping g", int),
 }
 
 
@@ -33,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the battery on zoo models (default: the 'default' tag)")
     run.add_argument("--zoo", default="models.yaml", help="model zoo file (default: models.yaml)")
-    run.add_argument("--models", nargs="+", help="entry ids or tags ('all', 'default', 'offline', 'hub', ...)")
+    run.add_argument("--models", nargs="+", help="entry ids or tags ('default', 'all-offline', 'packaged', 'control', 'hub', 'all', ...)")
     run.add_argument("--results", default="results", help="result store folder (default: results)")
     run.add_argument("--corpus", default="lee", help="'lee' (packaged), 'mrpc' (hub), a hub dataset id or a local file")
     run.add_argument("--corpus-config", default=None, help="dataset config name (hub datasets)")
@@ -43,9 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-sequences", type=int, default=200, help="probe sequences per model (default 200)")
     run.add_argument("--max-tokens", type=int, default=128, help="longest sequence kept (default 128)")
     run.add_argument("--batch-size", type=int, default=16)
-    for option, (metric, key, text) in METRIC_OPTIONS.items():  # None keeps the metric config's own default
+    for option, (metric, key, text, kind) in METRIC_OPTIONS.items():  # None keeps the metric config's default
         default = METRICS.get(metric).spec.config_type.model_fields[key].default
-        run.add_argument(f"--{option.replace('_', '-')}", type=int, help=f"{text} (default {default})")
+        run.add_argument(f"--{option.replace('_', '-')}", type=kind, help=f"{text} (default {default})")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--device", default="cpu")
     run.add_argument("--recompute", action="store_true", help="recompute cells that are already finished")
@@ -72,10 +73,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 
-def _metric_overrides(args: argparse.Namespace) -> dict[str, dict[str, int]]:
+def _metric_overrides(args: argparse.Namespace) -> dict[str, dict[str, int | str]]:
     """Metric config overrides for the options given on the command line."""
-    overrides: dict[str, dict[str, int]] = {}
-    for option, (metric, key, _) in METRIC_OPTIONS.items():
+    overrides: dict[str, dict[str, int | str]] = {}
+    for option, (metric, key, _, _) in METRIC_OPTIONS.items():
         if getattr(args, option) is not None:
             overrides.setdefault(metric, {})[key] = getattr(args, option)
     return overrides

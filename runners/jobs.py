@@ -23,7 +23,6 @@ from runners.zoo import EntryError, RandomInitEntry, Zoo
 from suite.metrics import METRICS, MetricConfig
 from suite.metrics.base import ROW_COLUMNS
 
-
 FACT_COLUMNS: dict[str, Any] = dict.fromkeys(
     ["family", "model_type", "n_layers", "n_heads", "n_kv_heads", "d_head", "d_model", "n_params", "causal", "n_sequences"]
 )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -12,10 +11,11 @@ from pathlib import Path
 import torch
 import transformers
 
-from runners.zoo import HubEntry, LocalEntry, PackageEntry, RandomInitEntry, Zoo
+from runners.gguf import GgufError, dequantised_folder
+from runners.package_files import PackageFileError, extracted, file_sha256, package_folder, packaged_file
+from runners.zoo import Entry, GgufEntry, HubEntry, LoadableEntry, LocalEntry, PackageEntry, RandomInitEntry, Zoo
 
-Entry = HubEntry | LocalEntry | PackageEntry | RandomInitEntry
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
 
 class ModelLoadError(Exception):
@@ -28,24 +28,39 @@ class LoadedModel:
     tokenizer: transformers.PreTrainedTokenizerBase
 
 
-def _package_dir(entry: PackageEntry) -> Path:
-    spec = importlib.util.find_spec(entry.package)
-    if spec is None or not spec.submodule_search_locations:
-        pip_name = entry.install or entry.package
-        raise ModelLoadError(f"package {entry.package!r} is not installed (pip install {pip_name})")
-    folder = Path(next(iter(spec.submodule_search_locations))) / entry.subdir
-    if not folder.is_dir():
-        raise ModelLoadError(f"package {entry.package!r} has no folder {entry.subdir!r}")
-    return folder
+def _relative(zoo_path: Path, path: str) -> Path:
+    return (zoo_path.parent / path).resolve()
+
+
+def gguf_file(entry: GgufEntry, zoo_path: Path) -> Path:
+    """The entry's .gguf file: a local path (relative to models.yaml) or assembled from packages."""
+    if entry.path is not None:
+        path = _relative(zoo_path, entry.path)
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file {str(path)!r} does not exist")
+        return path
+    assert entry.file is not None
+    try:
+        return packaged_file(entry.packages, entry.file, entry.sha256)
+    except PackageFileError as e:
+        raise ModelLoadError(str(e)) from None
 
 
 def weights_folder(entry: LocalEntry | PackageEntry, zoo_path: Path) -> Path:
     """Folder holding a local or packaged model's files (local paths are relative to models.yaml)."""
-    if isinstance(entry, PackageEntry):
-        return _package_dir(entry)
-    folder = (zoo_path.parent / entry.path).resolve()
+    if isinstance(entry, LocalEntry):
+        folder = _relative(zoo_path, entry.path)
+        if not folder.is_dir():
+            raise ModelLoadError(f"local folder {str(folder)!r} does not exist")
+        return folder
+    try:
+        if entry.file is None:
+            return package_folder(entry.packages, entry.subdir)
+        folder = extracted(packaged_file(entry.packages, entry.file, entry.sha256)) / entry.subdir
+    except PackageFileError as e:
+        raise ModelLoadError(str(e)) from None
     if not folder.is_dir():
-        raise ModelLoadError(f"local folder {str(folder)!r} does not exist")
+        raise ModelLoadError(f"archive {entry.file!r} has no folder {entry.subdir!r}")
     return folder
 
 
@@ -69,18 +84,25 @@ def fingerprint(entry: Entry, zoo: Zoo) -> str:
         return f"hub:{entry.repo or entry.id}@{entry.revision}"
     if isinstance(entry, RandomInitEntry):
         return f"random_init(seed={entry.init_seed}):{fingerprint(zoo.entries[entry.base], zoo)}"
-    label = "package" if isinstance(entry, PackageEntry) else "local"
+    if isinstance(entry, GgufEntry):
+        return f"gguf:sha256={file_sha256(gguf_file(entry, zoo.path))[:16]}"
+    folder = weights_folder(entry, zoo.path)
+    label = "local"
     if isinstance(entry, PackageEntry):
-        try:
-            label += f":{entry.install or entry.package}=={importlib.metadata.version(entry.install or entry.package)}"
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return f"{label}:sha256={_hash_folder(weights_folder(entry, zoo.path))}"
+        first = entry.packages[0]
+        more = f"+{len(entry.packages) - 1}" if len(entry.packages) > 1 else ""
+        label = f"package:{first}=={importlib.metadata.version(first)}{more}"
+    return f"{label}:sha256={_hash_folder(folder)}"
 
 
-def _source(entry: HubEntry | LocalEntry | PackageEntry, zoo: Zoo) -> tuple[str, dict]:
+def _source(entry: LoadableEntry, zoo: Zoo) -> tuple[str, dict]:
     if isinstance(entry, HubEntry):
         return entry.repo or entry.id, {"revision": entry.revision}
+    if isinstance(entry, GgufEntry):
+        try:
+            return str(dequantised_folder(gguf_file(entry, zoo.path))), {}
+        except GgufError as e:
+            raise ModelLoadError(str(e)) from None
     return str(weights_folder(entry, zoo.path)), {}
 
 

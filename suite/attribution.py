@@ -1,4 +1,4 @@
-"""Hidden token attribution (contribution mixing) from exact Jacobian block norms.
+"""Hidden token attribution (contribution mixing) from Jacobian block norms, exact or estimated.
 
 ``J_ij^l = d e_i^l / d x_j`` (a d x d block, ``x = e^0`` the embedding-layer output). The
 contribution of input ``j`` to hidden token ``i`` at layer ``l`` is
@@ -41,6 +41,41 @@ def jacobian_block_norms(layers_fn: LayersFn, x: torch.Tensor, chunk_size: int |
         total.index_add_(2, idx // d, sq.permute(1, 2, 0))
     assert total is not None
     return total
+
+
+@dataclass(frozen=True)
+class BlockNormEstimate:
+    """``squared`` (L, n, n): estimates of ``||J_ij^l||_F^2``; ``rel_error`` (L, n, n): their
+    relative standard error (standard deviation over probes / sqrt(k) / mean)."""
+
+    squared: torch.Tensor
+    rel_error: torch.Tensor
+
+
+def estimate_block_norms(
+    layers_fn: LayersFn, x: torch.Tensor, probes: int, seed: int, chunk_size: int | None = None
+) -> BlockNormEstimate:
+    """``||J_ij^l||_F^2 ~ mean_v ||J_ij^l v||^2`` over ``probes`` random directions v at input token j.
+
+    For each input token the k = ``probes`` directions are orthonormal (QR of a Gaussian d x k
+    matrix) and scaled by ``sqrt(d)``, so each ``||J v||^2`` is unbiased and k = d is exact. Costs
+    ``n * k`` forward-mode products instead of ``n * d``.
+    """
+    n, d = x.shape
+    k = min(probes, d)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    directions = torch.linalg.qr(torch.randn(n, d, k, generator=gen, dtype=torch.float64)).Q  # (n, d, k)
+    directions = (directions * d**0.5).to(dtype=x.dtype, device=x.device).transpose(1, 2)  # (n, k, d)
+    tangents = torch.zeros(n, k, n, d, dtype=x.dtype, device=x.device)
+    tangents[torch.arange(n), :, torch.arange(n)] = directions
+    tangents = tangents.view(n * k, n, d)
+    push = vmap(lambda t: jvp(layers_fn, (x,), (t,))[1])
+    chunk = chunk_size or d
+    samples = torch.cat([push(tangents[s : s + chunk]).square().sum(-1) for s in range(0, n * k, chunk)])  # (n*k, L, n_out)
+    samples = samples.view(n, k, *samples.shape[1:]).permute(2, 3, 0, 1)  # (L, n_out, n_in, k)
+    mean = samples.mean(-1)
+    spread = samples.std(-1) / k**0.5 if k > 1 else torch.full_like(mean, float("nan"))
+    return BlockNormEstimate(squared=mean, rel_error=spread / mean.clamp(min=torch.finfo(mean.dtype).tiny))
 
 
 def contributions(block_norms_sq: torch.Tensor, causal: bool = False) -> torch.Tensor:

@@ -95,6 +95,36 @@ def project_rows(attention: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
     return (attention @ b) @ b.transpose(-1, -2)
 
 
+CONDITION_LIMIT = 1e4
+"""Heads whose first ``d_h`` value rows are worse conditioned than this give their later rows each
+an SVD instead of the running inverse of ``_full_rank_prefix_rows``."""
+
+
+def _full_rank_prefix_rows(a: torch.Tensor, vm: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``A_eff`` for rows ``i >= k`` whose keys are ``0..i`` and whose ``T_h[:i+1]`` has full column rank k.
+
+    With ``V P S = Q R`` (thin QR of all rows, R invertible), ``col(T_h[:i+1]) = col(Q[:i+1])``, so
+    ``A_eff[i] = (A[i] Q) C_i^{-1} Q[:i+1]^T`` with ``C_i = Q[:i+1]^T Q[:i+1]``. ``C_i^{-1}`` follows
+    from ``C_{i-1}^{-1}`` by a rank-one (Sherman-Morrison) update, one step per row for all heads.
+    Returns (B, H, N, N), zero outside ``rows`` (B, H, N).
+    """
+    q, _ = torch.linalg.qr(vm)  # (B, H, N, k)
+    y = a @ q  # (B, H, N, k): row i uses keys <= i only, so this is A[i] Q[:i+1]
+    n, k = q.shape[-2:]
+    head = q[:, :, :k]
+    eye = torch.eye(k, dtype=q.dtype, device=q.device)
+    used = rows.any(-1).unsqueeze(-1).unsqueeze(-1)  # heads with any such row have an invertible C_{k-1}
+    inverse = torch.linalg.inv(torch.where(used, head.transpose(-1, -2) @ head, eye))
+    z = torch.zeros_like(y)
+    for i in range(k, n):
+        qi = q[:, :, i].unsqueeze(-1)  # (B, H, k, 1)
+        u = inverse @ qi
+        inverse = inverse - (u @ u.transpose(-1, -2)) / (1 + qi.transpose(-1, -2) @ u)
+        z[:, :, i] = (inverse @ y[:, :, i].unsqueeze(-1)).squeeze(-1)
+    causal = torch.ones(n, n, dtype=torch.bool, device=q.device).tril()
+    return torch.where(rows.unsqueeze(-1) & causal, z @ q.transpose(-1, -2), 0.0)
+
+
 def project_attention(
     attention: torch.Tensor,
     values: torch.Tensor,
@@ -106,9 +136,20 @@ def project_attention(
     """``A_eff``: row i of ``A_h`` (B, H, N, N) projected onto the column space of ``T_h[K_i]``.
 
     ``K_i`` = the keys row i may use (``allowed`` (B, N, N)). With ``shared_context`` (encoders:
-    every row sees the whole sequence) one decomposition per head serves all rows; otherwise
-    (causal or sliding-window rows) each row's restricted ``T_h`` is decomposed, in chunks of rows,
-    as one batched SVD. ``values`` must be zero on padded rows.
+    every row sees the whole sequence) one decomposition per head serves all rows. Otherwise
+    (causal or sliding-window rows), with ``p = min(n, d_h)`` and singular values ``s`` of
+    ``T_h[:p]`` and ``S`` of ``T_h[:n]``:
+
+    - rows whose keys lie among the first p: if those p rows are independent, so is every subset,
+      and such a row keeps its attention (``A_eff = A``, no null space);
+    - prefix rows ``i >= p``: ``sigma_min(T_h[:i+1]) >= s_min`` (interlacing) and each row's rank
+      tolerance is at most ``S_max * max(n, d) * eps``, so if ``s_min`` exceeds it every such row
+      has full rank ``d_h``, and its projection comes from one QR and a running inverse
+      (``_full_rank_prefix_rows``);
+    - any other row (a rank-deficient or badly conditioned head, a sliding window that dropped
+      early keys) gets an SVD of its own restricted ``T_h``, batched.
+
+    ``values`` must be zero on padded rows.
     """
     a = attention.to(compute_dtype) * allowed.unsqueeze(1)
     context = allowed.sum(-1)
@@ -119,15 +160,35 @@ def project_attention(
         return Projection(project_rows(a, space.basis), row_rank, context)
     vm = reduced_values(values, w_out, compute_dtype)  # (B, H, N, k)
     b, h, n, k = vm.shape
-    effective = torch.zeros_like(a)
-    row_rank = torch.zeros(b, h, n, dtype=torch.long, device=a.device)
-    step = max(1, MAX_CHUNK_ELEMENTS // max(1, b * h * n * k))
-    for start in range(0, n, step):
-        rows = slice(start, start + step)
-        keys = allowed[:, rows].to(compute_dtype)  # (B, c, N)
-        restricted = vm.unsqueeze(2) * keys.unsqueeze(1).unsqueeze(-1)  # (B, H, c, N, k)
-        basis, rank, _ = _rank_and_basis(restricted, context[:, rows].unsqueeze(1), d, compute_dtype)
-        row = a[:, :, rows].unsqueeze(-2)  # (B, H, c, 1, N)
-        effective[:, :, rows] = ((row @ basis) @ basis.transpose(-1, -2)).squeeze(-2)
-        row_rank[:, :, rows] = rank
+    positions = torch.arange(n, device=vm.device)
+    lengths = (context > 0).sum(-1)
+    head = lengths.clamp(max=k).view(-1, 1)  # p per sequence
+    in_head = positions < head  # (B, N)
+    _, head_rank, head_s = _rank_and_basis(vm * in_head.view(b, 1, n, 1), head, d, compute_dtype)
+    keys_in_head = ~(allowed & ~in_head.unsqueeze(1)).any(-1)  # (B, N): row i uses only the first p rows
+    full_head = head_rank == head  # (B, H)
+    easy = full_head.unsqueeze(-1) & keys_in_head.unsqueeze(1)  # (B, H, N)
+    effective = torch.where(easy.unsqueeze(-1), a, 0.0)
+    row_rank = torch.where(easy, context.unsqueeze(1), 0)
+
+    full_s = torch.linalg.svdvals(vm)  # (B, H, k): all n rows (padding is zero)
+    tol_n = rank_tolerance(full_s[..., 0], lengths.view(-1, 1), d, compute_dtype)
+    s_min = head_s.gather(-1, (head - 1).clamp(min=0).expand(b, h).unsqueeze(-1)).squeeze(-1)
+    safe_tail = full_head & (head == k) & (s_min > tol_n) & (s_min > full_s[..., 0] / CONDITION_LIMIT)
+    is_prefix = torch.equal(allowed, allowed & torch.ones(n, n, dtype=torch.bool, device=allowed.device).tril())
+    prefix_rows = (context == positions + 1) & (context > 0)  # (B, N): keys are exactly 0..i
+    tail = safe_tail.unsqueeze(-1) & (prefix_rows & ~keys_in_head).unsqueeze(1) & is_prefix
+    if tail.any():
+        effective = effective + _full_rank_prefix_rows(a, vm, tail)
+        row_rank = torch.where(tail, k, row_rank)
+
+    hard = (~easy & ~tail & (context > 0).unsqueeze(1)).nonzero()  # (M, 3): (b, h, i)
+    step = max(1, MAX_CHUNK_ELEMENTS // max(1, n * k))
+    for start in range(0, len(hard), step):
+        bi, hi, ri = hard[start : start + step].unbind(-1)
+        keys = allowed[bi, ri].to(compute_dtype)  # (c, N)
+        basis, rank, _ = _rank_and_basis(vm[bi, hi] * keys.unsqueeze(-1), context[bi, ri], d, compute_dtype)
+        row = a[bi, hi, ri].unsqueeze(-2)  # (c, 1, N)
+        effective[bi, hi, ri] = ((row @ basis) @ basis.transpose(-1, -2)).squeeze(-2)
+        row_rank[bi, hi, ri] = rank
     return Projection(effective, row_rank, context)

@@ -1,20 +1,25 @@
-"""Metric: hidden token attribution (contribution mixing) per layer, from exact Jacobian norms."""
+"""Metric: hidden token attribution (contribution mixing) per layer, from Jacobian block norms."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 import pandas as pd
 import torch
 
-from suite.attribution import contributions, jacobian_block_norms, mixing_summary
+from suite.attribution import contributions, estimate_block_norms, jacobian_block_norms, mixing_summary
 from suite.metrics.base import MetricConfig, MetricSpec, RowBuffer, Variant, register
 from suite.trace import BatchTrace, ModelProbe
 
 
 class AttributionConfig(MetricConfig):
-    """Exact attribution costs ``n * d`` forward-mode products per sequence, so it runs on the first
-    ``max_sequences`` probe sequences (corpus order) of at most ``max_tokens`` tokens.
-    ``chunk_size``: input coordinates per batched product (memory vs speed)."""
+    """``method``: ``exact`` block norms cost ``n * d`` forward-mode products per sequence;
+    ``estimate`` uses ``probes`` random directions per input token (``n * probes`` products) and
+    reports its relative standard error. Runs on the first ``max_sequences`` probe sequences
+    (corpus order) of at most ``max_tokens`` tokens. ``chunk_size``: products per batch."""
 
+    method: Literal["exact", "estimate"] = "estimate"
+    probes: int = 32
     max_sequences: int = 2
     max_tokens: int = 16
     chunk_size: int | None = None
@@ -27,12 +32,15 @@ class AttributionMetric:
         display_name="Own-token contribution",
         description="c_ij^l = ||d e_i^l / d x_j||_F / sum_k ||d e_i^l / d x_k||_F: how much of token i's "
         "hidden state at layer l comes from its own input.",
-        version=1,
+        version=2,
         variants={
             "own": Variant("mean own contribution c_ii", "higher", (0, 1)),
             "own_is_top": Variant("share of tokens whose own input is the top contributor", "higher", (0, 1)),
             "entropy": Variant("mean entropy of c_i. in nats (mixing)", "lower", (0, None)),
             "offset": Variant("mean c_ij at relative offset j - i (variant 'offset:<k>')", "none", (0, 1)),
+            "own_rel_error": Variant(
+                "estimator only: mean relative standard error of ||J_ii||_F (about that of c_ii)", "lower", (0, None)
+            ),
         },
         headline="own",
         headline_layer="last",
@@ -42,6 +50,7 @@ class AttributionMetric:
 
     def __init__(self, config: AttributionConfig, seed: int) -> None:
         self.config = config
+        self.seed = seed
         self.eligible: list[tuple[int, int]] = []  # (sequence id, n)
 
     def update(self, batch: BatchTrace) -> None:
@@ -57,11 +66,17 @@ class AttributionMetric:
             raise ValueError(f"no probe sequence has at most {self.config.max_tokens} tokens for attribution")
         rows = RowBuffer(self.spec.name)
         per_token: dict[str, list[torch.Tensor]] = {"own": [], "own_is_top": [], "entropy": []}
+        errors: list[torch.Tensor] = []
         offset_sum: dict[int, torch.Tensor] = {}
         offset_count: dict[int, int] = {}
         for seq, n in chosen:
             x, layers_fn = probe.layers_fn(seq)
-            norms = jacobian_block_norms(layers_fn, x, self.config.chunk_size)
+            if self.config.method == "exact":
+                norms = jacobian_block_norms(layers_fn, x, self.config.chunk_size)
+            else:
+                estimate = estimate_block_norms(layers_fn, x, self.config.probes, self.seed + seq, self.config.chunk_size)
+                norms = estimate.squared
+                errors.append(0.5 * estimate.rel_error.diagonal(dim1=-2, dim2=-1).double())  # (L, n), of the norm
             summary = mixing_summary(contributions(norms, probe.causal), probe.causal)
             n_layers = summary.own.shape[0]
             for name in per_token:
@@ -75,6 +90,8 @@ class AttributionMetric:
         n_total = sum(n for _, n in chosen)
         for name, chunks in per_token.items():
             rows.add(name, torch.cat(chunks, dim=1).mean(-1), layers, n_tokens=[n_total])
+        if errors:
+            rows.add("own_rel_error", torch.cat(errors, dim=1).mean(-1), layers, n_tokens=[n_total])
         for k in sorted(k for k in offset_sum if offset_count[k]):
             rows.add(f"offset:{k:+d}", offset_sum[k] / offset_count[k], layers, n_tokens=[offset_count[k]])
         return rows.frame()

@@ -8,7 +8,12 @@ from typing import Literal
 import pandas as pd
 import torch
 
-from suite.effective_attention import argmax_change, null_share, position_mass, row_pearson
+from suite.effective_attention import (
+    argmax_change,
+    null_share,
+    position_mass,
+    row_pearson,
+)
 from suite.metrics.base import MetricConfig, MetricSpec, RowBuffer, Variant, register
 from suite.metrics.rank import COMPUTE_DTYPES
 from suite.trace import BatchTrace, ModelProbe

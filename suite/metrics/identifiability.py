@@ -19,14 +19,15 @@ DISTANCES = ("cosine", "l2")
 class IdentifiabilityConfig(MetricConfig):
     """Mappings and distances to score, the train share of sentences, and the MLP's training budget.
 
-    ``max_train_tokens`` caps the tokens the linear and MLP mappings are fitted on (a seeded sample).
+    ``max_train_tokens`` caps the tokens the linear and MLP mappings are fitted on (a seeded sample);
+    ``mlp_hidden_size`` is the MLP's width (None: d).
     """
 
     mappings: tuple[Literal["naive", "linear", "mlp"], ...] = MAPPINGS
     distances: tuple[Literal["cosine", "l2"], ...] = DISTANCES
     train_fraction: float = 0.7
-    max_train_tokens: int = 2000
-    mlp_hidden_size: int | None = None
+    max_train_tokens: int = 1500
+    mlp_hidden_size: int | None = 256
     mlp_steps: int = 100
     mlp_lr: float = 3e-3
 
@@ -46,7 +47,7 @@ class IdentifiabilityMetric:
         name="token_identifiability",
         display_name="Token identifiability",
         description="Share of held-out tokens whose input embedding is recovered from the layer-l hidden state.",
-        version=1,
+        version=2,
         variants={
             f"{g}/{dist}": Variant(f"identifiability rate with g = {g}, {dist} distance", "higher", (0, 1))
             for g in MAPPINGS

@@ -4,7 +4,12 @@ import textwrap
 
 import pytest
 
-from runners.zoo import PackageEntry, RandomInitEntry, ZooFileError, load_zoo
+from runners.zoo import GgufEntry, PackageEntry, RandomInitEntry, ZooFileError, load_zoo
+
+PACKAGED = ["all-MiniLM-L6-v2", "all-mpnet-base-v2", "SmolLM2-135M-Instruct", "gemma-3-270m-q4km"]
+HUB = ["bert-base-uncased", "bert-large-uncased", "roberta-base", "roberta-large", "distilbert-base-uncased",
+       "albert-base-v2", "gpt2", "gpt2-medium", "pythia-70m", "pythia-160m", "pythia-410m", "Qwen2.5-0.5B",
+       "Llama-3.2-1B", "gemma-3-270m"]
 
 GOOD = """
   - id: good
@@ -29,6 +34,8 @@ def zoo_with(tmp_path, body):
         ("  - id: nosource\n    path: x\n", "'nosource'", "missing key 'source'"),
         ("  - id: orphan\n    source: random_init\n    base: missing\n", "'orphan'", "'base': 'missing'"),
         ("  - id: good\n    source: hub\n", "'good'", "duplicate id"),
+        ("  - id: nowhere\n    source: gguf\n    file: m.gguf\n", "'nowhere'", "either 'path' or both 'packages' and 'file'"),
+        ("  - id: nopkg\n    source: package\n    packages: []\n", "'nopkg'", "'packages'"),
     ],
 )
 def test_bad_entry_gives_one_line_naming_it(tmp_path, entry, label, message):
@@ -55,9 +62,15 @@ def test_repository_zoo_is_valid_and_has_the_required_entries():
     zoo = load_zoo("models.yaml")
     assert zoo.errors == []
     assert isinstance(zoo.entries["all-MiniLM-L6-v2"], PackageEntry)
-    control = zoo.entries["all-MiniLM-L6-v2-random-init"]
-    assert isinstance(control, RandomInitEntry) and control.base == "all-MiniLM-L6-v2"
-    for hub_id in ("bert-base-uncased", "bert-large-uncased", "roberta-base", "distilbert-base-uncased"):
+    assert isinstance(zoo.entries["all-mpnet-base-v2"], PackageEntry)
+    assert isinstance(zoo.entries["SmolLM2-135M-Instruct"], GgufEntry)
+    assert isinstance(zoo.entries["gemma-3-270m-q4km"], GgufEntry)
+    for model_id in PACKAGED:
+        control = zoo.entries[f"{model_id}-random-init"]
+        assert isinstance(control, RandomInitEntry) and control.base == model_id
+    for hub_id in HUB:
         assert zoo.entries[hub_id].source == "hub"
     assert zoo.select(None)[0] == ["all-MiniLM-L6-v2", "all-MiniLM-L6-v2-random-init"]
+    offline = zoo.select(["all-offline"])[0]
+    assert sorted(offline) == sorted(PACKAGED + [f"{m}-random-init" for m in PACKAGED])
     assert zoo.select(["nope"])[1] == ["nope"]

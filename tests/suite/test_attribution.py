@@ -83,3 +83,23 @@ def test_causal_contributions_use_only_earlier_inputs():
     summary = mixing_summary(c, causal=True)
     assert summary.offset_count.tolist() == list(range(1, n + 1)) + [0] * (n - 1)  # offsets -(n-1)..0, none after
     torch.testing.assert_close(summary.offset_sum[:, n - 1], c.diagonal(dim1=-2, dim2=-1).sum(-1))
+
+
+def test_estimator_is_exact_with_a_full_set_of_orthogonal_probes_and_close_with_fewer():
+    from suite.attribution import estimate_block_norms
+
+    n, d = 5, 24
+    layers_fn = tiny_mixer(n, d, seed=4)
+    x = torch.randn(n, d, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    exact = jacobian_block_norms(layers_fn, x)
+    full = estimate_block_norms(layers_fn, x, probes=d, seed=0)
+    torch.testing.assert_close(full.squared, exact, rtol=1e-9, atol=1e-12)  # k = d orthonormal directions
+    few = estimate_block_norms(layers_fn, x, probes=8, seed=0)
+    err = (few.squared - exact).abs() / exact
+    assert err.mean() < 0.25
+    # the stated standard error covers the actual error (it is conservative for orthogonal probes)
+    assert ((few.squared - exact).abs() <= 2 * few.rel_error * few.squared).double().mean() > 0.9
+    assert few.rel_error.mean() < 2 * err.mean()
+    own_exact = contributions(exact).diagonal(dim1=-2, dim2=-1)
+    own_few = contributions(few.squared).diagonal(dim1=-2, dim2=-1)
+    assert ((own_few - own_exact).abs() / own_exact).max() < 0.15

@@ -2,7 +2,12 @@
 
 import torch
 
-from suite.effective_attention import argmax_change, null_share, position_mass, row_pearson
+from suite.effective_attention import (
+    argmax_change,
+    null_share,
+    position_mass,
+    row_pearson,
+)
 from suite.masks import pair_mask
 from suite.null_space import column_space, project_rows, value_output_matrix
 

@@ -4,7 +4,12 @@ and per-row (causal, sliding-window) projections against a slow row-by-row refer
 import torch
 
 from suite.masks import pair_mask
-from suite.null_space import column_space, project_attention, project_rows, value_output_matrix
+from suite.null_space import (
+    column_space,
+    project_attention,
+    project_rows,
+    value_output_matrix,
+)
 from suite.rank_deficiency import rank_deficiency
 
 EPS64 = torch.finfo(torch.float64).eps
@@ -12,7 +17,6 @@ EPS64 = torch.finfo(torch.float64).eps
 
 def null_dims(rank, lengths):
     """Encoder null_dim from a column space's ranks (every row sees all n keys)."""
-    n = lengths.view(-1, 1, 1).expand(*rank.shape, int(lengths.max()))
     context = pair_mask(lengths, int(lengths.max()), causal=False).sum(-1)
     row_rank = rank.unsqueeze(-1) * (context > 0).unsqueeze(1)
     return rank_deficiency(row_rank, context, lengths).null_dim
@@ -159,3 +163,21 @@ def test_shared_context_equals_per_row_computation_for_encoders():
     slow = project_attention(a, values, w_out, allowed, shared_context=False)
     torch.testing.assert_close(fast.effective, slow.effective, atol=1e-10, rtol=0)
     assert torch.equal(fast.row_rank, slow.row_rank)
+
+
+def test_repeated_values_in_a_short_prefix_are_found_row_by_row():
+    # a rotary decoder's first layer gives a repeated token the same values: row 2 repeats row 1
+    values, w_out, scores = causal_head(b=1, h=2, n=6, d_h=8, d=12, seed=7)
+    values[0, 0, 2] = values[0, 0, 1]
+    lengths = torch.tensor([6])
+    allowed = pair_mask(lengths, 6, causal=True)
+    a = torch.softmax(scores.masked_fill(~allowed.unsqueeze(1), float("-inf")), -1)
+    proj = project_attention(a, values, w_out, allowed)
+    t = value_output_matrix(values, w_out)
+    assert (proj.context[0] - proj.row_rank[0, 0]).tolist() == [0, 0, 1, 1, 1, 1]
+    assert (proj.context[0] - proj.row_rank[0, 1]).tolist() == [0] * 6
+    torch.testing.assert_close(proj.effective[0, 1], a[0, 1])  # no null space: attention unchanged
+    for h in range(2):
+        ref_eff, ref_rank = slow_row_projection(a[0, h], t[0, h], allowed[0])
+        assert proj.row_rank[0, h].tolist() == ref_rank
+        torch.testing.assert_close(proj.effective[0, h], ref_eff, atol=1e-10, rtol=0)
