@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -52,7 +53,36 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--recompute", action="store_true", help="recompute cells that are already finished")
     lst = sub.add_parser("list", help="show the zoo entries and any bad ones")
     lst.add_argument("--zoo", default="models.yaml")
+    board = sub.add_parser("leaderboard", help="browse the results in a Streamlit app")
+    board.add_argument("--results", default="results", help="result store folder (default: results)")
+    board.add_argument("--port", type=int, default=8501)
+    export = sub.add_parser("export", help="write the main table (LaTeX) and per-layer figures (PNG, PDF)")
+    export.add_argument("--results", default="results", help="result store folder (default: results)")
+    export.add_argument("--out", default="paper", help="output folder (default: paper)")
     return parser
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    import leaderboard
+
+    app = Path(leaderboard.__file__).resolve().parent / "app.py"
+    env = dict(os.environ, IDSUITE_RESULTS=str(Path(args.results).resolve()))
+    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
+               "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    return subprocess.call(command, env=env)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from leaderboard.data import load_results
+    from leaderboard.export import export
+
+    results = load_results(args.results)
+    if results.empty:
+        print(f"error: no results in {args.results!r} (run `idsuite run` first)", file=sys.stderr)
+        return 2
+    for path in export(results, Path(args.out)):
+        print(path)
+    return 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -117,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        return _cmd_run(args) if args.command == "run" else _cmd_list(args)
+        commands = {"run": _cmd_run, "list": _cmd_list, "leaderboard": _cmd_leaderboard, "export": _cmd_export}
+        return commands[args.command](args)
     except (ZooFileError, CorpusError, RegistryError, pydantic.ValidationError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

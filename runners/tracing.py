@@ -107,6 +107,7 @@ class Tracer:
             layers=layers,
             positions=self._positions(inputs["input_ids"], valid),
             causal=self.adapter.causal,
+            tokens=[self.tokenizer.convert_ids_to_tokens(self.encodings[s]["input_ids"]) for s in sequence_ids],
         )
 
     def layers_fn(self, sequence_id: int) -> tuple[torch.Tensor, LayersFn]:

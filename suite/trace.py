@@ -35,7 +35,8 @@ class BatchTrace:
     ``sequence_ids`` (B,): index of each sequence in the probe corpus; ``lengths`` (B,): ``n``;
     ``token_ids`` (B, N); ``hidden_states`` (L+1, B, N, d): ``e^0 = x`` (embedding output) to ``e^L``;
     ``layers``: L attention layers; ``positions``: named (B, N) masks of special positions
-    (``cls``, ``sep``, ``punct``); ``causal``: decoder attention (row i sees keys j <= i).
+    (``cls``, ``sep``, ``punct``); ``causal``: decoder attention (row i sees keys j <= i);
+    ``tokens``: each sequence's tokens as text (for labelling example maps).
     """
 
     sequence_ids: torch.Tensor
@@ -45,6 +46,7 @@ class BatchTrace:
     layers: list[LayerTrace]
     positions: dict[str, torch.Tensor]
     causal: bool
+    tokens: list[list[str]] = field(default_factory=list)
     _projections: dict[tuple[int, torch.dtype], Projection] = field(default_factory=dict, repr=False)
 
     def projection(self, layer: int, compute_dtype: torch.dtype) -> Projection:

@@ -13,7 +13,8 @@ import torch
 from suite.registry import Registry
 from suite.trace import BatchTrace, ModelProbe
 
-ROW_COLUMNS = ["metric", "variant", "layer", "head", "sequence", "n_tokens", "value"]
+ROW_COLUMNS = ["metric", "variant", "layer", "head", "sequence", "n_tokens", "query", "key", "label", "value"]
+"""``query``/``key``: positions of an attention-map cell; ``label``: text (a token of an example)."""
 
 
 class MetricConfig(pydantic.BaseModel):
@@ -36,7 +37,8 @@ class MetricSpec:
     """Metadata declared once; the summary and the leaderboard build their columns from it.
 
     ``headline`` names the variant shown as the model's one number and ``headline_layer`` how it is
-    taken from the per-layer rows (``mean`` over layers or the ``last`` layer).
+    taken from the per-layer rows (``mean`` over layers or the ``last`` layer); with
+    ``headline_best_of``, the best of those variants (by their direction) is shown instead.
     """
 
     name: str
@@ -46,6 +48,7 @@ class MetricSpec:
     variants: dict[str, Variant]
     headline: str
     headline_layer: Literal["mean", "last"] = "mean"
+    headline_best_of: tuple[str, ...] = ()
     config_type: type[MetricConfig] = MetricConfig
     needs_model: bool = False
 
@@ -85,6 +88,9 @@ class RowBuffer:
         head: torch.Tensor | Sequence[int] | None = None,
         sequence: torch.Tensor | Sequence[int] | None = None,
         n_tokens: torch.Tensor | Sequence[int] | None = None,
+        query: torch.Tensor | Sequence[int] | None = None,
+        key: torch.Tensor | Sequence[int] | None = None,
+        label: Sequence[str] | None = None,
     ) -> None:
         """Add one row, or one row per element of ``value``; index columns broadcast against it."""
         values = torch.as_tensor(value, dtype=torch.float64).reshape(-1).cpu()
@@ -105,6 +111,9 @@ class RowBuffer:
                     "head": column(head),
                     "sequence": column(sequence),
                     "n_tokens": column(n_tokens),
+                    "query": column(query),
+                    "key": column(key),
+                    "label": pd.array(list(label) if label is not None else [None] * size, dtype="string"),
                     "value": values.numpy(),
                 }
             )

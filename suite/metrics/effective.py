@@ -22,9 +22,12 @@ PER_SEQUENCE = ("null_share", "pearson", "argmax_change")
 
 
 class EffectiveAttentionConfig(MetricConfig):
-    """``compute_dtype`` of the projection (float64 on the CPU by default)."""
+    """``compute_dtype`` of the projection (float64 on the CPU by default). The raw and effective
+    maps of every layer and head are stored for the example sequence: the lowest corpus index with
+    at most ``map_max_tokens`` tokens (none if ``map_max_tokens`` is 0)."""
 
     compute_dtype: Literal["float64", "float32"] = "float64"
+    map_max_tokens: int = 24
 
 
 def _mass_variants() -> dict[str, Variant]:
@@ -49,6 +52,9 @@ class EffectiveAttentionMetric:
             "pearson": Variant("mean Pearson correlation of raw and effective rows", "higher", (-1, 1)),
             "argmax_change": Variant("share of rows whose arg-max position changes", "lower", (0, 1)),
             **_mass_variants(),
+            "map_raw": Variant("example sequence: raw attention A_h[query, key]", "none", (0, 1)),
+            "map_eff": Variant("example sequence: effective attention A_eff[query, key]", "none"),
+            "token": Variant("example sequence: the token at position 'key' (in 'label')", "none"),
         },
         headline="null_share",
         config_type=EffectiveAttentionConfig,
@@ -58,13 +64,23 @@ class EffectiveAttentionMetric:
         self.config = config
         self.rows = RowBuffer(self.spec.name)
         self.sums: dict[tuple[str, int], list[torch.Tensor]] = defaultdict(list)  # (variant, layer) -> (B, H)
+        self.example: tuple[int, list[str], list[torch.Tensor], list[torch.Tensor]] | None = None  # seq, tokens, raw, eff
 
     def update(self, batch: BatchTrace) -> None:
         dtype = COMPUTE_DTYPES[self.config.compute_dtype]
+        short = [(s, b) for b, s in enumerate(batch.sequence_ids.tolist()) if batch.lengths[b] <= self.config.map_max_tokens]
+        keep = min(short) if short and (self.example is None or min(short)[0] < self.example[0]) else None
+        if keep is not None:
+            seq, b = keep
+            self.example = (seq, batch.tokens[b], [], [])
         for layer, trace in enumerate(batch.layers, start=1):
             allowed = batch.allowed(layer - 1)
             raw = trace.attention.to(dtype) * allowed.unsqueeze(1)
             eff = batch.projection(layer - 1, dtype).effective
+            if keep is not None:
+                n = int(batch.lengths[keep[1]])
+                self.example[2].append(raw[keep[1], :, :n, :n].float().cpu())
+                self.example[3].append(eff[keep[1], :, :n, :n].float().cpu())
             b, h = raw.shape[:2]
             seq = batch.sequence_ids.view(-1, 1).expand(b, h)
             heads = torch.arange(h).view(1, -1).expand(b, h)
@@ -91,4 +107,15 @@ class EffectiveAttentionMetric:
             per_variant[name].append(value)
         for name, values in per_variant.items():
             self.rows.add(name, torch.cat(values).nanmean())
+        if self.example is not None:
+            self._add_example(*self.example)
         return self.rows.frame()
+
+    def _add_example(self, seq: int, tokens: list[str], raw: list[torch.Tensor], eff: list[torch.Tensor]) -> None:
+        n = len(tokens)
+        positions = torch.arange(n)
+        self.rows.add("token", torch.zeros(n), sequence=[seq], key=positions, label=tokens, n_tokens=[n])
+        heads, query, key = torch.meshgrid(torch.arange(raw[0].shape[0]), positions, positions, indexing="ij")
+        for layer, (r, e) in enumerate(zip(raw, eff), start=1):
+            for name, maps in (("map_raw", r), ("map_eff", e)):
+                self.rows.add(name, maps, layer, heads, [seq], [n], query, key)

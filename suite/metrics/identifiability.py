@@ -55,6 +55,7 @@ class IdentifiabilityMetric:
         },
         headline="mlp/cosine",
         headline_layer="last",
+        headline_best_of=tuple(f"{g}/{dist}" for g in MAPPINGS for dist in DISTANCES),
         config_type=IdentifiabilityConfig,
     )
 

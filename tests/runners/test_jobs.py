@@ -14,17 +14,22 @@ from tests.conftest import SENTENCES
 FAST = {
     "token_identifiability": {"mlp_steps": 20, "max_train_tokens": 200},
     "hidden_token_attribution": {"max_sequences": 2, "max_tokens": 10},
+    "effective_attention": {"map_max_tokens": 8},
 }
 
 
 @pytest.fixture
-def zoo(tmp_path, tiny_bert_dir):
+def zoo(tmp_path, tiny_bert_dir, tiny_llama_dir):
     (tmp_path / "models.yaml").write_text(f"""
 models:
   - id: tiny
     source: local
     path: {tiny_bert_dir}
     family: bert
+  - id: tiny-decoder
+    source: local
+    path: {tiny_llama_dir}
+    family: llama
   - id: tiny-random-init
     source: random_init
     base: tiny
@@ -55,7 +60,8 @@ def make_runner(zoo, corpus, root, **overrides):
 
 def test_failures_are_recorded_and_the_rest_completes(zoo, corpus, tmp_path):
     runner = make_runner(zoo, corpus, tmp_path / "results")
-    outcomes = {o.model_id: o for o in runner.run(["unreachable-hub-model", "tiny", "gone", "broken", "tiny-random-init"])}
+    names = ["unreachable-hub-model", "tiny", "gone", "broken", "tiny-random-init", "tiny-decoder"]
+    outcomes = {o.model_id: o for o in runner.run(names)}
     assert sorted(outcomes["tiny"].computed) == sorted(METRICS) and not outcomes["tiny"].failed
     assert sorted(outcomes["tiny-random-init"].computed) == sorted(METRICS)
     assert "cannot reach the Hugging Face hub" in outcomes["unreachable-hub-model"].failed["rank_deficiency"]
@@ -67,9 +73,9 @@ def test_failures_are_recorded_and_the_rest_completes(zoo, corpus, tmp_path):
     assert set(failed["model_id"]) == {"unreachable-hub-model", "gone", "broken"}
     assert failed["error"].str.contains("\n").sum() == 0
     ok = results[results["status"] == "ok"]
-    assert set(ok["model_id"]) == {"tiny", "tiny-random-init"}
-    # every metric family has a row for every layer of both models
-    for model in ("tiny", "tiny-random-init"):
+    assert set(ok["model_id"]) == {"tiny", "tiny-random-init", "tiny-decoder"}
+    # every metric family has a row for every layer of every model
+    for model in ("tiny", "tiny-random-init", "tiny-decoder"):
         rows = ok[ok["model_id"] == model]
         for metric in METRICS:
             layers = set(rows.loc[rows["metric"] == metric, "layer"].dropna().astype(int))
@@ -80,6 +86,27 @@ def test_failures_are_recorded_and_the_rest_completes(zoo, corpus, tmp_path):
         assert ok[column].notna().all(), column
     assert ok.loc[ok["model_id"] == "tiny-random-init", "is_control"].all()
     assert (ok["d_head"] == 8).all() and (ok["n_layers"] == 2).all()
+    decoder = ok[ok["model_id"] == "tiny-decoder"]
+    assert decoder["causal"].all() and (decoder["n_kv_heads"] == 2).all()
+    offsets = decoder.loc[decoder["variant"].str.startswith("offset:"), "variant"].str[7:].astype(int)
+    assert len(offsets) and (offsets <= 0).all()  # a decoder token only draws on earlier inputs
+
+
+def test_example_attention_maps_are_stored(zoo, corpus, tmp_path):
+    make_runner(zoo, corpus, tmp_path).run(["tiny"])
+    rows = ResultStore(tmp_path).read()
+    maps = rows[rows["variant"].isin(["map_raw", "map_eff"])]
+    tokens = rows[rows["variant"] == "token"].sort_values("key")
+    n = len(tokens)
+    # the example is the first corpus item of at most 8 tokens
+    assert set(maps["sequence"]) == {3} and n == int(tokens["n_tokens"].iloc[0])
+    assert tokens["label"].tolist() == ["[CLS]", *SENTENCES[3].split(), "[SEP]"]
+    assert len(maps) == 2 * 2 * 4 * n * n  # raw and effective, 2 layers, 4 heads, n x n
+    raw = maps[maps["variant"] == "map_raw"].groupby(["layer", "head", "query"])["value"].sum()
+    assert ((raw - 1).abs() < 1e-5).all()  # softmax rows
+    eff = maps[maps["variant"] == "map_eff"].set_index(["layer", "head", "query", "key"])["value"]
+    raw_cells = maps[maps["variant"] == "map_raw"].set_index(["layer", "head", "query", "key"])["value"]
+    assert n <= 8 and ((eff - raw_cells).abs() < 1e-5).all()  # n <= d_h: no null space, A_eff = A
 
 
 def test_killed_run_restarts_without_recomputing_finished_cells(zoo, corpus, tmp_path, monkeypatch):

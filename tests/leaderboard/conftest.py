@@ -1,0 +1,42 @@
+"""A small result store made by the real job loop: two trained tiny models and a control, a model
+that failed to load, and a partial model (one metric's cell removed, as if the run was cut)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runners.corpus import Corpus
+from runners.jobs import RunConfig, Runner
+from runners.store import ResultStore
+from runners.zoo import load_zoo
+from tests.conftest import SENTENCES
+
+FAST = {
+    "token_identifiability": {"mlp_steps": 5, "max_train_tokens": 100, "mlp_hidden_size": 16},
+    "hidden_token_attribution": {"max_sequences": 1, "max_tokens": 10, "probes": 4},
+    "effective_attention": {"map_max_tokens": 10},
+}
+MODELS = ["tiny-bert", "tiny-bert-random-init", "tiny-llama", "tiny-partial", "broken-hub-model"]
+
+
+@pytest.fixture(scope="session")
+def results_dir(tmp_path_factory, tiny_bert_dir, tiny_llama_dir) -> Path:
+    root = tmp_path_factory.mktemp("leaderboard")
+    (root / "models.yaml").write_text(f"""
+models:
+  - {{id: tiny-bert, source: local, path: {tiny_bert_dir}, family: bert}}
+  - {{id: tiny-bert-random-init, source: random_init, base: tiny-bert, family: bert}}
+  - {{id: tiny-llama, source: local, path: {tiny_llama_dir}, family: llama}}
+  - {{id: tiny-partial, source: random_init, base: tiny-llama, init_seed: 5, family: llama}}
+  - {{id: broken-hub-model, source: hub, repo: no-such-org/no-such-model, family: gpt2}}
+""")
+    zoo = load_zoo(root / "models.yaml")
+    pairs = list(zip(SENTENCES[::2], SENTENCES[1::2]))
+    corpus = Corpus("tiny", [(s, None) for s in SENTENCES] + pairs)
+    store = ResultStore(root / "results")
+    Runner(zoo, corpus, RunConfig(metrics=FAST, batch_size=4), store, "fixture", log=lambda s: None).run(MODELS)
+    for cell in (root / "results" / "cells" / "tiny-partial").glob("hidden_token_attribution-*.parquet"):
+        cell.unlink()
+    return root / "results"

@@ -1,0 +1,59 @@
+"""Each view of the Streamlit app, run by Streamlit's AppTest on the fixture results."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import leaderboard
+
+APP = str(Path(leaderboard.__file__).parent / "app.py")
+
+
+@pytest.fixture
+def app(results_dir, monkeypatch):
+    monkeypatch.setenv("IDSUITE_RESULTS", str(results_dir))
+    return AppTest.from_file(APP, default_timeout=60)
+
+
+def test_leaderboard_view_lists_every_model_and_flags_failures(app):
+    app.run()
+    assert not app.exception
+    table = app.dataframe[0].value
+    assert sorted(table["model"]) == sorted(["tiny-bert", "tiny-bert-random-init", "tiny-llama", "tiny-partial", "broken-hub-model"])
+    warnings = " ".join(w.value for w in app.warning)
+    assert "broken-hub-model: failed" in warnings and "tiny-partial: partial" in warnings
+    app.sidebar.text_input[0].set_value("TINY-B").run()
+    assert sorted(app.dataframe[0].value["model"]) == ["tiny-bert", "tiny-bert-random-init"]
+    app.sidebar.text_input[0].set_value("").run()
+    app.sidebar.multiselect[0].set_value(["llama"]).run()
+    assert sorted(app.dataframe[0].value["model"]) == ["tiny-llama", "tiny-partial"]
+    assert [b.label for b in app.get("download_button")] == ["Download CSV", "Download LaTeX"]
+
+
+def test_model_view_shows_curves_heatmaps_and_maps(app):
+    app.run()
+    app.sidebar.radio[0].set_value("Model").run()
+    assert not app.exception
+    assert app.selectbox[0].value == "tiny-bert"
+    assert "tiny-bert-random-init" in app.caption[0].value
+    charts = app.get("vega_lite_chart")
+    assert len(charts) >= 4 + 1 + 3  # a curve per metric, a head heatmap, raw/effective/null maps
+    app.number_input[0].set_value(2).run()
+    assert not app.exception
+
+
+def test_compare_view_with_normalised_depth(app):
+    app.run()
+    app.sidebar.radio[0].set_value("Compare").run()
+    assert not app.exception
+    assert app.multiselect[0].value == ["tiny-bert", "tiny-bert-random-init"]
+    app.checkbox[0].check().run()
+    assert not app.exception and len(app.get("vega_lite_chart")) == 4
+
+
+def test_empty_results_give_a_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("IDSUITE_RESULTS", str(tmp_path / "nothing"))
+    app = AppTest.from_file(APP, default_timeout=60).run()
+    assert not app.exception
+    assert "No results" in app.info[0].value

@@ -1,0 +1,95 @@
+"""The packaged models end to end (slow: they load real weights; CI installs them with the zoo).
+
+MiniLM (encoder) and SmolLM2 (GGUF decoder, grouped-query attention) run through the job loop
+into Parquet; Gemma 3 (head size 256) shows no null space for sequences shorter than 256 tokens,
+except in its first layer, where a repeated token has the same values (no position in x, rotary
+embeddings touch only Q and K): there ``null_dim = n - (number of distinct tokens)``.
+"""
+
+import pytest
+import torch
+
+from runners.corpus import Corpus
+from runners.jobs import RunConfig, Runner
+from runners.loading import load_model
+from runners.store import ResultStore
+from runners.adapters import adapter_for
+from runners.tracing import Tracer
+from runners.zoo import load_zoo
+from suite.metrics import METRICS
+from suite.rank_deficiency import rank_deficiency
+from tests.conftest import SENTENCES
+
+pytestmark = pytest.mark.slow
+
+FAST = {
+    "token_identifiability": {"mlp_steps": 10, "max_train_tokens": 300, "mlp_hidden_size": 64},
+    "hidden_token_attribution": {"max_sequences": 1, "max_tokens": 12, "probes": 4},
+}
+TEXTS = [
+    "The cat sat on the mat.",
+    "A dog ran fast, but the cat was slow.",
+    "Researchers compare architectures in papers.",
+    "It was a cold morning and the river was frozen.",
+    "Attention weights are not unique once the sequence is longer than the head size.",
+    "Why?",
+] + [" ".join(SENTENCES)]
+
+
+@pytest.fixture(scope="module")
+def zoo():
+    return load_zoo("models.yaml")
+
+
+def _require(zoo, model_id):
+    from runners.loading import ModelLoadError, fingerprint
+
+    try:
+        fingerprint(zoo.entries[model_id], zoo)
+    except ModelLoadError as e:
+        pytest.skip(f"{model_id} not installed: {e}")
+
+
+@pytest.mark.parametrize(
+    "model_id, facts",
+    [
+        ("all-MiniLM-L6-v2", dict(n_layers=6, n_heads=12, n_kv_heads=12, d_head=32, d_model=384, causal=False)),
+        ("SmolLM2-135M-Instruct", dict(n_layers=30, n_heads=9, n_kv_heads=3, d_head=64, d_model=576, causal=True)),
+    ],
+)
+def test_end_to_end_into_parquet(zoo, model_id, facts, tmp_path):
+    _require(zoo, model_id)
+    corpus = Corpus("probe", [(t, None) for t in TEXTS] + [(TEXTS[0], TEXTS[1]), (TEXTS[2], TEXTS[3])])
+    runner = Runner(zoo, corpus, RunConfig(metrics=FAST, batch_size=4), ResultStore(tmp_path), "it", log=lambda s: None)
+    (outcome,) = runner.run([model_id])
+    assert not outcome.failed and sorted(outcome.computed) == sorted(METRICS)
+    rows = ResultStore(tmp_path).read()
+    assert (rows["status"] == "ok").all()
+    for column, value in facts.items():
+        assert (rows[column] == value).all(), column
+    assert rows["n_params"].iloc[0] > 20_000_000
+    null_dim = rows[(rows.metric == "rank_deficiency") & (rows.variant == "null_dim")]
+    bound = (null_dim["n_tokens"] - facts["d_head"]).clip(lower=0)
+    later = null_dim["layer"] > 1  # a rotary decoder's first layer can have repeated-token null space
+    assert (null_dim["value"] >= bound).all() and (null_dim["value"][later] == bound[later]).all()
+    eff = rows[(rows.metric == "effective_attention") & (rows.variant == "null_share") & rows.head.isna() & rows.layer.notna()]
+    assert len(eff) == facts["n_layers"] and eff["value"].between(0, 1).all()
+
+
+def test_gemma3_has_no_null_space_below_its_head_size(zoo):
+    _require(zoo, "gemma-3-270m-q4km")
+    loaded = load_model(zoo.entries["gemma-3-270m-q4km"], zoo)
+    tracer = Tracer(loaded.model, loaded.tokenizer, adapter_for(loaded.model.config.model_type))
+    assert tracer.d_head == 256 and tracer.n_heads == 4
+    for i, text in enumerate(TEXTS):
+        tracer.encodings[i] = dict(loaded.tokenizer(text))
+    trace = tracer.trace(list(range(len(TEXTS))))
+    assert trace.lengths.max() < 256 and trace.lengths.max() > 64
+    for layer in range(len(trace.layers)):
+        projection = trace.projection(layer, torch.float64)
+        null_dim = rank_deficiency(projection.row_rank, projection.context, trace.lengths).null_dim
+        if layer == 0:
+            distinct = torch.tensor([len(set(trace.token_ids[b, :n].tolist())) for b, n in enumerate(trace.lengths.tolist())])
+            assert torch.equal(null_dim, (trace.lengths - distinct).view(-1, 1).expand_as(null_dim))
+        else:
+            assert null_dim.eq(0).all(), layer
