@@ -49,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
         default = METRICS.get(metric).spec.config_type.model_fields[key].default
         run.add_argument(f"--{option.replace('_', '-')}", type=kind, help=f"{text} (default {default})")
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--device", default="cpu")
+    run.add_argument("--device", default="auto", help="'auto' (cuda where present, else cpu), 'cpu', 'cuda', 'cuda:1'")
+    run.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                     help="forward-pass dtype; 'auto': bfloat16 on a GPU, the entry's dtype on the CPU")
     run.add_argument("--recompute", action="store_true", help="recompute cells that are already finished")
     lst = sub.add_parser("list", help="show the zoo entries and any bad ones")
     lst.add_argument("--zoo", default="models.yaml")
@@ -122,7 +124,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                       pair_column=args.pair_column, max_sequences=args.max_sequences, seed=args.seed)
     corpus = load_corpus(spec)
     config = RunConfig(
-        seed=args.seed, batch_size=args.batch_size, max_tokens=args.max_tokens, device=args.device,
+        seed=args.seed, batch_size=args.batch_size, max_tokens=args.max_tokens, device=args.device, dtype=args.dtype,
         recompute=args.recompute,
         metrics=_metric_overrides(args),
     )

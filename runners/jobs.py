@@ -7,10 +7,11 @@ import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import pydantic
+import torch
 from tqdm.auto import tqdm
 
 from runners.adapters import UnsupportedArchitecture, adapter_for
@@ -37,7 +38,21 @@ class RunConfig(pydantic.BaseModel):
     seed: int = 0
     batch_size: int = 16
     max_tokens: int = 128
-    device: str = "cpu"
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+    def resolved_device(self) -> str:
+        """``auto``: the GPU where CUDA is present, else the CPU."""
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
+    def forward_dtype(self, entry_dtype: str) -> str:
+        """The dtype of the forward pass: ``auto`` gives bfloat16 on a GPU (the metrics still run in
+        float32 / float64) and the entry's own dtype on the CPU."""
+        if self.dtype != "auto":
+            return self.dtype
+        return "bfloat16" if self.resolved_device().startswith("cuda") and entry_dtype == "float32" else entry_dtype
     metrics: dict[str, dict[str, Any]] = {}
     recompute: bool = False
 
@@ -112,8 +127,8 @@ class Runner:
             "metric_version": spec.version,
             "metric_config": json.dumps(self.metric_configs[metric].model_dump(mode="json"), sort_keys=True),
             "seed": self.config.seed,
-            "device": device_name(self.config.device),
-            "dtype": getattr(entry, "dtype", None),
+            "device": device_name(self.config.resolved_device()),
+            "dtype": self.config.forward_dtype(entry.dtype) if entry is not None else None,
             "batch_size": self.config.batch_size,
             "timestamp": utc_now(),
             **self.versions,
@@ -122,7 +137,7 @@ class Runner:
     def _write_failed(self, model_id: str, metrics: list[str], message: str, model_fingerprint: str) -> None:
         for metric in metrics:
             entry = self.zoo.entries.get(model_id)
-            key = self._key(model_fingerprint, getattr(entry, "dtype", "n/a"), metric)
+            key = self._key(model_fingerprint, self.config.forward_dtype(entry.dtype) if entry else "n/a", metric)
             row = pd.DataFrame([{c: None for c in ROW_COLUMNS} | {"metric": metric, "value": math.nan}])
             self._write(model_id, metric, key, model_fingerprint, row, {}, status="failed", error=message)
 
@@ -146,7 +161,7 @@ class Runner:
         except ModelLoadError as e:
             self._fail(outcome, names, f"{model_id}: {e}", "unavailable")
             return outcome
-        keys = {m: self._key(model_fingerprint, entry.dtype, m) for m in names}
+        keys = {m: self._key(model_fingerprint, self.config.forward_dtype(entry.dtype), m) for m in names}
         pending = [m for m in names if self.config.recompute or not self.store.is_done(model_id, m, keys[m])]
         outcome.cached = [m for m in names if m not in pending]
         if not pending:
@@ -189,7 +204,7 @@ class Runner:
 
     def _prepare(self, model_id: str, entry) -> tuple[Tracer, dict[str, Any]]:
         try:
-            loaded = load_model(entry, self.zoo, self.config.device)
+            loaded = load_model(entry, self.zoo, self.config.resolved_device(), self.config.forward_dtype(entry.dtype))
             adapter = adapter_for(loaded.model.config.model_type)
             tracer = Tracer(loaded.model, loaded.tokenizer, adapter)
         except (ModelLoadError, UnsupportedArchitecture) as e:

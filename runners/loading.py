@@ -106,12 +106,13 @@ def _source(entry: LoadableEntry, zoo: Zoo) -> tuple[str, dict]:
     return str(weights_folder(entry, zoo.path)), {}
 
 
-def load_model(entry: Entry, zoo: Zoo, device: str = "cpu") -> LoadedModel:
-    """Load an entry with eager attention (attention probabilities must be returned), in eval mode."""
+def load_model(entry: Entry, zoo: Zoo, device: str = "cpu", dtype_name: str | None = None) -> LoadedModel:
+    """Load an entry with eager attention (attention probabilities must be returned), in eval mode,
+    in ``dtype_name`` (default: the entry's dtype)."""
     base = zoo.entries[entry.base] if isinstance(entry, RandomInitEntry) else entry
     assert not isinstance(base, RandomInitEntry)
     where, kwargs = _source(base, zoo)
-    dtype = getattr(torch, entry.dtype)
+    dtype = getattr(torch, dtype_name or entry.dtype)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(where, **kwargs)
         if isinstance(entry, RandomInitEntry):

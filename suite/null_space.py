@@ -65,9 +65,14 @@ def reduced_values(values: torch.Tensor, w_out: torch.Tensor, compute_dtype: tor
     return values.to(compute_dtype) @ (p * s.unsqueeze(-2)).unsqueeze(0)
 
 
+def _rank(s: torch.Tensor, n: torch.Tensor, d: int, dtype: torch.dtype) -> torch.Tensor:
+    """Numerical rank from descending singular values ``s`` (..., k) of matrices with n rows."""
+    return (s > rank_tolerance(s[..., 0], n, d, dtype).unsqueeze(-1)).sum(-1)
+
+
 def _rank_and_basis(matrices: torch.Tensor, n: torch.Tensor, d: int, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
     u, s, _ = torch.linalg.svd(matrices, full_matrices=False)
-    rank = (s > rank_tolerance(s[..., 0], n, d, dtype).unsqueeze(-1)).sum(-1)
+    rank = _rank(s, n, d, dtype)
     keep = torch.arange(s.shape[-1], device=s.device) < rank.unsqueeze(-1)
     return u * keep.unsqueeze(-2).to(u.dtype), rank, s
 
@@ -138,12 +143,12 @@ def project_attention(
     ``K_i`` = the keys row i may use (``allowed`` (B, N, N)). With ``shared_context`` (encoders:
     every row sees the whole sequence) one decomposition per head serves all rows. Otherwise
     (causal or sliding-window rows), with ``p = min(n, d_h)`` and singular values ``s`` of
-    ``T_h[:p]`` and ``S`` of ``T_h[:n]``:
+    ``T_h[:p]``:
 
     - rows whose keys lie among the first p: if those p rows are independent, so is every subset,
       and such a row keeps its attention (``A_eff = A``, no null space);
     - prefix rows ``i >= p``: ``sigma_min(T_h[:i+1]) >= s_min`` (interlacing) and each row's rank
-      tolerance is at most ``S_max * max(n, d) * eps``, so if ``s_min`` exceeds it every such row
+      tolerance is at most ``||T_h||_F * max(n, d) * eps``, so if ``s_min`` exceeds it every such row
       has full rank ``d_h``, and its projection comes from one QR and a running inverse
       (``_full_rank_prefix_rows``);
     - any other row (a rank-deficient or badly conditioned head, a sliding window that dropped
@@ -164,17 +169,18 @@ def project_attention(
     lengths = (context > 0).sum(-1)
     head = lengths.clamp(max=k).view(-1, 1)  # p per sequence
     in_head = positions < head  # (B, N)
-    _, head_rank, head_s = _rank_and_basis(vm * in_head.view(b, 1, n, 1), head, d, compute_dtype)
+    head_s = torch.linalg.svdvals(vm * in_head.view(b, 1, n, 1))  # (B, H, k)
+    head_rank = _rank(head_s, head, d, compute_dtype)
     keys_in_head = ~(allowed & ~in_head.unsqueeze(1)).any(-1)  # (B, N): row i uses only the first p rows
     full_head = head_rank == head  # (B, H)
     easy = full_head.unsqueeze(-1) & keys_in_head.unsqueeze(1)  # (B, H, N)
     effective = torch.where(easy.unsqueeze(-1), a, 0.0)
     row_rank = torch.where(easy, context.unsqueeze(1), 0)
 
-    full_s = torch.linalg.svdvals(vm)  # (B, H, k): all n rows (padding is zero)
-    tol_n = rank_tolerance(full_s[..., 0], lengths.view(-1, 1), d, compute_dtype)
+    frobenius = vm.flatten(-2).norm(dim=-1)  # (B, H): >= sigma_max of every prefix (padding is zero)
+    tol_n = rank_tolerance(frobenius, lengths.view(-1, 1), d, compute_dtype)
     s_min = head_s.gather(-1, (head - 1).clamp(min=0).expand(b, h).unsqueeze(-1)).squeeze(-1)
-    safe_tail = full_head & (head == k) & (s_min > tol_n) & (s_min > full_s[..., 0] / CONDITION_LIMIT)
+    safe_tail = full_head & (head == k) & (s_min > tol_n) & (s_min > frobenius / CONDITION_LIMIT)
     is_prefix = torch.equal(allowed, allowed & torch.ones(n, n, dtype=torch.bool, device=allowed.device).tril())
     prefix_rows = (context == positions + 1) & (context > 0)  # (B, N): keys are exactly 0..i
     tail = safe_tail.unsqueeze(-1) & (prefix_rows & ~keys_in_head).unsqueeze(1) & is_prefix

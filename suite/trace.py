@@ -62,7 +62,8 @@ class BatchTrace:
 
     def allowed(self, layer: int) -> torch.Tensor:
         """(B, N, N) the (query, key) pairs a row of ``layer`` (0-based) may attend to."""
-        return pair_mask(self.lengths, self.token_ids.shape[1], self.causal, self.layers[layer].window)
+        lengths = self.lengths.to(self.token_ids.device)
+        return pair_mask(lengths, self.token_ids.shape[1], self.causal, self.layers[layer].window)
 
 
 class ModelProbe(Protocol):

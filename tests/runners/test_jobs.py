@@ -148,3 +148,14 @@ def test_same_inputs_give_same_numbers(zoo, corpus, tmp_path):
         cols = ["metric", "variant", "layer", "head", "sequence"]
         values.append(frame.sort_values(cols, na_position="first")[cols + ["value"]].reset_index(drop=True))
     pd.testing.assert_frame_equal(values[0], values[1])
+
+
+def test_device_and_forward_dtype_resolution(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert RunConfig().resolved_device() == "cpu" and RunConfig().forward_dtype("float32") == "float32"
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    auto = RunConfig()
+    assert auto.resolved_device() == "cuda" and auto.forward_dtype("float32") == "bfloat16"
+    assert auto.forward_dtype("float16") == "float16"  # an entry's own half precision is kept
+    assert RunConfig(device="cpu").forward_dtype("float32") == "float32"
+    assert RunConfig(dtype="float32").forward_dtype("float32") == "float32"
