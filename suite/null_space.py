@@ -21,8 +21,8 @@ MAX_CHUNK_ELEMENTS = 1 << 24
 class ColumnSpace:
     """Left singular structure of ``T_h`` for a batch of sequences and heads.
 
-    ``basis`` (B, H, N, k): the left singular vectors ``U_h`` of ``T_h``, columns past ``rank`` zeroed,
-    so ``basis @ basis^T`` is the orthogonal projector onto the column space of ``T_h``.
+    ``basis`` (B, H, N, k): orthonormal columns spanning the column space of ``T_h`` (columns past
+    ``rank`` zeroed), so ``basis @ basis^T`` is the orthogonal projector onto it (``U_h U_h^T``).
     ``rank`` (B, H): numerical rank ``r_h``.  ``singular_values`` (B, H, k), descending.
     """
 
@@ -85,12 +85,33 @@ def column_space(
 ) -> ColumnSpace:
     """Column space of ``T_h`` over whole sequences (every row may use every key).
 
-    ``values`` must be zero on padded rows (row index >= ``lengths[b]``); zero rows change neither
-    the singular values nor the non-null singular vectors, and the rank tolerance uses each
-    sequence's own ``n = lengths[b]``.
+    The rank comes from the singular values (``compute_dtype``). The basis is then the cheapest
+    exact one: Q of a thin QR when ``T_h`` has full column rank, the n unit vectors when it has full
+    row rank (n <= d_h: no null space), and the left singular vectors otherwise. ``values`` must be
+    zero on padded rows (row index >= ``lengths[b]``); zero rows change neither the singular values
+    nor the column space, and the rank tolerance uses each sequence's own ``n = lengths[b]``.
     """
-    n = lengths.to(values.device).view(-1, 1)
-    basis, rank, s = _rank_and_basis(reduced_values(values, w_out, compute_dtype), n, w_out.shape[-1], compute_dtype)
+    vm = reduced_values(values, w_out, compute_dtype)  # (B, H, N, k)
+    b, h, n_max, k = vm.shape
+    n = lengths.to(vm.device).view(-1, 1)
+    s = torch.linalg.svdvals(vm)  # (B, H, min(N, k))
+    rank = _rank(s, n, w_out.shape[-1], compute_dtype)
+    width = s.shape[-1]
+    full_column = rank == k
+    full_row = (rank == n) & ~full_column
+    basis = torch.zeros(b, h, n_max, width, dtype=vm.dtype, device=vm.device)
+    if full_column.any():
+        q = torch.linalg.qr(vm[full_column]).Q  # (M, N, k)
+        basis[full_column] = q
+    if full_row.any():
+        rows = torch.arange(n_max, device=vm.device)
+        unit = (rows.view(-1, 1) == torch.arange(width, device=vm.device)) & (rows.view(-1, 1) < n.view(-1, 1, 1))
+        basis[full_row] = unit.unsqueeze(1).expand(b, h, n_max, width)[full_row].to(vm.dtype)
+    other = ~full_column & ~full_row
+    if other.any():
+        u, _, _ = torch.linalg.svd(vm[other], full_matrices=False)
+        keep = torch.arange(width, device=vm.device) < rank[other].unsqueeze(-1)
+        basis[other] = u * keep.unsqueeze(-2).to(u.dtype)
     return ColumnSpace(basis=basis, rank=rank, singular_values=s)
 
 

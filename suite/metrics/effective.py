@@ -22,7 +22,8 @@ PER_SEQUENCE = ("null_share", "pearson", "argmax_change")
 
 
 class EffectiveAttentionConfig(MetricConfig):
-    """``compute_dtype`` of the projection (float64 on the CPU by default). The raw and effective
+    """``compute_dtype`` of the rank decision and projection (float64 by default; the divergence
+    summaries are float32). The raw and effective
     maps of every layer and head are stored for the example sequence: the lowest corpus index with
     at most ``map_max_tokens`` tokens (none if ``map_max_tokens`` is 0)."""
 
@@ -75,8 +76,8 @@ class EffectiveAttentionMetric:
             self.example = (seq, batch.tokens[b], [], [])
         for layer, trace in enumerate(batch.layers, start=1):
             allowed = batch.allowed(layer - 1)
-            raw = trace.attention.to(dtype) * allowed.unsqueeze(1)
-            eff = batch.projection(layer - 1, dtype).effective
+            raw = trace.attention.float() * allowed.unsqueeze(1)  # summaries in float32; the projection in ``dtype``
+            eff = batch.projection(layer - 1, dtype).effective.float()
             if keep is not None:
                 n = int(batch.lengths[keep[1]])
                 self.example[2].append(raw[keep[1], :, :n, :n].float().cpu())
