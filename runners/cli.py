@@ -30,6 +30,9 @@ METRIC_OPTIONS = {  # command-line option -> (metric, config key, help, type)
 }
 
 
+LIST_FACTS = ["n_params", "n_layers", "n_heads", "n_kv_heads", "d_head"]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="idsuite", description="Identifiability in transformers, as a benchmark.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--recompute", action="store_true", help="recompute cells that are already finished")
     lst = sub.add_parser("list", help="show the zoo entries and any bad ones")
     lst.add_argument("--zoo", default="models.yaml")
+    lst.add_argument("--results", default="results", help="show sizes read from the configs of models already run")
     board = sub.add_parser("leaderboard", help="browse the results in a Streamlit app")
     board.add_argument("--results", default="results", help="result store folder (default: results)")
     board.add_argument("--port", type=int, default=8501)
@@ -97,7 +101,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
             weights = f"unavailable: {e}"
         rows.append({"id": entry_id, "source": entry.source, "family": entry.family or "", "tags": ",".join(entry.tags),
                      "weights": weights})
-    print(pd.DataFrame(rows).to_string(index=False) if rows else "(no valid entries)")
+    table = pd.DataFrame(rows)
+    stored = ResultStore(args.results).read()
+    if rows and not stored.empty:  # sizes as read from each model's config when it last ran
+        facts = stored[stored["status"] == "ok"].groupby("model_id")[LIST_FACTS].first().astype("Int64")
+        table = table.join(facts, on="id")
+    print(table.to_string(index=False, na_rep="") if rows else "(no valid entries)")
     for error in zoo.errors:
         print(f"error: {error}", file=sys.stderr)
     return 1 if zoo.errors else 0

@@ -22,6 +22,15 @@ models:
     assert str(tmp_path / "out" / "cells") in out and "1 model(s) complete, 0 with failures" in out
     assert main(args) == 0  # second run: everything cached
     assert "all metrics cached" in capsys.readouterr().out
+    assert main(["list", "--zoo", str(tmp_path / "models.yaml"), "--results", str(tmp_path / "out")]) == 0
+    header, row = capsys.readouterr().out.strip().splitlines()
+    assert header.split()[-5:] == ["n_params", "n_layers", "n_heads", "n_kv_heads", "d_head"]
+    assert row.split()[-4:] == ["2", "4", "4", "8"]  # read from the tiny model's config when it ran
+
+    # export: LaTeX and figures from the same results; no results is a one-line error
+    assert main(["export", "--results", str(tmp_path / "out"), "--out", str(tmp_path / "paper")]) == 0
+    assert (tmp_path / "paper" / "leaderboard.tex").exists()
+    assert main(["export", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "p2")]) == 2
 
 
 def test_bad_zoo_is_one_line_and_exit_code_two(tmp_path, capsys):
