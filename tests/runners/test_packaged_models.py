@@ -72,7 +72,8 @@ def test_end_to_end_into_parquet(zoo, model_id, facts, tmp_path):
     bound = (null_dim["n_tokens"] - facts["d_head"]).clip(lower=0)
     later = null_dim["layer"] > 1  # a rotary decoder's first layer can have repeated-token null space
     assert (null_dim["value"] >= bound).all() and (null_dim["value"][later] == bound[later]).all()
-    eff = rows[(rows.metric == "effective_attention") & (rows.variant == "null_share") & rows.head.isna() & rows.layer.notna()]
+    eff = rows[(rows.metric == "effective_attention") & (rows.variant == "null_share") & rows["head"].isna()
+               & rows["sequence"].isna() & rows["layer"].notna()]
     assert len(eff) == facts["n_layers"] and eff["value"].between(0, 1).all()
 
 
