@@ -20,14 +20,14 @@ from runners.corpus import CorpusSpec, load_corpus  # noqa: E402
 from runners.tracing import Tracer  # noqa: E402
 
 TIMES: dict[str, float] = {}
-"""Mean seconds per benchmark name, filled by ``record``."""
+"""Median seconds per benchmark name, filled by ``record`` (robust to a slow first or stray round)."""
 RATIOS: list[tuple[str, str, str, str]] = []
 """(label, slow name, fast name, goal) pairs to report."""
 NOTES: list[str] = []
 
 
 def record(benchmark, name: str) -> None:
-    TIMES[name] = benchmark.stats.stats.mean
+    TIMES[name] = benchmark.stats.stats.median
 
 
 def ratio(label: str, slow: str, fast: str, goal: str) -> None:
