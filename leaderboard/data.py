@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from runners import summary
 from runners.store import ResultStore
 from suite.metrics import METRICS
 from suite.metrics.base import MetricSpec
@@ -36,9 +37,8 @@ def headline_label(spec: MetricSpec) -> str:
 
 
 def layer_rows(results: pd.DataFrame) -> pd.DataFrame:
-    """ok rows aggregated over sequences and heads, one per (model, metric, variant, layer)."""
-    ok = results[(results["status"] == "ok") & results["head"].isna() & results["sequence"].isna()]
-    return ok[ok["layer"].notna()].astype({"layer": int})
+    """The run summary's per-layer rows (ok, aggregated over sequences and heads), layer as int."""
+    return summary.layer_rows(results).astype({"layer": int})
 
 
 def _headline(rows: pd.DataFrame, spec: MetricSpec) -> tuple[float, str]:

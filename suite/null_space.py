@@ -70,11 +70,16 @@ def _rank(s: torch.Tensor, n: torch.Tensor, d: int, dtype: torch.dtype) -> torch
     return (s > rank_tolerance(s[..., 0], n, d, dtype).unsqueeze(-1)).sum(-1)
 
 
+def _leading_columns(u: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
+    """``u`` (..., N, k) with the columns past ``rank`` (...) zeroed."""
+    keep = torch.arange(u.shape[-1], device=u.device) < rank.unsqueeze(-1)
+    return u * keep.unsqueeze(-2).to(u.dtype)
+
+
 def _rank_and_basis(matrices: torch.Tensor, n: torch.Tensor, d: int, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
     u, s, _ = torch.linalg.svd(matrices, full_matrices=False)
     rank = _rank(s, n, d, dtype)
-    keep = torch.arange(s.shape[-1], device=s.device) < rank.unsqueeze(-1)
-    return u * keep.unsqueeze(-2).to(u.dtype), rank, s
+    return _leading_columns(u, rank), rank, s
 
 
 def column_space(
@@ -110,8 +115,7 @@ def column_space(
     other = ~full_column & ~full_row
     if other.any():
         u, _, _ = torch.linalg.svd(vm[other], full_matrices=False)
-        keep = torch.arange(width, device=vm.device) < rank[other].unsqueeze(-1)
-        basis[other] = u * keep.unsqueeze(-2).to(u.dtype)
+        basis[other] = _leading_columns(u, rank[other])
     return ColumnSpace(basis=basis, rank=rank, singular_values=s)
 
 

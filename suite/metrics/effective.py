@@ -23,9 +23,8 @@ PER_SEQUENCE = ("null_share", "pearson", "argmax_change")
 
 class EffectiveAttentionConfig(MetricConfig):
     """``compute_dtype`` of the rank decision and projection (float64 by default; the divergence
-    summaries are float32). The raw and effective
-    maps of every layer and head are stored for the example sequence: the lowest corpus index with
-    at most ``map_max_tokens`` tokens (none if ``map_max_tokens`` is 0)."""
+    summaries are float32). The raw and effective maps of every layer and head are stored for the
+    example sequence: the lowest corpus index with at most ``map_max_tokens`` tokens (none if 0)."""
 
     compute_dtype: Literal["float64", "float32"] = "float64"
     map_max_tokens: int = 24
@@ -80,8 +79,8 @@ class EffectiveAttentionMetric:
             eff = batch.projection(layer - 1, dtype).effective.float()
             if keep is not None:
                 n = int(batch.lengths[keep[1]])
-                self.example[2].append(raw[keep[1], :, :n, :n].float().cpu())
-                self.example[3].append(eff[keep[1], :, :n, :n].float().cpu())
+                self.example[2].append(raw[keep[1], :, :n, :n].cpu())
+                self.example[3].append(eff[keep[1], :, :n, :n].cpu())
             b, h = raw.shape[:2]
             seq = batch.sequence_ids.view(-1, 1).expand(b, h)
             heads = torch.arange(h).view(1, -1).expand(b, h)
