@@ -12,6 +12,7 @@ import transformers
 from runners.adapters import Adapter, attention_windows
 from suite.attribution import LayersFn
 from suite.masks import token_mask
+from suite.null_space import output_factor
 from suite.trace import BatchTrace, LayerTrace
 
 PUNCTUATION = set(string.punctuation) | set("“”‘’–—…")
@@ -45,7 +46,8 @@ class Tracer:
         config = model.config
         self.blocks = adapter.blocks(model, int(config.num_hidden_layers))
         self.n_heads = int(config.num_attention_heads)
-        self.w_out = [adapter.w_out(b, self.n_heads).detach() for b in self.blocks]
+        self.w_out = [adapter.w_out(b, self.n_heads).detach().float() for b in self.blocks]
+        self.output_factors = [output_factor(w) for w in self.w_out]
         self.d_head = self.w_out[0].shape[1]
         self.windows = attention_windows(config, len(self.blocks))
         self.punct = punctuation_ids(tokenizer)
@@ -94,11 +96,12 @@ class Tracer:
         valid = token_mask(lengths, inputs["input_ids"].shape[1])
         rows = valid.view(valid.shape[0], 1, -1, 1)
         layers = []
-        for value, attention, w_out, window in zip(values, out.attentions, self.w_out, self.windows, strict=True):
+        per_layer = zip(values, out.attentions, self.w_out, self.output_factors, self.windows, strict=True)
+        for value, attention, w_out, factor, window in per_layer:
             v = self.adapter.values(value, self.d_head)  # (B, H_kv, N, d_h)
             v = v.repeat_interleave(self.n_heads // v.shape[1], dim=1)  # query head h reads KV group h // (H / H_kv)
             v = torch.where(rows, v.float(), 0.0)
-            layers.append(LayerTrace(attention=attention.float(), values=v, w_out=w_out.float(), window=window))
+            layers.append(LayerTrace(attention.float(), v, w_out, window, factor))
         return BatchTrace(
             sequence_ids=torch.tensor(sequence_ids),
             lengths=lengths.cpu(),

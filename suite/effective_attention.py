@@ -12,43 +12,46 @@ import torch
 
 def null_share(attention: torch.Tensor, effective: torch.Tensor) -> torch.Tensor:
     """(B, H) ``||A_null||_F / ||A_h||_F`` with ``A_null = A_h - A_eff`` (padding must be zero)."""
-    null = (attention - effective).flatten(-2).norm(dim=-1)
-    return null / attention.flatten(-2).norm(dim=-1)
+    null = torch.linalg.vector_norm(attention - effective, dim=(-2, -1))
+    return null / torch.linalg.vector_norm(attention, dim=(-2, -1))
 
 
 def row_pearson(attention: torch.Tensor, effective: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     """(B, H) mean over rows of the Pearson correlation of raw and effective row ``i``.
 
     Each row is correlated over the key positions it may use (``allowed`` (B, N, N)); rows with
-    fewer than two positions or zero variance are left out of the mean.
+    fewer than two positions or zero variance are left out of the mean. Both maps must be zero
+    outside ``allowed``.
     """
-    m = allowed.unsqueeze(1).to(attention.dtype)
-    count = m.sum(-1, keepdim=True)
+    m = allowed.unsqueeze(1).to(attention.dtype)  # float masks: multiplying is cheaper than where
+    count = m.sum(-1, keepdim=True)  # (B, 1, N, 1)
     safe = count.clamp(min=1)
-    ca = (attention - (attention * m).sum(-1, keepdim=True) / safe) * m
-    ce = (effective - (effective * m).sum(-1, keepdim=True) / safe) * m
-    cov = (ca * ce).sum(-1)
-    denom = (ca.square().sum(-1) * ce.square().sum(-1)).sqrt()
-    r = cov / denom
+    ca = (attention - attention.sum(-1, keepdim=True) / safe) * m
+    ce = (effective - effective.sum(-1, keepdim=True) / safe) * m
+    cov = torch.linalg.vecdot(ca, ce)
+    denom = (torch.linalg.vecdot(ca, ca) * torch.linalg.vecdot(ce, ce)).sqrt()
     usable = (count.squeeze(-1) >= 2) & (denom > 0)
-    r = torch.where(usable, r, torch.full_like(r, float("nan")))
-    return r.nanmean(-1)
+    return torch.where(usable, cov / denom, float("nan")).nanmean(-1)
 
 
 def argmax_change(attention: torch.Tensor, effective: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    """(B, H) share of existing rows whose arg-max key position differs between raw and effective."""
-    m = allowed.unsqueeze(1)
-    neg = torch.finfo(attention.dtype).min
-    raw_top = attention.masked_fill(~m, neg).argmax(-1)
-    eff_top = effective.masked_fill(~m, neg).argmax(-1)
-    rows = m.any(-1)
-    changed = (raw_top != eff_top) & rows
+    """(B, H) share of existing rows whose arg-max key position differs between raw and effective.
+
+    A row changes when the effective value at raw's arg-max is below the effective row's maximum
+    over its allowed keys (tied raw maxima: their mean effective value). Both maps must be zero
+    outside ``allowed``; raw's allowed entries are positive, so its maximum needs no mask.
+    """
+    excluded = torch.where(allowed, 0.0, -torch.inf).unsqueeze(1).to(effective.dtype)  # (B, 1, N, N)
+    raw_top = (attention == attention.amax(-1, keepdim=True)).to(effective.dtype)
+    eff_at_raw_top = torch.linalg.vecdot(effective, raw_top) / raw_top.sum(-1)
+    rows = allowed.any(-1).unsqueeze(1)
+    changed = (eff_at_raw_top < (effective + excluded).amax(-1)) & rows
     return changed.sum(-1).to(attention.dtype) / rows.sum(-1).to(attention.dtype)
 
 
 def position_mass(attention: torch.Tensor, positions: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    """(B, H) mean over existing rows of the attention on ``positions`` (B, N), e.g. [CLS] or [SEP]."""
-    m = allowed.unsqueeze(1)
-    mass = (attention * positions.view(positions.shape[0], 1, 1, -1).to(attention.dtype)).sum(-1)
-    rows = m.any(-1)
-    return (mass * rows).sum(-1) / rows.sum(-1).to(attention.dtype)
+    """(B, H, P) mean over existing rows of the attention on each of P sets of ``positions`` (B, N, P),
+    e.g. [CLS], [SEP] and punctuation. ``attention`` must be zero on rows outside ``allowed``."""
+    rows = allowed.any(-1)  # (B, N)
+    column_mass = attention.sum(-2)  # (B, H, N): summed over the existing rows
+    return (column_mass @ positions.to(attention.dtype)) / rows.sum(-1).view(-1, 1, 1).to(attention.dtype)

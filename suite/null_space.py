@@ -19,16 +19,15 @@ MAX_CHUNK_ELEMENTS = 1 << 24
 
 @dataclass(frozen=True)
 class ColumnSpace:
-    """Left singular structure of ``T_h`` for a batch of sequences and heads.
+    """Column space of ``T_h`` for a batch of sequences and heads.
 
     ``basis`` (B, H, N, k): orthonormal columns spanning the column space of ``T_h`` (columns past
     ``rank`` zeroed), so ``basis @ basis^T`` is the orthogonal projector onto it (``U_h U_h^T``).
-    ``rank`` (B, H): numerical rank ``r_h``.  ``singular_values`` (B, H, k), descending.
+    ``rank`` (B, H): numerical rank ``r_h``.
     """
 
     basis: torch.Tensor
     rank: torch.Tensor
-    singular_values: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -55,14 +54,24 @@ def value_output_matrix(values: torch.Tensor, w_out: torch.Tensor) -> torch.Tens
     return torch.einsum("bhnk,hkd->bhnd", values, w_out.to(values.dtype))
 
 
-def reduced_values(values: torch.Tensor, w_out: torch.Tensor, compute_dtype: torch.dtype) -> torch.Tensor:
-    """``V_h P_h S_h`` (B, H, N, d_h), with ``W_O^h = P_h S_h Z_h^T`` (reduced SVD).
+def output_factor(w_out: torch.Tensor) -> torch.Tensor:
+    """``F_h = P_h S_h`` (H, d_h, d_h) from the reduced SVD ``W_O^h = P_h S_h Z_h^T`` (float64).
 
-    ``T_h = (V_h P_h S_h) Z_h^T`` and ``Z_h`` has orthonormal columns, so ``V_h P_h S_h`` has the
-    singular values and left singular vectors of ``T_h`` without forming the (n x d) matrix.
+    ``T_h = (V_h F_h) Z_h^T`` and ``Z_h`` has orthonormal columns, so ``V_h F_h`` has the singular
+    values and left singular vectors of ``T_h`` without forming the (n x d) matrix. ``W_O`` is fixed
+    per model: compute this once per layer, not per batch.
     """
-    p, s, _ = torch.linalg.svd(w_out.to(device=values.device, dtype=compute_dtype), full_matrices=False)
-    return values.to(compute_dtype) @ (p * s.unsqueeze(-2)).unsqueeze(0)
+    p, s, _ = torch.linalg.svd(w_out.double(), full_matrices=False)
+    return p * s.unsqueeze(-2)
+
+
+def reduced_values(
+    values: torch.Tensor, w_out: torch.Tensor, compute_dtype: torch.dtype, factor: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``V_h F_h`` (B, H, N, d_h): the same singular values and column space as ``T_h`` (see
+    ``output_factor``; ``factor`` is that of ``w_out``, computed here if not given)."""
+    f = output_factor(w_out) if factor is None else factor
+    return values.to(compute_dtype) @ f.to(device=values.device, dtype=compute_dtype).unsqueeze(0)
 
 
 def _rank(s: torch.Tensor, n: torch.Tensor, d: int, dtype: torch.dtype) -> torch.Tensor:
@@ -82,52 +91,111 @@ def _rank_and_basis(matrices: torch.Tensor, n: torch.Tensor, d: int, dtype: torc
     return _leading_columns(u, rank), rank, s
 
 
+CONDITION_LIMIT = 1e4
+"""Heads worse conditioned than this (``sigma_max / sigma_min`` of the decomposed rows) are not
+given the cheap Gram-based paths (``_certified_cholesky``, ``_full_rank_prefix_rows``) but an SVD."""
+
+
+def _certified_cholesky(
+    gram: torch.Tensor, trace: torch.Tensor, n: torch.Tensor, d: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``L^{-1}`` for the Cholesky factor ``L`` of each Gram matrix ``M^T M`` (..., k, k), and whether
+    ``M`` certainly has full rank k under ``rank_tolerance``, far enough from it for Cholesky QR.
+
+    ``lambda_min(M^T M) = sigma_min(L)^2 >= 1 / ||L^{-1}||_F^2``. Certified when this bound exceeds
+    four times the rounding of the Gram and its factorisation (``(n + k) eps tr``) plus the squared
+    tolerance (``(max(n, d) eps)^2 tr``, as ``sigma_max^2 <= tr``), and ``tr / CONDITION_LIMIT^2``.
+    ``trace`` (...) is ``tr(M^T M)``, passed in because padding may have been added to ``gram``.
+    """
+    k = gram.shape[-1]
+    eps = torch.finfo(dtype).eps
+    factor, info = torch.linalg.cholesky_ex(gram)
+    eye = torch.eye(k, dtype=gram.dtype, device=gram.device)
+    factor = torch.where((info == 0).view(*info.shape, 1, 1), factor, eye)
+    inverse = torch.linalg.solve_triangular(factor, eye, upper=False)
+    bound = 1 / inverse.square().sum((-1, -2))
+    n = n.to(gram.dtype)
+    needed = 4 * ((n + k) * eps + (n.clamp(min=d) * eps) ** 2) * trace
+    certified = (info == 0) & (bound > needed) & (bound > trace / CONDITION_LIMIT**2)
+    return inverse, certified
+
+
+def _cholesky_qr(m: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """Q of ``M = Q R`` (..., N, k) as ``M L^{-T}``, from ``L^{-1}`` of the Cholesky factor of ``M^T M``.
+
+    One pass loses orthogonality ~ ``cond(M)^2 eps``: at most 2e-8 in float64 for the heads
+    ``_certified_cholesky`` admits (``cond <= CONDITION_LIMIT``), below float32 rounding; in lower
+    precision a second pass (CholeskyQR2) restores it.
+    """
+    q = m @ inverse.mT
+    if m.dtype == torch.float64:
+        return q
+    eye = torch.eye(m.shape[-1], dtype=m.dtype, device=m.device)
+    return q @ torch.linalg.solve_triangular(torch.linalg.cholesky(q.mT @ q), eye, upper=False).mT
+
+
 def column_space(
     values: torch.Tensor,
     w_out: torch.Tensor,
     lengths: torch.Tensor,
     compute_dtype: torch.dtype = torch.float64,
+    factor: torch.Tensor | None = None,
 ) -> ColumnSpace:
     """Column space of ``T_h`` over whole sequences (every row may use every key).
 
-    The rank comes from the singular values (``compute_dtype``). The basis is then the cheapest
-    exact one: Q of a thin QR when ``T_h`` has full column rank, the n unit vectors when it has full
-    row rank (n <= d_h: no null space), and the left singular vectors otherwise. ``values`` must be
-    zero on padded rows (row index >= ``lengths[b]``); zero rows change neither the singular values
+    ``M = V_h F_h`` (n x k, ``reduced_values``). Most heads have full rank ``min(n, k)`` far above
+    the tolerance; ``_certified_cholesky`` proves it from the k x k Gram of M's columns (n >= k) or
+    of its rows (n < k), and the basis is then Q of M's Cholesky QR (full column rank) or the n unit
+    vectors (full row rank: no null space). Every other head (rank-deficient, badly conditioned)
+    gets an SVD: rank from its singular values, basis its leading left singular vectors. ``values``
+    must be zero on padded rows (row index >= ``lengths[b]``); zero rows change neither the rank
     nor the column space, and the rank tolerance uses each sequence's own ``n = lengths[b]``.
     """
-    vm = reduced_values(values, w_out, compute_dtype)  # (B, H, N, k)
+    vm = reduced_values(values, w_out, compute_dtype, factor)  # (B, H, N, k)
     b, h, n_max, k = vm.shape
-    n = lengths.to(vm.device).view(-1, 1)
-    s = torch.linalg.svdvals(vm)  # (B, H, min(N, k))
-    rank = _rank(s, n, w_out.shape[-1], compute_dtype)
-    width = s.shape[-1]
-    full_column = rank == k
-    full_row = (rank == n) & ~full_column
+    d = w_out.shape[-1]
+    n = lengths.to(vm.device)
+    width = min(n_max, k)
     basis = torch.zeros(b, h, n_max, width, dtype=vm.dtype, device=vm.device)
-    if full_column.any():
-        q = torch.linalg.qr(vm[full_column]).Q  # (M, N, k)
-        basis[full_column] = q
-    if full_row.any():
-        rows = torch.arange(n_max, device=vm.device)
-        unit = (rows.view(-1, 1) == torch.arange(width, device=vm.device)) & (rows.view(-1, 1) < n.view(-1, 1, 1))
-        basis[full_row] = unit.unsqueeze(1).expand(b, h, n_max, width)[full_row].to(vm.dtype)
-    other = ~full_column & ~full_row
+    rank = torch.zeros(b, h, dtype=torch.long, device=vm.device)
+    certified = torch.zeros(b, h, dtype=torch.bool, device=vm.device)
+    tall = n >= k
+    if tall.any():
+        m = vm if tall.all() else vm[tall]
+        gram = m.mT @ m
+        trace = gram.diagonal(dim1=-2, dim2=-1).sum(-1)
+        inverse, ok = _certified_cholesky(gram, trace, n[tall].view(-1, 1), d, compute_dtype)
+        if ok.all():
+            part = _cholesky_qr(m, inverse)
+        else:
+            part = torch.zeros_like(m)
+            part[ok] = _cholesky_qr(m[ok], inverse[ok])
+        if tall.all() and ok.all():  # the common case: every head certified, nothing to scatter
+            return ColumnSpace(basis=part, rank=torch.full((b, h), k, device=vm.device))
+        basis[tall], rank[tall], certified[tall] = part, torch.where(ok, k, 0), ok
+    short = ~tall & (n > 0)
+    if short.any():
+        m = vm[short][:, :, :width]  # rows past n are zero
+        rows = torch.arange(width, device=vm.device) < n[short].view(-1, 1)  # (B', width)
+        gram = m @ m.mT
+        trace = gram.diagonal(dim1=-2, dim2=-1).sum(-1)
+        padded = torch.diag_embed((~rows).to(gram.dtype)).unsqueeze(1) * trace.view(*trace.shape, 1, 1)
+        _, ok = _certified_cholesky(gram + padded, trace, n[short].view(-1, 1), d, compute_dtype)
+        unit = torch.diag_embed(rows.to(vm.dtype))  # (B', width, width): e_i for i < n
+        unit = torch.cat([unit, unit.new_zeros(unit.shape[0], n_max - width, width)], dim=1)
+        basis[short] = torch.where(ok.view(*ok.shape, 1, 1), unit.unsqueeze(1), 0.0)
+        rank[short], certified[short] = torch.where(ok, n[short].view(-1, 1), 0), ok
+    other = ~certified & (n > 0).view(-1, 1)
     if other.any():
-        u, _, _ = torch.linalg.svd(vm[other], full_matrices=False)
-        basis[other] = _leading_columns(u, rank[other])
-    return ColumnSpace(basis=basis, rank=rank, singular_values=s)
+        rest_basis, rest_rank, _ = _rank_and_basis(vm[other], n.view(-1, 1).expand(b, h)[other], d, compute_dtype)
+        basis[other], rank[other] = rest_basis, rest_rank
+    return ColumnSpace(basis=basis, rank=rank)
 
 
 def project_rows(attention: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
     """``A U U^T``: each row of ``A`` (B, H, N, N) projected onto span(``basis``) (B, H, N, k)."""
     b = basis.to(attention.dtype)
     return (attention @ b) @ b.transpose(-1, -2)
-
-
-CONDITION_LIMIT = 1e4
-"""Heads whose first ``d_h`` value rows are worse conditioned than this give their later rows each
-an SVD instead of the running inverse of ``_full_rank_prefix_rows``."""
 
 
 def _full_rank_prefix_rows(a: torch.Tensor, vm: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -162,6 +230,7 @@ def project_attention(
     allowed: torch.Tensor,
     compute_dtype: torch.dtype = torch.float64,
     shared_context: bool = False,
+    factor: torch.Tensor | None = None,
 ) -> Projection:
     """``A_eff``: row i of ``A_h`` (B, H, N, N) projected onto the column space of ``T_h[K_i]``.
 
@@ -179,16 +248,18 @@ def project_attention(
     - any other row (a rank-deficient or badly conditioned head, a sliding window that dropped
       early keys) gets an SVD of its own restricted ``T_h``, batched.
 
-    ``values`` must be zero on padded rows.
+    Ranks and bases are decided in ``compute_dtype``; ``A_eff`` is returned in the dtype of
+    ``attention`` (an orthonormal basis keeps the product ``A U U^T`` accurate to that dtype).
+    ``values`` must be zero on padded rows; ``factor``: ``output_factor(w_out)`` if precomputed.
     """
-    a = attention.to(compute_dtype) * allowed.unsqueeze(1)
     context = allowed.sum(-1)
     d = w_out.shape[-1]
     if shared_context:
-        space = column_space(values, w_out, context.max(-1).values, compute_dtype)
+        space = column_space(values, w_out, context.max(-1).values, compute_dtype, factor)
         row_rank = space.rank.unsqueeze(-1) * (context > 0).unsqueeze(1)
-        return Projection(project_rows(a, space.basis), row_rank, context)
-    vm = reduced_values(values, w_out, compute_dtype)  # (B, H, N, k)
+        return Projection(project_rows(attention * allowed.unsqueeze(1), space.basis), row_rank, context)
+    a = attention.to(compute_dtype) * allowed.unsqueeze(1)
+    vm = reduced_values(values, w_out, compute_dtype, factor)  # (B, H, N, k)
     b, h, n, k = vm.shape
     positions = torch.arange(n, device=vm.device)
     lengths = (context > 0).sum(-1)
@@ -222,4 +293,4 @@ def project_attention(
         row = a[bi, hi, ri].unsqueeze(-2)  # (c, 1, N)
         effective[bi, hi, ri] = ((row @ basis) @ basis.transpose(-1, -2)).squeeze(-2)
         row_rank[bi, hi, ri] = rank
-    return Projection(effective, row_rank, context)
+    return Projection(effective.to(attention.dtype), row_rank, context)

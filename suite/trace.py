@@ -19,13 +19,16 @@ class LayerTrace:
     ``attention`` (B, H, N, N): ``A_h``; ``values`` (B, H, N, d_h): ``V_h`` per query head (a GQA
     model repeats each KV group's values for its query heads), zero on padded rows;
     ``w_out`` (H, d_h, d): ``W_O^h``, the rows of the output projection that head h feeds;
-    ``window``: sliding-window size of the layer (row i sees keys with ``|i - j| < window``), if any.
+    ``window``: sliding-window size of the layer (row i sees keys with ``|i - j| < window``), if any;
+    ``output_factor`` (H, d_h, d_h): ``suite.null_space.output_factor(w_out)`` when the model's
+    tracer computed it once (else it is computed per batch).
     """
 
     attention: torch.Tensor
     values: torch.Tensor
     w_out: torch.Tensor
     window: int | None = None
+    output_factor: torch.Tensor | None = None
 
 
 @dataclass
@@ -48,6 +51,7 @@ class BatchTrace:
     causal: bool
     tokens: list[list[str]] = field(default_factory=list)
     _projections: dict[tuple[int, torch.dtype], Projection] = field(default_factory=dict, repr=False)
+    _allowed: dict[int | None, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def projection(self, layer: int, compute_dtype: torch.dtype) -> Projection:
         """Effective attention and per-row ranks of every head at ``layer`` (0-based), computed once per batch."""
@@ -56,14 +60,17 @@ class BatchTrace:
             trace = self.layers[layer]
             shared = not self.causal and trace.window is None
             self._projections[key] = project_attention(
-                trace.attention, trace.values, trace.w_out, self.allowed(layer), compute_dtype, shared
+                trace.attention, trace.values, trace.w_out, self.allowed(layer), compute_dtype, shared, trace.output_factor
             )
         return self._projections[key]
 
     def allowed(self, layer: int) -> torch.Tensor:
-        """(B, N, N) the (query, key) pairs a row of ``layer`` (0-based) may attend to."""
-        lengths = self.lengths.to(self.token_ids.device)
-        return pair_mask(lengths, self.token_ids.shape[1], self.causal, self.layers[layer].window)
+        """(B, N, N) the (query, key) pairs a row of ``layer`` (0-based) may attend to (built once per window size)."""
+        window = self.layers[layer].window
+        if window not in self._allowed:
+            lengths = self.lengths.to(self.token_ids.device)
+            self._allowed[window] = pair_mask(lengths, self.token_ids.shape[1], self.causal, window)
+        return self._allowed[window]
 
 
 class ModelProbe(Protocol):

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
+import numpy as np
 import pandas as pd
 import pydantic
 import torch
@@ -73,12 +74,16 @@ def register(cls: type[Metric]) -> type[Metric]:
     return METRICS.register(cls.spec.name, cls)
 
 
+INDEX_COLUMNS = ("layer", "head", "sequence", "n_tokens", "query", "key")
+
+
 @dataclass
 class RowBuffer:
-    """Collects long-format result rows as column chunks (cheap for per-head tensors)."""
+    """Collects long-format result rows as column chunks (cheap for per-head tensors): arrays per
+    ``add``, one DataFrame at ``frame``."""
 
     metric: str
-    chunks: list[pd.DataFrame] = field(default_factory=list)
+    chunks: list[dict[str, Any]] = field(default_factory=list)
 
     def add(
         self,
@@ -93,33 +98,26 @@ class RowBuffer:
         label: Sequence[str] | None = None,
     ) -> None:
         """Add one row, or one row per element of ``value``; index columns broadcast against it."""
-        values = torch.as_tensor(value, dtype=torch.float64).reshape(-1).cpu()
+        values = torch.as_tensor(value, dtype=torch.float64).reshape(-1).cpu().numpy()
         size = len(values)
-
-        def column(x: Any) -> Any:
-            if x is None:
-                return pd.array([None] * size, dtype="Int64")
-            t = torch.as_tensor(x).reshape(-1).cpu()
-            return pd.array(t.expand(size).tolist(), dtype="Int64")
-
-        self.chunks.append(
-            pd.DataFrame(
-                {
-                    "metric": self.metric,
-                    "variant": variant,
-                    "layer": column(layer),
-                    "head": column(head),
-                    "sequence": column(sequence),
-                    "n_tokens": column(n_tokens),
-                    "query": column(query),
-                    "key": column(key),
-                    "label": pd.array(list(label) if label is not None else [None] * size, dtype="string"),
-                    "value": values.numpy(),
-                }
-            )
-        )
+        chunk: dict[str, Any] = {"variant": variant, "value": values, "label": None if label is None else list(label)}
+        for name, x in zip(INDEX_COLUMNS, (layer, head, sequence, n_tokens, query, key), strict=True):
+            chunk[name] = None if x is None else torch.as_tensor(x).reshape(-1).cpu().expand(size).numpy().astype(np.int64)
+        self.chunks.append(chunk)
 
     def frame(self) -> pd.DataFrame:
         if not self.chunks:
             return pd.DataFrame({c: pd.Series(dtype="object") for c in ROW_COLUMNS})
-        return pd.concat(self.chunks, ignore_index=True)
+        sizes = [len(c["value"]) for c in self.chunks]
+        columns: dict[str, Any] = {
+            "metric": np.full(sum(sizes), self.metric, dtype=object),
+            "variant": np.repeat(np.array([c["variant"] for c in self.chunks], dtype=object), sizes),
+        }
+        for name in INDEX_COLUMNS:
+            data = np.concatenate([np.zeros(s, np.int64) if c[name] is None else c[name] for c, s in zip(self.chunks, sizes)])
+            missing = np.concatenate([np.full(s, c[name] is None) for c, s in zip(self.chunks, sizes)])
+            columns[name] = pd.arrays.IntegerArray(data, missing)
+        labels = [x for c, s in zip(self.chunks, sizes) for x in (c["label"] if c["label"] is not None else [None] * s)]
+        columns["label"] = pd.array(labels, dtype="string")
+        columns["value"] = np.concatenate([c["value"] for c in self.chunks])
+        return pd.DataFrame(columns)[ROW_COLUMNS]

@@ -75,7 +75,7 @@ class EffectiveAttentionMetric:
             self.example = (seq, batch.tokens[b], [], [])
         for layer, trace in enumerate(batch.layers, start=1):
             allowed = batch.allowed(layer - 1)
-            raw = trace.attention.float() * allowed.unsqueeze(1)  # summaries in float32; the projection in ``dtype``
+            raw = trace.attention.float() * allowed.unsqueeze(1).float()  # summaries in float32; the projection in ``dtype``
             eff = batch.projection(layer - 1, dtype).effective.float()
             if keep is not None:
                 n = int(batch.lengths[keep[1]])
@@ -90,9 +90,10 @@ class EffectiveAttentionMetric:
                 "pearson": row_pearson(raw, eff, allowed),
                 "argmax_change": argmax_change(raw, eff, allowed),
             }
-            for where, positions in batch.positions.items():
-                values[f"mass_{where}_raw"] = position_mass(raw, positions, allowed)
-                values[f"mass_{where}_eff"] = position_mass(eff, positions, allowed)
+            positions = torch.stack(list(batch.positions.values()), dim=-1)  # (B, N, P)
+            for kind, maps in (("raw", raw), ("eff", eff)):
+                for where, mass in zip(batch.positions, position_mass(maps, positions, allowed).unbind(-1), strict=True):
+                    values[f"mass_{where}_{kind}"] = mass
             for name, value in values.items():
                 if name in PER_SEQUENCE:
                     self.rows.add(name, value, layer, heads, seq, n)

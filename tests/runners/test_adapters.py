@@ -137,7 +137,7 @@ def test_adapter_matches_hand_computation_and_invariants(family):
         torch.testing.assert_close(out * keep, outputs[layer] * keep, atol=1e-5, rtol=1e-4)
         proj = trace.projection(layer, torch.float64)
         head_out = a.double() @ t.double()
-        assert ((proj.effective @ t.double() - head_out).norm() / head_out.norm()).item() < 1e-6
+        assert ((proj.effective.double() @ t.double() - head_out).norm() / head_out.norm()).item() < 1e-6
         keys = proj.context.gather(1, (lengths - 1).view(-1, 1))
         bound = (keys - D_H).clamp(min=0).expand(-1, H)
         null_dim = rank_deficiency(proj.row_rank, proj.context, lengths).null_dim

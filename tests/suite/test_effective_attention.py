@@ -67,7 +67,9 @@ def test_position_mass_and_argmax_on_constructed_rows():
     other = torch.tensor([[[[0.1, 0.2, 0.7], [0.1, 0.1, 0.8], [0.2, 0.6, 0.2]]]], dtype=torch.float64)
     allowed = pair_mask(torch.tensor([3]), 3, False)
     first = torch.tensor([[True, False, False]])
-    torch.testing.assert_close(position_mass(a, first, allowed), torch.tensor([[(0.7 + 0.1 + 0.5) / 3]], dtype=torch.float64))
+    both = torch.stack([first, ~first], dim=-1)  # (B, N, P): the first position, the others
+    expected = torch.tensor([[[(0.7 + 0.1 + 0.5) / 3, (0.3 + 0.9 + 0.5) / 3]]], dtype=torch.float64)
+    torch.testing.assert_close(position_mass(a, both, allowed), expected)
     torch.testing.assert_close(argmax_change(a, other, allowed), torch.tensor([[2 / 3]], dtype=torch.float64))
     # Pearson of row 1 with itself is 1; row 0 against 1 - row 0 is -1
     r = row_pearson(a[..., :2, :], torch.stack([1 - a[0, 0, 0], a[0, 0, 1]]).view(1, 1, 2, 3), allowed[:, :2])

@@ -181,3 +181,53 @@ def test_repeated_values_in_a_short_prefix_are_found_row_by_row():
         ref_eff, ref_rank = slow_row_projection(a[0, h], t[0, h], allowed[0])
         assert proj.row_rank[0, h].tolist() == ref_rank
         torch.testing.assert_close(proj.effective[0, h], ref_eff, atol=1e-10, rtol=0)
+
+
+def with_singular_values(s, n, seed=0):
+    """An (n x k) float64 matrix with the given singular values (k = len(s)) and random singular vectors."""
+    g = torch.Generator().manual_seed(seed)
+    k = len(s)
+    u = torch.linalg.qr(torch.randn(n, k, generator=g, dtype=torch.float64)).Q
+    v = torch.linalg.qr(torch.randn(k, k, generator=g, dtype=torch.float64)).Q
+    return (u * torch.tensor(s, dtype=torch.float64)) @ v.T
+
+
+def test_cholesky_certificate_never_certifies_a_rank_the_svd_denies():
+    # sigma_min / sigma_max swept from 1e-1 down to 1e-17 (far below the float64 tolerance)
+    from suite.null_space import CONDITION_LIMIT, _certified_cholesky
+
+    ratios = [10.0**-e for e in range(1, 18)]
+    m = torch.stack([with_singular_values([1.0] * 7 + [r], 40, seed=i) for i, r in enumerate(ratios)])
+    gram = m.mT @ m
+    _, certified = _certified_cholesky(gram, gram.diagonal(dim1=-2, dim2=-1).sum(-1), torch.tensor(40), 64, torch.float64)
+    s = torch.linalg.svdvals(m)
+    full_rank = s[:, -1] > s[:, 0] * 64 * EPS64
+    assert (full_rank | ~certified).all()  # certified implies full rank
+    # and it certifies every head conditioned within the limit, in float64
+    assert certified.tolist() == [r * (8**-0.5) > 1 / CONDITION_LIMIT for r in ratios]
+
+
+def test_uncertified_heads_get_the_svd_answer():
+    # one sequence of n = 30 rows and k = 6 (tall) and one of n = 4 (short), heads from
+    # well conditioned to rank-deficient; every rank and projector must match a direct SVD of T
+    k, d = 6, 16
+    spectra = [[1.0] * 6, [1.0] * 5 + [1e-9], [1.0] * 5 + [1e-15], [1.0] * 3 + [0.0] * 3]
+    values = torch.zeros(2, len(spectra), 30, k, dtype=torch.float64)
+    for h, s in enumerate(spectra):
+        values[0, h] = with_singular_values(s, 30, seed=h)
+        values[1, h, :4] = with_singular_values(s, 6, seed=10 + h)[:4]
+    values[1, 3, 3] = values[1, 3, 2]  # a repeated row in the short sequence
+    w_out = torch.linalg.qr(torch.randn(d, k, dtype=torch.float64)).Q.T.expand(len(spectra), k, d)  # orthonormal rows
+    lengths = torch.tensor([30, 4])
+    space = column_space(values, w_out, lengths)
+    t = value_output_matrix(values, w_out)
+    for b, n in enumerate(lengths.tolist()):
+        for h in range(len(spectra)):
+            u, s, _ = torch.linalg.svd(t[b, h, :n], full_matrices=False)
+            r = int((s > s[0] * max(n, d) * EPS64).sum())
+            assert space.rank[b, h].item() == r, (b, h)
+            basis = space.basis[b, h, :n, :r]
+            # col(T) moves by ~ rounding / sigma_r under rounding of T: tolerance follows sigma_r
+            atol = 1e-12 + 1e-14 * (s[0] / s[r - 1]).item()
+            torch.testing.assert_close(basis @ basis.T, u[:, :r] @ u[:, :r].T, atol=atol, rtol=0)
+    assert space.rank[0].tolist() == [6, 6, 5, 3] and space.rank[1].tolist() == [4, 4, 4, 3]
