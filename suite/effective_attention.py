@@ -26,10 +26,10 @@ def row_pearson(attention: torch.Tensor, effective: torch.Tensor, allowed: torch
     m = allowed.unsqueeze(1).to(attention.dtype)  # float masks: multiplying is cheaper than where
     count = m.sum(-1, keepdim=True)  # (B, 1, N, 1)
     safe = count.clamp(min=1)
-    ca = (attention - attention.sum(-1, keepdim=True) / safe) * m
-    ce = (effective - effective.sum(-1, keepdim=True) / safe) * m
-    cov = torch.linalg.vecdot(ca, ce)
-    denom = (torch.linalg.vecdot(ca, ca) * torch.linalg.vecdot(ce, ce)).sqrt()
+    ca = torch.addcmul(attention, attention.sum(-1, keepdim=True) / safe, m, value=-1)  # a - mean, on allowed keys
+    ce = torch.addcmul(effective, effective.sum(-1, keepdim=True) / safe, m, value=-1)
+    cov = (ca * ce).sum(-1)
+    denom = (ca.square().sum(-1) * ce.square().sum(-1)).sqrt()
     usable = (count.squeeze(-1) >= 2) & (denom > 0)
     return torch.where(usable, cov / denom, float("nan")).nanmean(-1)
 
@@ -43,7 +43,7 @@ def argmax_change(attention: torch.Tensor, effective: torch.Tensor, allowed: tor
     """
     excluded = torch.where(allowed, 0.0, -torch.inf).unsqueeze(1).to(effective.dtype)  # (B, 1, N, N)
     raw_top = (attention == attention.amax(-1, keepdim=True)).to(effective.dtype)
-    eff_at_raw_top = torch.linalg.vecdot(effective, raw_top) / raw_top.sum(-1)
+    eff_at_raw_top = (effective * raw_top).sum(-1) / raw_top.sum(-1)
     rows = allowed.any(-1).unsqueeze(1)
     changed = (eff_at_raw_top < (effective + excluded).amax(-1)) & rows
     return changed.sum(-1).to(attention.dtype) / rows.sum(-1).to(attention.dtype)

@@ -97,15 +97,18 @@ given the cheap Gram-based paths (``_certified_cholesky``, ``_full_rank_prefix_r
 
 
 def _certified_cholesky(
-    gram: torch.Tensor, trace: torch.Tensor, n: torch.Tensor, d: int, dtype: torch.dtype
+    gram: torch.Tensor, trace: torch.Tensor, n: torch.Tensor, d: int, dtype: torch.dtype, factor_condition: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``L^{-1}`` for the Cholesky factor ``L`` of each Gram matrix ``M^T M`` (..., k, k), and whether
-    ``M`` certainly has full rank k under ``rank_tolerance``, far enough from it for Cholesky QR.
+    """``L^{-1}`` for the Cholesky factor ``L`` of each Gram matrix ``V^T V`` (..., k, k), and whether
+    ``M = V F`` certainly has full rank k under ``rank_tolerance``, with ``V`` far enough from
+    rank-deficient for Cholesky QR.
 
-    ``lambda_min(M^T M) = sigma_min(L)^2 >= 1 / ||L^{-1}||_F^2``. Certified when this bound exceeds
-    four times the rounding of the Gram and its factorisation (``(n + k) eps tr``) plus the squared
-    tolerance (``(max(n, d) eps)^2 tr``, as ``sigma_max^2 <= tr``), and ``tr / CONDITION_LIMIT^2``.
-    ``trace`` (...) is ``tr(M^T M)``, passed in because padding may have been added to ``gram``.
+    ``lambda_min(V^T V) = sigma_min(L)^2 >= 1 / ||L^{-1}||_F^2``; ``sigma_min(M) >= sigma_min(V)
+    sigma_min(F)`` and ``sigma_max(M)^2 <= tr sigma_max(F)^2``. Certified when the bound exceeds four
+    times the rounding of the Gram and its factorisation (``(n + k) eps tr``) plus the squared
+    tolerance relative to ``sigma_min(F)^2`` (``(max(n, d) eps cond(F))^2 tr``), and
+    ``tr / CONDITION_LIMIT^2``. ``trace`` (...) is ``tr(V^T V)``, passed in because padding may have
+    been added to ``gram``; ``factor_condition`` is ``cond(F)`` (inf for a singular F: never certified).
     """
     k = gram.shape[-1]
     eps = torch.finfo(dtype).eps
@@ -115,7 +118,7 @@ def _certified_cholesky(
     inverse = torch.linalg.solve_triangular(factor, eye, upper=False)
     bound = 1 / inverse.square().sum((-1, -2))
     n = n.to(gram.dtype)
-    needed = 4 * ((n + k) * eps + (n.clamp(min=d) * eps) ** 2) * trace
+    needed = 4 * ((n + k) * eps + (n.clamp(min=d) * eps * factor_condition) ** 2) * trace
     certified = (info == 0) & (bound > needed) & (bound > trace / CONDITION_LIMIT**2)
     return inverse, certified
 
@@ -123,7 +126,7 @@ def _certified_cholesky(
 def _cholesky_qr(m: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
     """Q of ``M = Q R`` (..., N, k) as ``M L^{-T}``, from ``L^{-1}`` of the Cholesky factor of ``M^T M``.
 
-    One pass loses orthogonality ~ ``cond(M)^2 eps``: at most 2e-8 in float64 for the heads
+    One pass loses orthogonality ~ ``cond(M)^2 eps``: at most 2e-8 in float64 for the matrices
     ``_certified_cholesky`` admits (``cond <= CONDITION_LIMIT``), below float32 rounding; in lower
     precision a second pass (CholeskyQR2) restores it.
     """
@@ -143,51 +146,57 @@ def column_space(
 ) -> ColumnSpace:
     """Column space of ``T_h`` over whole sequences (every row may use every key).
 
-    ``M = V_h F_h`` (n x k, ``reduced_values``). Most heads have full rank ``min(n, k)`` far above
-    the tolerance; ``_certified_cholesky`` proves it from the k x k Gram of M's columns (n >= k) or
-    of its rows (n < k), and the basis is then Q of M's Cholesky QR (full column rank) or the n unit
-    vectors (full row rank: no null space). Every other head (rank-deficient, badly conditioned)
-    gets an SVD: rank from its singular values, basis its leading left singular vectors. ``values``
-    must be zero on padded rows (row index >= ``lengths[b]``); zero rows change neither the rank
-    nor the column space, and the rank tolerance uses each sequence's own ``n = lengths[b]``.
+    ``T_h`` has the rank and column space of ``M = V_h F_h`` (``output_factor``). Most heads have
+    full rank ``min(n, k)`` far above the tolerance; ``_certified_cholesky`` proves it from the
+    k x k Gram of V's columns (n >= k) or rows (n < k) and the condition of ``F_h``. An invertible
+    ``F_h`` does not change the column space, so the basis is then Q of V's Cholesky QR (full column
+    rank) or the n unit vectors (full row rank: no null space). Every other head (rank-deficient,
+    badly conditioned) gets an SVD of M: rank from its singular values, basis its leading left
+    singular vectors. ``values`` must be zero on padded rows (row index >= ``lengths[b]``); zero rows
+    change neither the rank nor the column space, and the rank tolerance uses each sequence's own
+    ``n = lengths[b]``.
     """
-    vm = reduced_values(values, w_out, compute_dtype, factor)  # (B, H, N, k)
-    b, h, n_max, k = vm.shape
+    v = values.to(compute_dtype)
+    f = (output_factor(w_out) if factor is None else factor).to(device=v.device, dtype=compute_dtype)  # (H, k, k)
+    f_s = torch.linalg.svdvals(f)
+    f_condition = torch.where(f_s[:, -1] > 0, f_s[:, 0] / f_s[:, -1], torch.inf)  # (H,)
+    b, h, n_max, k = v.shape
     d = w_out.shape[-1]
-    n = lengths.to(vm.device)
+    n = lengths.to(v.device)
     width = min(n_max, k)
-    basis = torch.zeros(b, h, n_max, width, dtype=vm.dtype, device=vm.device)
-    rank = torch.zeros(b, h, dtype=torch.long, device=vm.device)
-    certified = torch.zeros(b, h, dtype=torch.bool, device=vm.device)
+    basis = torch.zeros(b, h, n_max, width, dtype=v.dtype, device=v.device)
+    rank = torch.zeros(b, h, dtype=torch.long, device=v.device)
+    certified = torch.zeros(b, h, dtype=torch.bool, device=v.device)
     tall = n >= k
     if tall.any():
-        m = vm if tall.all() else vm[tall]
-        gram = m.mT @ m
+        vt = v if tall.all() else v[tall]
+        gram = vt.mT @ vt
         trace = gram.diagonal(dim1=-2, dim2=-1).sum(-1)
-        inverse, ok = _certified_cholesky(gram, trace, n[tall].view(-1, 1), d, compute_dtype)
+        inverse, ok = _certified_cholesky(gram, trace, n[tall].view(-1, 1), d, compute_dtype, f_condition)
         if ok.all():
-            part = _cholesky_qr(m, inverse)
+            part = _cholesky_qr(vt, inverse)
         else:
-            part = torch.zeros_like(m)
-            part[ok] = _cholesky_qr(m[ok], inverse[ok])
+            part = torch.zeros_like(vt)
+            part[ok] = _cholesky_qr(vt[ok], inverse[ok])
         if tall.all() and ok.all():  # the common case: every head certified, nothing to scatter
-            return ColumnSpace(basis=part, rank=torch.full((b, h), k, device=vm.device))
+            return ColumnSpace(basis=part, rank=torch.full((b, h), k, device=v.device))
         basis[tall], rank[tall], certified[tall] = part, torch.where(ok, k, 0), ok
     short = ~tall & (n > 0)
     if short.any():
-        m = vm[short][:, :, :width]  # rows past n are zero
-        rows = torch.arange(width, device=vm.device) < n[short].view(-1, 1)  # (B', width)
-        gram = m @ m.mT
+        vs = v[short][:, :, :width]  # rows past n are zero
+        rows = torch.arange(width, device=v.device) < n[short].view(-1, 1)  # (B', width)
+        gram = vs @ vs.mT
         trace = gram.diagonal(dim1=-2, dim2=-1).sum(-1)
         padded = torch.diag_embed((~rows).to(gram.dtype)).unsqueeze(1) * trace.view(*trace.shape, 1, 1)
-        _, ok = _certified_cholesky(gram + padded, trace, n[short].view(-1, 1), d, compute_dtype)
-        unit = torch.diag_embed(rows.to(vm.dtype))  # (B', width, width): e_i for i < n
+        _, ok = _certified_cholesky(gram + padded, trace, n[short].view(-1, 1), d, compute_dtype, f_condition)
+        unit = torch.diag_embed(rows.to(v.dtype))  # (B', width, width): e_i for i < n
         unit = torch.cat([unit, unit.new_zeros(unit.shape[0], n_max - width, width)], dim=1)
         basis[short] = torch.where(ok.view(*ok.shape, 1, 1), unit.unsqueeze(1), 0.0)
         rank[short], certified[short] = torch.where(ok, n[short].view(-1, 1), 0), ok
     other = ~certified & (n > 0).view(-1, 1)
     if other.any():
-        rest_basis, rest_rank, _ = _rank_and_basis(vm[other], n.view(-1, 1).expand(b, h)[other], d, compute_dtype)
+        m = v[other] @ f[other.nonzero()[:, 1]]
+        rest_basis, rest_rank, _ = _rank_and_basis(m, n.view(-1, 1).expand(b, h)[other], d, compute_dtype)
         basis[other], rank[other] = rest_basis, rest_rank
     return ColumnSpace(basis=basis, rank=rank)
 

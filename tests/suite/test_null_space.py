@@ -199,7 +199,8 @@ def test_cholesky_certificate_never_certifies_a_rank_the_svd_denies():
     ratios = [10.0**-e for e in range(1, 18)]
     m = torch.stack([with_singular_values([1.0] * 7 + [r], 40, seed=i) for i, r in enumerate(ratios)])
     gram = m.mT @ m
-    _, certified = _certified_cholesky(gram, gram.diagonal(dim1=-2, dim2=-1).sum(-1), torch.tensor(40), 64, torch.float64)
+    trace = gram.diagonal(dim1=-2, dim2=-1).sum(-1)
+    _, certified = _certified_cholesky(gram, trace, torch.tensor(40), 64, torch.float64, torch.tensor(1.0))
     s = torch.linalg.svdvals(m)
     full_rank = s[:, -1] > s[:, 0] * 64 * EPS64
     assert (full_rank | ~certified).all()  # certified implies full rank
@@ -209,15 +210,18 @@ def test_cholesky_certificate_never_certifies_a_rank_the_svd_denies():
 
 def test_uncertified_heads_get_the_svd_answer():
     # one sequence of n = 30 rows and k = 6 (tall) and one of n = 4 (short), heads from
-    # well conditioned to rank-deficient; every rank and projector must match a direct SVD of T
+    # well conditioned to rank-deficient (the last through W_O); every rank and projector must
+    # match a direct SVD of T
     k, d = 6, 16
-    spectra = [[1.0] * 6, [1.0] * 5 + [1e-9], [1.0] * 5 + [1e-15], [1.0] * 3 + [0.0] * 3]
+    spectra = [[1.0] * 6, [1.0] * 5 + [1e-9], [1.0] * 5 + [1e-15], [1.0] * 3 + [0.0] * 3, [1.0] * 6]
     values = torch.zeros(2, len(spectra), 30, k, dtype=torch.float64)
     for h, s in enumerate(spectra):
         values[0, h] = with_singular_values(s, 30, seed=h)
         values[1, h, :4] = with_singular_values(s, 6, seed=10 + h)[:4]
     values[1, 3, 3] = values[1, 3, 2]  # a repeated row in the short sequence
-    w_out = torch.linalg.qr(torch.randn(d, k, dtype=torch.float64)).Q.T.expand(len(spectra), k, d)  # orthonormal rows
+    rows = torch.linalg.qr(torch.randn(d, k, dtype=torch.float64)).Q.T  # orthonormal rows
+    w_out = rows.repeat(len(spectra), 1, 1)
+    w_out[-1] = torch.tensor([1.0] * 5 + [1e-15], dtype=torch.float64).view(-1, 1) * rows
     lengths = torch.tensor([30, 4])
     space = column_space(values, w_out, lengths)
     t = value_output_matrix(values, w_out)
@@ -230,4 +234,4 @@ def test_uncertified_heads_get_the_svd_answer():
             # col(T) moves by ~ rounding / sigma_r under rounding of T: tolerance follows sigma_r
             atol = 1e-12 + 1e-14 * (s[0] / s[r - 1]).item()
             torch.testing.assert_close(basis @ basis.T, u[:, :r] @ u[:, :r].T, atol=atol, rtol=0)
-    assert space.rank[0].tolist() == [6, 6, 5, 3] and space.rank[1].tolist() == [4, 4, 4, 3]
+    assert space.rank[0].tolist() == [6, 6, 5, 3, 5] and space.rank[1].tolist() == [4, 4, 4, 3, 4]
