@@ -97,28 +97,26 @@ given the cheap Gram-based paths (``_certified_cholesky``, ``_full_rank_prefix_r
 
 
 def _certified_cholesky(
-    gram: torch.Tensor, trace: torch.Tensor, n: torch.Tensor, d: int, dtype: torch.dtype, factor_condition: torch.Tensor
+    gram: torch.Tensor, trace: torch.Tensor, n: torch.Tensor, k: int, dtype: torch.dtype, tolerance_sq: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``L^{-1}`` for the Cholesky factor ``L`` of each Gram matrix ``V^T V`` (..., k, k), and whether
-    ``M = V F`` certainly has full rank k under ``rank_tolerance``, with ``V`` far enough from
-    rank-deficient for Cholesky QR.
+    """``L^{-1}`` for the Cholesky factor ``L`` of each Gram matrix ``X^T X`` or ``X X^T`` (..., m, m)
+    of an (n x k) ``X``, and whether its smallest eigenvalue is certainly above ``tolerance_sq``
+    (a squared rank tolerance, in the Gram's units) and ``X`` far enough from rank-deficient for
+    Cholesky QR.
 
-    ``lambda_min(V^T V) = sigma_min(L)^2 >= 1 / ||L^{-1}||_F^2``; ``sigma_min(M) >= sigma_min(V)
-    sigma_min(F)`` and ``sigma_max(M)^2 <= tr sigma_max(F)^2``. Certified when the bound exceeds four
-    times the rounding of the Gram and its factorisation (``(n + k) eps tr``) plus the squared
-    tolerance relative to ``sigma_min(F)^2`` (``(max(n, d) eps cond(F))^2 tr``), and
-    ``tr / CONDITION_LIMIT^2``. ``trace`` (...) is ``tr(V^T V)``, passed in because padding may have
-    been added to ``gram``; ``factor_condition`` is ``cond(F)`` (inf for a singular F: never certified).
+    ``lambda_min = sigma_min(L)^2 >= 1 / ||L^{-1}||_F^2``. Certified when this bound exceeds four
+    times the rounding of the Gram and its factorisation (``(n + k) eps tr``) plus ``tolerance_sq``,
+    and ``tr / CONDITION_LIMIT^2``. ``trace`` (...) is the Gram's trace without any padding added to
+    ``gram`` (padding rows and columns carry a diagonal >= trace, which only lowers the bound).
     """
-    k = gram.shape[-1]
+    m = gram.shape[-1]
     eps = torch.finfo(dtype).eps
     factor, info = torch.linalg.cholesky_ex(gram)
-    eye = torch.eye(k, dtype=gram.dtype, device=gram.device)
+    eye = torch.eye(m, dtype=gram.dtype, device=gram.device)
     factor = torch.where((info == 0).view(*info.shape, 1, 1), factor, eye)
     inverse = torch.linalg.solve_triangular(factor, eye, upper=False)
     bound = 1 / inverse.square().sum((-1, -2))
-    n = n.to(gram.dtype)
-    needed = 4 * ((n + k) * eps + (n.clamp(min=d) * eps * factor_condition) ** 2) * trace
+    needed = 4 * ((n.to(gram.dtype) + k) * eps * trace + tolerance_sq)
     certified = (info == 0) & (bound > needed) & (bound > trace / CONDITION_LIMIT**2)
     return inverse, certified
 
@@ -148,9 +146,10 @@ def column_space(
 
     ``T_h`` has the rank and column space of ``M = V_h F_h`` (``output_factor``). Most heads have
     full rank ``min(n, k)`` far above the tolerance; ``_certified_cholesky`` proves it from the
-    k x k Gram of V's columns (n >= k) or rows (n < k) and the condition of ``F_h``. An invertible
-    ``F_h`` does not change the column space, so the basis is then Q of V's Cholesky QR (full column
-    rank) or the n unit vectors (full row rank: no null space). Every other head (rank-deficient,
+    k x k Gram of V's columns (n >= k) or rows (n < k). As ``sigma_min(V F) >= sigma_min(V)
+    sigma_min(F)`` and ``sigma_max(V F)^2 <= tr(V^T V) sigma_max(F)^2``, the tolerance in V's units
+    grows by ``cond(F_h)``. An invertible ``F_h`` does not change the column space, so the basis is
+    then Q of V's Cholesky QR (full column rank) or the n unit vectors (full row rank: no null space). Every other head (rank-deficient,
     badly conditioned) gets an SVD of M: rank from its singular values, basis its leading left
     singular vectors. ``values`` must be zero on padded rows (row index >= ``lengths[b]``); zero rows
     change neither the rank nor the column space, and the rank tolerance uses each sequence's own
@@ -160,6 +159,7 @@ def column_space(
     f = (output_factor(w_out) if factor is None else factor).to(device=v.device, dtype=compute_dtype)  # (H, k, k)
     f_s = torch.linalg.svdvals(f)
     f_condition = torch.where(f_s[:, -1] > 0, f_s[:, 0] / f_s[:, -1], torch.inf)  # (H,)
+    eps = torch.finfo(compute_dtype).eps
     b, h, n_max, k = v.shape
     d = w_out.shape[-1]
     n = lengths.to(v.device)
@@ -172,7 +172,8 @@ def column_space(
         vt = v if tall.all() else v[tall]
         gram = vt.mT @ vt
         trace = gram.diagonal(dim1=-2, dim2=-1).sum(-1)
-        inverse, ok = _certified_cholesky(gram, trace, n[tall].view(-1, 1), d, compute_dtype, f_condition)
+        tolerance_sq = (n[tall].view(-1, 1).clamp(min=d) * eps * f_condition) ** 2 * trace
+        inverse, ok = _certified_cholesky(gram, trace, n[tall].view(-1, 1), k, compute_dtype, tolerance_sq)
         if ok.all():
             part = _cholesky_qr(vt, inverse)
         else:
@@ -188,7 +189,8 @@ def column_space(
         gram = vs @ vs.mT
         trace = gram.diagonal(dim1=-2, dim2=-1).sum(-1)
         padded = torch.diag_embed((~rows).to(gram.dtype)).unsqueeze(1) * trace.view(*trace.shape, 1, 1)
-        _, ok = _certified_cholesky(gram + padded, trace, n[short].view(-1, 1), d, compute_dtype, f_condition)
+        tolerance_sq = (n[short].view(-1, 1).clamp(min=d) * eps * f_condition) ** 2 * trace
+        _, ok = _certified_cholesky(gram + padded, trace, n[short].view(-1, 1), k, compute_dtype, tolerance_sq)
         unit = torch.diag_embed(rows.to(v.dtype))  # (B', width, width): e_i for i < n
         unit = torch.cat([unit, unit.new_zeros(unit.shape[0], n_max - width, width)], dim=1)
         basis[short] = torch.where(ok.view(*ok.shape, 1, 1), unit.unsqueeze(1), 0.0)

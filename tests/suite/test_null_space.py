@@ -200,7 +200,7 @@ def test_cholesky_certificate_never_certifies_a_rank_the_svd_denies():
     m = torch.stack([with_singular_values([1.0] * 7 + [r], 40, seed=i) for i, r in enumerate(ratios)])
     gram = m.mT @ m
     trace = gram.diagonal(dim1=-2, dim2=-1).sum(-1)
-    _, certified = _certified_cholesky(gram, trace, torch.tensor(40), 64, torch.float64, torch.tensor(1.0))
+    _, certified = _certified_cholesky(gram, trace, torch.tensor(40), 8, torch.float64, (64 * EPS64) ** 2 * trace)
     s = torch.linalg.svdvals(m)
     full_rank = s[:, -1] > s[:, 0] * 64 * EPS64
     assert (full_rank | ~certified).all()  # certified implies full rank
