@@ -92,22 +92,23 @@ def _rank_and_basis(matrices: torch.Tensor, n: torch.Tensor, d: int, dtype: torc
 
 
 CONDITION_LIMIT = 1e4
-"""Heads worse conditioned than this (``sigma_max / sigma_min`` of the decomposed rows) are not
-given the cheap Gram-based paths (``_certified_cholesky``, ``_full_rank_prefix_rows``) but an SVD."""
+"""Heads worse conditioned than this (``sigma_max / sigma_min`` of the decomposed rows) get an SVD
+instead of the cheap bases of Cholesky QR and ``_full_rank_prefix_rows``."""
 
 
 def _certified_cholesky(
     gram: torch.Tensor, trace: torch.Tensor, n: torch.Tensor, k: int, dtype: torch.dtype, tolerance_sq: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``L^{-1}`` for the Cholesky factor ``L`` of each Gram matrix ``X^T X`` or ``X X^T`` (..., m, m)
-    of an (n x k) ``X``, and whether its smallest eigenvalue is certainly above ``tolerance_sq``
-    (a squared rank tolerance, in the Gram's units) and ``X`` far enough from rank-deficient for
-    Cholesky QR.
+    of an (n x k) ``X``; whether its smallest eigenvalue is certainly above ``tolerance_sq`` (a
+    squared rank tolerance, in the Gram's units: ``X`` has full rank m); and whether ``X`` is also
+    conditioned well enough for Cholesky QR.
 
-    ``lambda_min = sigma_min(L)^2 >= 1 / ||L^{-1}||_F^2``. Certified when this bound exceeds four
-    times the rounding of the Gram and its factorisation (``(n + k) eps tr``) plus ``tolerance_sq``,
-    and ``tr / CONDITION_LIMIT^2``. ``trace`` (...) is the Gram's trace without any padding added to
-    ``gram`` (padding rows and columns carry a diagonal >= trace, which only lowers the bound).
+    ``lambda_min = sigma_min(L)^2 >= 1 / ||L^{-1}||_F^2``. Full rank is certified when this bound
+    exceeds four times the rounding of the Gram and its factorisation (``(n + k) eps tr``) plus
+    ``tolerance_sq``; the conditioning when it also exceeds ``tr / CONDITION_LIMIT^2``. ``trace``
+    (...) is the Gram's trace without any padding added to ``gram`` (padding rows and columns carry
+    a diagonal >= trace, which only lowers the bound).
     """
     m = gram.shape[-1]
     eps = torch.finfo(dtype).eps
@@ -117,8 +118,8 @@ def _certified_cholesky(
     inverse = torch.linalg.solve_triangular(factor, eye, upper=False)
     bound = 1 / inverse.square().sum((-1, -2))
     needed = 4 * ((n.to(gram.dtype) + k) * eps * trace + tolerance_sq)
-    certified = (info == 0) & (bound > needed) & (bound > trace / CONDITION_LIMIT**2)
-    return inverse, certified
+    full_rank = (info == 0) & (bound > needed)
+    return inverse, full_rank, full_rank & (bound > trace / CONDITION_LIMIT**2)
 
 
 def _cholesky_qr(m: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
@@ -173,7 +174,7 @@ def column_space(
         gram = vt.mT @ vt
         trace = gram.diagonal(dim1=-2, dim2=-1).sum(-1)
         tolerance_sq = (n[tall].view(-1, 1).clamp(min=d) * eps * f_condition) ** 2 * trace
-        inverse, ok = _certified_cholesky(gram, trace, n[tall].view(-1, 1), k, compute_dtype, tolerance_sq)
+        inverse, _, ok = _certified_cholesky(gram, trace, n[tall].view(-1, 1), k, compute_dtype, tolerance_sq)
         if ok.all():
             part = _cholesky_qr(vt, inverse)
         else:
@@ -190,7 +191,7 @@ def column_space(
         trace = gram.diagonal(dim1=-2, dim2=-1).sum(-1)
         padded = torch.diag_embed((~rows).to(gram.dtype)).unsqueeze(1) * trace.view(*trace.shape, 1, 1)
         tolerance_sq = (n[short].view(-1, 1).clamp(min=d) * eps * f_condition) ** 2 * trace
-        _, ok = _certified_cholesky(gram + padded, trace, n[short].view(-1, 1), k, compute_dtype, tolerance_sq)
+        _, ok, _ = _certified_cholesky(gram + padded, trace, n[short].view(-1, 1), k, compute_dtype, tolerance_sq)
         unit = torch.diag_embed(rows.to(v.dtype))  # (B', width, width): e_i for i < n
         unit = torch.cat([unit, unit.new_zeros(unit.shape[0], n_max - width, width)], dim=1)
         basis[short] = torch.where(ok.view(*ok.shape, 1, 1), unit.unsqueeze(1), 0.0)
@@ -234,6 +235,76 @@ def _full_rank_prefix_rows(a: torch.Tensor, vm: torch.Tensor, rows: torch.Tensor
     return torch.where(rows.unsqueeze(-1) & causal, z @ q.transpose(-1, -2), 0.0)
 
 
+@dataclass(frozen=True)
+class DuplicateRows:
+    """Exact duplicates among each head's value rows (a rotary decoder's first layer gives a
+    repeated token the same values). All (B, H, N): ``first``: index of the first row equal to row
+    j (j itself if none); ``distinct``: number of distinct rows among ``0..j`` (``u_j``); ``group``:
+    the order of row j's first occurrence among the distinct rows (0-based)."""
+
+    first: torch.Tensor
+    distinct: torch.Tensor
+    group: torch.Tensor
+
+
+def duplicate_rows(m: torch.Tensor, valid: torch.Tensor) -> DuplicateRows:
+    """Bitwise-equal rows of ``m`` (B, H, N, k) among the ``valid`` (B, N) positions.
+
+    Candidates share the value of one random projection and are then compared entry by entry, so a
+    pair is never wrongly merged (a pair whose projections differ by rounding is only left apart).
+    """
+    b, h, n, k = m.shape
+    probe = torch.randn(k, generator=torch.Generator().manual_seed(0), dtype=m.dtype).to(m.device)
+    key = m @ probe  # (B, H, N)
+    earlier = torch.ones(n, n, dtype=torch.bool, device=m.device).tril(-1)  # [j, j']: j' < j
+    both = (valid.unsqueeze(-1) & valid.unsqueeze(-2)).unsqueeze(1)
+    bi, hi, ji, ei = ((key.unsqueeze(-1) == key.unsqueeze(-2)) & earlier & both).nonzero().unbind(-1)
+    same = (m[bi, hi, ji] == m[bi, hi, ei]).all(-1)
+    positions = torch.arange(n, device=m.device)
+    first = positions.expand(b, h, n).contiguous()
+    first.index_put_((bi[same], hi[same], ji[same]), ei[same])  # any earlier equal row ...
+    first = first.gather(-1, first)  # ... then its own first occurrence (equality is transitive)
+    first = first.gather(-1, first)
+    distinct = ((first == positions) & valid.unsqueeze(1)).cumsum(-1)
+    return DuplicateRows(first=first, distinct=distinct, group=distinct.gather(-1, first) - 1)
+
+
+def _group_average(a: torch.Tensor, group: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Row i of ``a`` (..., N, N) averaged over each group of equal value rows among its keys
+    (``group`` (..., N), ``allowed`` (..., N, N)): the projection onto the span of the groups'
+    indicator vectors restricted to those keys."""
+    n = a.shape[-1]
+    member = (group.unsqueeze(-1) == torch.arange(n, device=a.device)).to(a.dtype)  # (..., N_j, N_g)
+    keys = allowed.to(a.dtype)
+    sums = a @ member  # attention of row i per group
+    counts = keys @ member  # keys of row i per group
+    return ((sums / counts.clamp(min=1)) @ member.mT) * keys
+
+
+def _independent_representatives(
+    m: torch.Tensor, groups: DuplicateRows, lengths: torch.Tensor, d: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """(B, H) whether the first ``min(u, k)`` distinct rows of each head are certainly independent
+    under the rank tolerance of any prefix (``sigma_max <= ||M||_F``, ``n`` = the sequence's length)."""
+    b, h, n, k = m.shape
+    positions = torch.arange(n, device=m.device)
+    slot = groups.distinct - 1  # (B, H, N): rank of row j among the distinct rows
+    is_first = (groups.first == positions) & (slot < k) & (positions < lengths.view(-1, 1, 1))
+    count = is_first.sum(-1)  # (B, H): min(u, k)
+    reps = torch.zeros(b, h, k, k, dtype=m.dtype, device=m.device)
+    bi, hi, ji = is_first.nonzero().unbind(-1)
+    reps[bi, hi, slot[bi, hi, ji]] = m[bi, hi, ji]
+    gram = reps @ reps.mT
+    trace = gram.diagonal(dim1=-2, dim2=-1).sum(-1)
+    empty = torch.arange(k, device=m.device) >= count.unsqueeze(-1)  # (B, H, k)
+    gram = gram + torch.diag_embed(empty.to(m.dtype) * trace.unsqueeze(-1))
+    frobenius_sq = m.square().sum((-1, -2))
+    n_seq = lengths.view(-1, 1).to(m.dtype)
+    tolerance_sq = (n_seq.clamp(min=d) * torch.finfo(dtype).eps) ** 2 * frobenius_sq
+    _, full_rank, _ = _certified_cholesky(gram, trace, n_seq, k, dtype, tolerance_sq)
+    return full_rank & (count > 0)
+
+
 def project_attention(
     attention: torch.Tensor,
     values: torch.Tensor,
@@ -273,29 +344,40 @@ def project_attention(
     vm = reduced_values(values, w_out, compute_dtype, factor)  # (B, H, N, k)
     b, h, n, k = vm.shape
     positions = torch.arange(n, device=vm.device)
-    lengths = (context > 0).sum(-1)
+    valid = context > 0  # (B, N)
+    lengths = valid.sum(-1)
+    groups = duplicate_rows(vm, valid)
+    independent = _independent_representatives(vm, groups, lengths, d, compute_dtype)  # (B, H)
     head = lengths.clamp(max=k).view(-1, 1)  # p per sequence
     in_head = positions < head  # (B, N)
-    head_s = torch.linalg.svdvals(vm * in_head.view(b, 1, n, 1))  # (B, H, k)
-    head_rank = _rank(head_s, head, d, compute_dtype)
     keys_in_head = ~(allowed & ~in_head.unsqueeze(1)).any(-1)  # (B, N): row i uses only the first p rows
-    full_head = head_rank == head  # (B, H)
-    easy = full_head.unsqueeze(-1) & keys_in_head.unsqueeze(1)  # (B, H, N)
+    full_head = independent & (groups.distinct.gather(-1, (head - 1).clamp(min=0).expand(b, h).unsqueeze(-1)).squeeze(-1) == head)
+    easy = full_head.unsqueeze(-1) & keys_in_head.unsqueeze(1)  # (B, H, N): A_eff = A
     effective = torch.where(easy.unsqueeze(-1), a, 0.0)
     row_rank = torch.where(easy, context.unsqueeze(1), 0)
 
+    prefix_rows = (context == positions + 1) & valid  # (B, N): keys are exactly 0..i
+    grouped = independent.unsqueeze(-1) & prefix_rows.unsqueeze(1) & (groups.distinct <= k) & ~easy
+    if grouped.any():  # repeated value rows among at most k distinct, independent ones: average each group
+        heads = grouped.any(-1)
+        average = _group_average(a[heads], groups.group[heads], allowed.unsqueeze(1).expand(b, h, n, n)[heads])
+        effective[heads] = torch.where(grouped[heads].unsqueeze(-1), average, effective[heads])
+        row_rank = torch.where(grouped, groups.distinct, row_rank)
+
     frobenius = vm.flatten(-2).norm(dim=-1)  # (B, H): >= sigma_max of every prefix (padding is zero)
     tol_n = rank_tolerance(frobenius, lengths.view(-1, 1), d, compute_dtype)
-    s_min = head_s.gather(-1, (head - 1).clamp(min=0).expand(b, h).unsqueeze(-1)).squeeze(-1)
-    safe_tail = full_head & (head == k) & (s_min > tol_n) & (s_min > frobenius / CONDITION_LIMIT)
     is_prefix = torch.equal(allowed, allowed & torch.ones(n, n, dtype=torch.bool, device=allowed.device).tril())
-    prefix_rows = (context == positions + 1) & (context > 0)  # (B, N): keys are exactly 0..i
-    tail = safe_tail.unsqueeze(-1) & (prefix_rows & ~keys_in_head).unsqueeze(1) & is_prefix
+    candidates = full_head & (head == k) & (lengths > k).view(-1, 1) & is_prefix
+    safe_tail = torch.zeros_like(candidates)
+    if candidates.any():
+        s_min = torch.linalg.svdvals(vm[candidates][:, :k])[:, -1]
+        safe_tail[candidates] = (s_min > tol_n[candidates]) & (s_min > frobenius[candidates] / CONDITION_LIMIT)
+    tail = safe_tail.unsqueeze(-1) & (prefix_rows & ~keys_in_head).unsqueeze(1)
     if tail.any():
         effective = effective + _full_rank_prefix_rows(a, vm, tail)
         row_rank = torch.where(tail, k, row_rank)
 
-    hard = (~easy & ~tail & (context > 0).unsqueeze(1)).nonzero()  # (M, 3): (b, h, i)
+    hard = (~easy & ~grouped & ~tail & valid.unsqueeze(1)).nonzero()  # (M, 3): (b, h, i)
     step = max(1, MAX_CHUNK_ELEMENTS // max(1, n * k))
     for start in range(0, len(hard), step):
         bi, hi, ri = hard[start : start + step].unbind(-1)
