@@ -317,16 +317,20 @@ def project_attention(
     """``A_eff``: row i of ``A_h`` (B, H, N, N) projected onto the column space of ``T_h[K_i]``.
 
     ``K_i`` = the keys row i may use (``allowed`` (B, N, N)). With ``shared_context`` (encoders:
-    every row sees the whole sequence) one decomposition per head serves all rows. Otherwise
-    (causal or sliding-window rows), with ``p = min(n, d_h)`` and singular values ``s`` of
-    ``T_h[:p]``:
+    every row sees the whole sequence) one decomposition per head serves all rows (``column_space``).
+    Otherwise (causal or sliding-window rows), with ``p = min(n, d_h)``, exact duplicate value rows
+    grouped (``duplicate_rows``) and the first ``min(u, d_h)`` distinct rows certified independent
+    (``_independent_representatives``):
 
-    - rows whose keys lie among the first p: if those p rows are independent, so is every subset,
-      and such a row keeps its attention (``A_eff = A``, no null space);
-    - prefix rows ``i >= p``: ``sigma_min(T_h[:i+1]) >= s_min`` (interlacing) and each row's rank
-      tolerance is at most ``||T_h||_F * max(n, d) * eps``, so if ``s_min`` exceeds it every such row
-      has full rank ``d_h``, and its projection comes from one QR and a running inverse
-      (``_full_rank_prefix_rows``);
+    - rows whose keys lie among the first p, all distinct: every subset of independent rows is
+      independent, so such a row keeps its attention (``A_eff = A``, no null space);
+    - prefix rows with ``u_i <= d_h`` distinct rows (a rotary decoder's first layer repeats the
+      values of a repeated token): ``col(T_h[:i+1])`` is spanned by the groups' indicator vectors, so
+      ``A_eff`` averages row i's attention over each group and the rank is ``u_i``;
+    - prefix rows ``i >= p`` of a head whose first ``d_h`` rows have smallest singular value ``s_min``:
+      ``sigma_min(T_h[:i+1]) >= s_min`` (interlacing) and each row's rank tolerance is at most
+      ``||T_h||_F * max(n, d) * eps``, so if ``s_min`` exceeds it every such row has full rank ``d_h``,
+      and its projection comes from one QR and a running inverse (``_full_rank_prefix_rows``);
     - any other row (a rank-deficient or badly conditioned head, a sliding window that dropped
       early keys) gets an SVD of its own restricted ``T_h``, batched.
 
