@@ -150,9 +150,9 @@ def column_space(
     k x k Gram of V's columns (n >= k) or rows (n < k). As ``sigma_min(V F) >= sigma_min(V)
     sigma_min(F)`` and ``sigma_max(V F)^2 <= tr(V^T V) sigma_max(F)^2``, the tolerance in V's units
     grows by ``cond(F_h)``. An invertible ``F_h`` does not change the column space, so the basis is
-    then Q of V's Cholesky QR (full column rank) or the n unit vectors (full row rank: no null space). Every other head (rank-deficient,
-    badly conditioned) gets an SVD of M: rank from its singular values, basis its leading left
-    singular vectors. ``values`` must be zero on padded rows (row index >= ``lengths[b]``); zero rows
+    then Q of V's Cholesky QR (full column rank) or the n unit vectors (full row rank: no null
+    space). Every other head (rank-deficient, badly conditioned) gets an SVD of M: rank from its
+    singular values, basis its leading left singular vectors. ``values`` must be zero on padded rows (row index >= ``lengths[b]``); zero rows
     change neither the rank nor the column space, and the rank tolerance uses each sequence's own
     ``n = lengths[b]``.
     """
@@ -282,10 +282,10 @@ def _group_average(a: torch.Tensor, group: torch.Tensor, allowed: torch.Tensor) 
 
 
 def _independent_representatives(
-    m: torch.Tensor, groups: DuplicateRows, lengths: torch.Tensor, d: int, dtype: torch.dtype
+    m: torch.Tensor, groups: DuplicateRows, lengths: torch.Tensor, tolerance: torch.Tensor, dtype: torch.dtype
 ) -> torch.Tensor:
     """(B, H) whether the first ``min(u, k)`` distinct rows of each head are certainly independent
-    under the rank tolerance of any prefix (``sigma_max <= ||M||_F``, ``n`` = the sequence's length)."""
+    under ``tolerance`` (B, H), a bound on the rank tolerance of every prefix."""
     b, h, n, k = m.shape
     positions = torch.arange(n, device=m.device)
     slot = groups.distinct - 1  # (B, H, N): rank of row j among the distinct rows
@@ -298,10 +298,7 @@ def _independent_representatives(
     trace = gram.diagonal(dim1=-2, dim2=-1).sum(-1)
     empty = torch.arange(k, device=m.device) >= count.unsqueeze(-1)  # (B, H, k)
     gram = gram + torch.diag_embed(empty.to(m.dtype) * trace.unsqueeze(-1))
-    frobenius_sq = m.square().sum((-1, -2))
-    n_seq = lengths.view(-1, 1).to(m.dtype)
-    tolerance_sq = (n_seq.clamp(min=d) * torch.finfo(dtype).eps) ** 2 * frobenius_sq
-    _, full_rank, _ = _certified_cholesky(gram, trace, n_seq, k, dtype, tolerance_sq)
+    _, full_rank, _ = _certified_cholesky(gram, trace, lengths.view(-1, 1), k, dtype, tolerance.square())
     return full_rank & (count > 0)
 
 
@@ -350,8 +347,10 @@ def project_attention(
     positions = torch.arange(n, device=vm.device)
     valid = context > 0  # (B, N)
     lengths = valid.sum(-1)
+    frobenius = vm.flatten(-2).norm(dim=-1)  # (B, H): >= sigma_max of every prefix (padding is zero)
+    tol_n = rank_tolerance(frobenius, lengths.view(-1, 1), d, compute_dtype)  # >= every prefix's tolerance
     groups = duplicate_rows(vm, valid)
-    independent = _independent_representatives(vm, groups, lengths, d, compute_dtype)  # (B, H)
+    independent = _independent_representatives(vm, groups, lengths, tol_n, compute_dtype)  # (B, H)
     head = lengths.clamp(max=k).view(-1, 1)  # p per sequence
     in_head = positions < head  # (B, N)
     keys_in_head = ~(allowed & ~in_head.unsqueeze(1)).any(-1)  # (B, N): row i uses only the first p rows
@@ -368,8 +367,6 @@ def project_attention(
         effective[heads] = torch.where(grouped[heads].unsqueeze(-1), average, effective[heads])
         row_rank = torch.where(grouped, groups.distinct, row_rank)
 
-    frobenius = vm.flatten(-2).norm(dim=-1)  # (B, H): >= sigma_max of every prefix (padding is zero)
-    tol_n = rank_tolerance(frobenius, lengths.view(-1, 1), d, compute_dtype)
     is_prefix = torch.equal(allowed, allowed & torch.ones(n, n, dtype=torch.bool, device=allowed.device).tril())
     candidates = full_head & (head == k) & (lengths > k).view(-1, 1) & is_prefix
     safe_tail = torch.zeros_like(candidates)
