@@ -85,10 +85,20 @@ def _leading_columns(u: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
     return u * keep.unsqueeze(-2).to(u.dtype)
 
 
-def _rank_and_basis(matrices: torch.Tensor, n: torch.Tensor, d: int, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+def _rank_and_basis(matrices: torch.Tensor, n: torch.Tensor, d: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Basis (leading left singular vectors, columns past the rank zeroed) and rank by SVD."""
     u, s, _ = torch.linalg.svd(matrices, full_matrices=False)
     rank = _rank(s, n, d, dtype)
-    return _leading_columns(u, rank), rank, s
+    return _leading_columns(u, rank), rank
+
+
+def _padded_row_gram(rows: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gram ``X X^T`` (..., m, m) of the ``present`` (..., m) rows of ``rows`` (..., m, k; absent rows
+    zero) with the absent rows' diagonal set to the trace, so ``_certified_cholesky`` can certify the
+    present rows alone; and that trace (...)."""
+    gram = rows @ rows.mT
+    trace = gram.diagonal(dim1=-2, dim2=-1).sum(-1)
+    return gram + torch.diag_embed((~present).to(gram.dtype) * trace.unsqueeze(-1)), trace
 
 
 CONDITION_LIMIT = 1e4
@@ -187,11 +197,9 @@ def column_space(
     if short.any():
         vs = v[short][:, :, :width]  # rows past n are zero
         rows = torch.arange(width, device=v.device) < n[short].view(-1, 1)  # (B', width)
-        gram = vs @ vs.mT
-        trace = gram.diagonal(dim1=-2, dim2=-1).sum(-1)
-        padded = torch.diag_embed((~rows).to(gram.dtype)).unsqueeze(1) * trace.view(*trace.shape, 1, 1)
+        gram, trace = _padded_row_gram(vs, rows.unsqueeze(1))
         tolerance_sq = (n[short].view(-1, 1).clamp(min=d) * eps * f_condition) ** 2 * trace
-        _, ok, _ = _certified_cholesky(gram + padded, trace, n[short].view(-1, 1), k, compute_dtype, tolerance_sq)
+        _, ok, _ = _certified_cholesky(gram, trace, n[short].view(-1, 1), k, compute_dtype, tolerance_sq)
         unit = torch.diag_embed(rows.to(v.dtype))  # (B', width, width): e_i for i < n
         unit = torch.cat([unit, unit.new_zeros(unit.shape[0], n_max - width, width)], dim=1)
         basis[short] = torch.where(ok.view(*ok.shape, 1, 1), unit.unsqueeze(1), 0.0)
@@ -199,7 +207,7 @@ def column_space(
     other = ~certified & (n > 0).view(-1, 1)
     if other.any():
         m = v[other] @ f[other.nonzero()[:, 1]]
-        rest_basis, rest_rank, _ = _rank_and_basis(m, n.view(-1, 1).expand(b, h)[other], d, compute_dtype)
+        rest_basis, rest_rank = _rank_and_basis(m, n.view(-1, 1).expand(b, h)[other], d, compute_dtype)
         basis[other], rank[other] = rest_basis, rest_rank
     return ColumnSpace(basis=basis, rank=rank)
 
@@ -294,10 +302,7 @@ def _independent_representatives(
     reps = torch.zeros(b, h, k, k, dtype=m.dtype, device=m.device)
     bi, hi, ji = is_first.nonzero().unbind(-1)
     reps[bi, hi, slot[bi, hi, ji]] = m[bi, hi, ji]
-    gram = reps @ reps.mT
-    trace = gram.diagonal(dim1=-2, dim2=-1).sum(-1)
-    empty = torch.arange(k, device=m.device) >= count.unsqueeze(-1)  # (B, H, k)
-    gram = gram + torch.diag_embed(empty.to(m.dtype) * trace.unsqueeze(-1))
+    gram, trace = _padded_row_gram(reps, torch.arange(k, device=m.device) < count.unsqueeze(-1))
     _, full_rank, _ = _certified_cholesky(gram, trace, lengths.view(-1, 1), k, dtype, tolerance.square())
     return full_rank & (count > 0)
 
@@ -340,7 +345,8 @@ def project_attention(
     if shared_context:
         space = column_space(values, w_out, context.max(-1).values, compute_dtype, factor)
         row_rank = space.rank.unsqueeze(-1) * (context > 0).unsqueeze(1)
-        return Projection(project_rows(attention * allowed.unsqueeze(1), space.basis), row_rank, context)
+        a = attention * allowed.unsqueeze(1).to(attention.dtype)  # a float mask multiplies faster than a bool one
+        return Projection(project_rows(a, space.basis), row_rank, context)
     a = attention.to(compute_dtype) * allowed.unsqueeze(1)
     vm = reduced_values(values, w_out, compute_dtype, factor)  # (B, H, N, k)
     b, h, n, k = vm.shape
@@ -383,7 +389,7 @@ def project_attention(
     for start in range(0, len(hard), step):
         bi, hi, ri = hard[start : start + step].unbind(-1)
         keys = allowed[bi, ri].to(compute_dtype)  # (c, N)
-        basis, rank, _ = _rank_and_basis(vm[bi, hi] * keys.unsqueeze(-1), context[bi, ri], d, compute_dtype)
+        basis, rank = _rank_and_basis(vm[bi, hi] * keys.unsqueeze(-1), context[bi, ri], d, compute_dtype)
         row = a[bi, hi, ri].unsqueeze(-2)  # (c, 1, N)
         effective[bi, hi, ri] = ((row @ basis) @ basis.transpose(-1, -2)).squeeze(-2)
         row_rank[bi, hi, ri] = rank
