@@ -5,7 +5,7 @@ import pytest
 import torch
 import transformers
 
-from benchmarks.conftest import NOTES, record, ratio
+from benchmarks.conftest import NOTES, TIMES, record, ratio
 from runners.adapters import adapter_for
 from runners.tracing import Tracer
 from suite.attribution import contributions, estimate_block_norms, jacobian_block_norms
@@ -19,20 +19,40 @@ RESULTS: dict[str, torch.Tensor] = {}
 
 @pytest.fixture(scope="module")
 def sentence(minilm):
+    """The tracer, holding the sentence as sequence -1."""
     tracer, _ = minilm
     tracer.encodings[-1] = dict(tracer.tokenizer(SENTENCE))
     assert len(tracer.encodings[-1]["input_ids"]) == 9
-    return tracer.layers_fn(-1)
+    return tracer
+
+
+def exact(probe, sequence):
+    """Exact block norms as the metric takes them: the function is built for n * d products (which
+    forms the feed-forward maps' per-token Jacobians, timed here too), then the products."""
+    x, layers_fn = probe.layers_fn(sequence, probe.hidden_size)
+    return jacobian_block_norms(layers_fn, x)
+
+
+def estimate(probe, sequence, probes=PROBES):
+    x, layers_fn = probe.layers_fn(sequence, probes)
+    return estimate_block_norms(layers_fn, x, probes, 0)
+
+
+def own_errors(estimated, exact_norms):
+    """Relative errors of the own contributions c_ii: of each layer's mean (L,) and of every token (L, n)."""
+    own_exact = contributions(exact_norms).diagonal(dim1=-2, dim2=-1)
+    own_est = contributions(estimated).diagonal(dim1=-2, dim2=-1)
+    layer = (own_est.mean(-1) - own_exact.mean(-1)).abs() / own_exact.mean(-1)
+    return layer, (own_est - own_exact).abs() / own_exact
 
 
 def test_exact_forward_mode(benchmark, sentence):
-    x, layers_fn = sentence
-    RESULTS["exact"] = benchmark.pedantic(jacobian_block_norms, args=(layers_fn, x), rounds=3, warmup_rounds=1)
+    RESULTS["exact"] = benchmark.pedantic(exact, args=(sentence, -1), rounds=3, warmup_rounds=1)
     record(benchmark, "exact_forward_mode")
 
 
 def test_reverse_mode_jacobian(benchmark, sentence):
-    x, layers_fn = sentence
+    x, layers_fn = sentence.layers_fn(-1)  # no products announced: the model's own maps
 
     def naive():
         jac = torch.autograd.functional.jacobian(layers_fn, x)  # one backward pass per output coordinate
@@ -40,46 +60,54 @@ def test_reverse_mode_jacobian(benchmark, sentence):
 
     reference = benchmark.pedantic(naive, rounds=1)
     record(benchmark, "reverse_mode_jacobian")
-    exact = RESULTS.get("exact", jacobian_block_norms(layers_fn, x))
-    torch.testing.assert_close(exact.sqrt(), reference.sqrt(), rtol=1e-5, atol=1e-5)
-    NOTES.append(f"(2) same numbers: max |difference| of block norms {(exact.sqrt() - reference.sqrt()).abs().max():.2e}")
+    forward = RESULTS.get("exact", exact(sentence, -1))
+    torch.testing.assert_close(forward.sqrt(), reference.sqrt(), rtol=1e-5, atol=1e-5)
+    NOTES.append(f"(2) same numbers: max |difference| of block norms {(forward.sqrt() - reference.sqrt()).abs().max():.2e}")
 
 
 def test_estimator(benchmark, sentence):
-    x, layers_fn = sentence
-    estimate = benchmark.pedantic(estimate_block_norms, args=(layers_fn, x, PROBES, 0), rounds=3, warmup_rounds=1)
+    estimated = benchmark.pedantic(estimate, args=(sentence, -1), rounds=3, warmup_rounds=1)
     record(benchmark, "estimator")
-    exact = RESULTS.get("exact", jacobian_block_norms(layers_fn, x))
-    own_exact = contributions(exact).diagonal(dim1=-2, dim2=-1)
-    own_est = contributions(estimate.squared).diagonal(dim1=-2, dim2=-1)
-    layer_err = (own_est.mean(-1) - own_exact.mean(-1)).abs() / own_exact.mean(-1)
-    token_err = (own_est - own_exact).abs() / own_exact
+    layer_err, token_err = own_errors(estimated.squared, RESULTS.get("exact", exact(sentence, -1)))
     NOTES.append(
         f"(3) own contribution, estimator vs exact: per-layer means within {layer_err.max():.2%} (goal 2%), "
         f"single tokens within {token_err.max():.2%} (median {token_err.median():.2%}); "
-        f"stated standard error of ||J_ii|| {0.5 * estimate.rel_error.diagonal(dim1=-2, dim2=-1).mean():.2%}"
+        f"stated standard error of ||J_ii|| {0.5 * estimated.rel_error.diagonal(dim1=-2, dim2=-1).mean():.2%}"
     )
     assert layer_err.max() < 0.02
 
 
+@pytest.mark.parametrize("probes", [4, 8, 24, 48])
+def test_estimator_probes_tradeoff(benchmark, sentence, probes):
+    """Speed against accuracy: the estimator's cost grows with k, its error as 1 / sqrt(k)."""
+    estimated = benchmark.pedantic(estimate, args=(sentence, -1, probes), rounds=3, warmup_rounds=1)
+    layer_err, token_err = own_errors(estimated.squared, RESULTS.get("exact", exact(sentence, -1)))
+    speed = f"{TIMES['exact_forward_mode'] / benchmark.stats.stats.median:.1f}x" if "exact_forward_mode" in TIMES else "n/a"
+    NOTES.append(
+        f"(3) k = {probes}: {speed} faster than exact; per-layer means within {layer_err.max():.2%}, "
+        f"single tokens within {token_err.max():.2%}"
+    )
+
+
 def _tiny_bert(tokenizer, d, n, layers=4):
-    """``x`` and ``x -> e^1..e^L`` of a random 4-layer BERT of width d on an n-token input."""
+    """A tracer over a random 4-layer BERT of width d, holding an n-token input as sequence 0."""
     config = transformers.BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=d, num_attention_heads=d // 32,
                                      num_hidden_layers=layers, intermediate_size=4 * d)
     torch.manual_seed(0)
     model = transformers.AutoModel.from_config(config, attn_implementation="eager").eval()
     tracer = Tracer(model, tokenizer, adapter_for("bert"))
     tracer.encodings[0] = {"input_ids": list(range(1000, 1000 + n)), "attention_mask": [1] * n}
-    return tracer.layers_fn(0)
+    return tracer
 
 
 @pytest.mark.parametrize("d, n", [(96, 9), (192, 9), (384, 9), (192, 5), (192, 17)])
 @pytest.mark.parametrize("method", ["exact", "estimator"])
 def test_attribution_scaling_in_n_and_d(benchmark, minilm, method, d, n):
-    """Exact costs n * d products (each through the whole model); the estimator n * probes.
-    Products are batched 96 at a time (memory grows with the batch and with d)."""
-    x, layers_fn = _tiny_bert(minilm[0].tokenizer, d, n)
+    """Exact costs n * d products (through the attention, plus one d x d product per token through the
+    linearised feed-forward maps, formed once: about n d^2 per layer); the estimator n * probes
+    products through the whole model."""
+    tracer = _tiny_bert(minilm[0].tokenizer, d, n)
     if method == "exact":
-        benchmark.pedantic(jacobian_block_norms, args=(layers_fn, x, 96), rounds=1, warmup_rounds=1)
+        benchmark.pedantic(exact, args=(tracer, 0), rounds=1, warmup_rounds=1)
     else:
-        benchmark.pedantic(estimate_block_norms, args=(layers_fn, x, PROBES, 0, 96), rounds=3, warmup_rounds=1)
+        benchmark.pedantic(estimate, args=(tracer, 0), rounds=3, warmup_rounds=1)

@@ -34,6 +34,9 @@ class Adapter:
     ``fused_per_head`` (per head ``[q k v]``, GPT-NeoX's ``query_key_value``). ``conv1d``: the
     output weight is stored (in, out) (GPT-2's ``Conv1D``) rather than ``nn.Linear``'s (out, in).
     ``shared_layers``: one block applied ``num_hidden_layers`` times (ALBERT). ``causal``: decoder.
+    ``feed_forward``: the block's per-token feed-forward map (a module, or a method such as BERT's
+    ``feed_forward_chunk`` that also adds the residual and normalises), which exact attribution
+    linearises once per token (``runners/linearized_feed_forward.py``); None: products go through it.
     """
 
     embeddings: tuple[str, ...]
@@ -44,6 +47,7 @@ class Adapter:
     value_layout: ValueLayout = "separate"
     conv1d: bool = False
     shared_layers: bool = False
+    feed_forward: str | None = None
 
     def embedding_module(self, model: torch.nn.Module) -> torch.nn.Module:
         for path in self.embeddings:
@@ -75,11 +79,20 @@ class Adapter:
 
 
 ADAPTERS: Registry[Adapter] = Registry("architecture")
-_BERT_LIKE = Adapter(("embeddings",), "encoder.layer", "attention.self.value", "attention.output.dense")
+_BERT_LIKE = Adapter(
+    ("embeddings",), "encoder.layer", "attention.self.value", "attention.output.dense", feed_forward="feed_forward_chunk"
+)
 for _name in ("bert", "roberta", "xlm-roberta", "camembert"):
     ADAPTERS.register(_name, _BERT_LIKE)
 ADAPTERS.register(
-    "electra", Adapter(("embeddings_project", "embeddings"), "encoder.layer", "attention.self.value", "attention.output.dense")
+    "electra",
+    Adapter(
+        ("embeddings_project", "embeddings"),
+        "encoder.layer",
+        "attention.self.value",
+        "attention.output.dense",
+        feed_forward="feed_forward_chunk",
+    ),
 )
 ADAPTERS.register(
     "albert",
@@ -89,18 +102,34 @@ ADAPTERS.register(
         "attention.value",
         "attention.dense",
         shared_layers=True,
+        feed_forward="ff_chunk",
     ),
 )
-ADAPTERS.register("distilbert", Adapter(("embeddings",), "transformer.layer", "attention.v_lin", "attention.out_lin"))
+ADAPTERS.register(
+    "distilbert", Adapter(("embeddings",), "transformer.layer", "attention.v_lin", "attention.out_lin", feed_forward="ffn")
+)
 ADAPTERS.register("mpnet", Adapter(("embeddings",), "encoder.layer", "attention.attn.v", "attention.attn.o"))
 ADAPTERS.register(
-    "gpt2", Adapter(("drop",), "h", "attn.c_attn", "attn.c_proj", causal=True, value_layout="fused_qkv", conv1d=True)
+    "gpt2",
+    Adapter(
+        ("drop",), "h", "attn.c_attn", "attn.c_proj", causal=True, value_layout="fused_qkv", conv1d=True, feed_forward="mlp"
+    ),
 )
 ADAPTERS.register(
     "gpt_neox",
-    Adapter(("embed_in",), "layers", "attention.query_key_value", "attention.dense", causal=True, value_layout="fused_per_head"),
+    Adapter(
+        ("embed_in",),
+        "layers",
+        "attention.query_key_value",
+        "attention.dense",
+        causal=True,
+        value_layout="fused_per_head",
+        feed_forward="mlp",
+    ),
 )
-_LLAMA_LIKE = Adapter(("embed_tokens",), "layers", "self_attn.v_proj", "self_attn.o_proj", causal=True)
+_LLAMA_LIKE = Adapter(
+    ("embed_tokens",), "layers", "self_attn.v_proj", "self_attn.o_proj", causal=True, feed_forward="mlp"
+)
 for _name in ("llama", "mistral", "qwen2", "qwen3", "gemma3_text"):
     ADAPTERS.register(_name, _LLAMA_LIKE)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import string
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import torch
 import transformers
 
 from runners.adapters import Adapter, attention_windows
+from runners.linearized_feed_forward import LinearizedFeedForward, pays_off
 from suite.attribution import LayersFn
 from suite.masks import token_mask
 from suite.null_space import output_factor
@@ -49,6 +50,7 @@ class Tracer:
         self.w_out = [adapter.w_out(b, self.n_heads).detach().float() for b in self.blocks]
         self.output_factors = [output_factor(w) for w in self.w_out]
         self.d_head = self.w_out[0].shape[1]
+        self.hidden_size = self.w_out[0].shape[2]
         self.windows = attention_windows(config, len(self.blocks))
         self.punct = punctuation_ids(tokenizer)
         self.encodings: dict[int, dict[str, list[int]]] = {}
@@ -113,20 +115,29 @@ class Tracer:
             tokens=[self.tokenizer.convert_ids_to_tokens(self.encodings[s]["input_ids"]) for s in sequence_ids],
         )
 
-    def layers_fn(self, sequence_id: int) -> tuple[torch.Tensor, LayersFn]:
-        """``x`` (n, d) of one sequence and ``x -> e^1..e^L`` (L, n, d), for forward-mode products."""
+    def layers_fn(self, sequence_id: int, products_per_token: int = 0) -> tuple[torch.Tensor, LayersFn]:
+        """``x`` (n, d) of one sequence and ``x -> e^1..e^L`` (L, n, d), for forward-mode products.
+
+        ``products_per_token``: how many products the caller will push per input token (d for exact
+        block norms). Where forming the feed-forward maps' per-token Jacobians pays off, they are formed
+        now, at ``x``, and the function's products are valid there only (``LinearizedFeedForward``).
+        """
         inputs = {k: torch.tensor([v], device=self.device) for k, v in self.encodings[sequence_id].items()}
         embeddings = self.adapter.embedding_module(self.model)
+        n = inputs["input_ids"].shape[1]
+        itemsize = next(self.model.parameters()).element_size()
+        linearized = None
+        if self.adapter.feed_forward and pays_off(n, products_per_token, self.hidden_size, len(self.blocks), itemsize):
+            linearized = LinearizedFeedForward(self.blocks, self.adapter.feed_forward)
 
         def run(x: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
-            hook = None
-            if x is not None:
-                hook = embeddings.register_forward_hook(lambda m, i, o: x.unsqueeze(0).to(o.dtype))
-            try:
+            with ExitStack() as stack:
+                if x is not None:
+                    hook = embeddings.register_forward_hook(lambda m, i, o: x.unsqueeze(0).to(o.dtype))
+                    stack.callback(hook.remove)
+                if linearized is not None:
+                    stack.enter_context(linearized.installed())
                 return self.model(**inputs, output_hidden_states=True).hidden_states
-            finally:
-                if hook is not None:
-                    hook.remove()
 
         with torch.no_grad():
             x0 = run(None)[0][0].float()

@@ -18,6 +18,7 @@ LayersFn = Callable[[torch.Tensor], torch.Tensor]
 """Maps input embeddings ``x`` (n, d) to hidden states of every layer ``e^l``, stacked (L, n, d)."""
 
 
+@torch.no_grad()  # forward mode needs no tape; a model whose weights require grad would record one
 def jacobian_block_norms(layers_fn: LayersFn, x: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
     """(L, n, n) squared Frobenius norms ``||J_ij^l||_F^2`` by forward mode.
 
@@ -35,7 +36,7 @@ def jacobian_block_norms(layers_fn: LayersFn, x: torch.Tensor, chunk_size: int |
         tangents = torch.zeros(len(idx), n * d, dtype=x.dtype, device=x.device)
         tangents[torch.arange(len(idx)), idx] = 1
         cols = push(tangents.view(len(idx), n, d))  # (C, L, n_out, d)
-        sq = cols.square().sum(-1)  # (C, L, n_out)
+        sq = torch.linalg.vector_norm(cols, dim=-1).square()  # (C, L, n_out)
         if total is None:
             total = torch.zeros(sq.shape[1], n, n, dtype=sq.dtype, device=x.device)
         total.index_add_(2, idx // d, sq.permute(1, 2, 0))
@@ -52,6 +53,7 @@ class BlockNormEstimate:
     rel_error: torch.Tensor
 
 
+@torch.no_grad()
 def estimate_block_norms(
     layers_fn: LayersFn, x: torch.Tensor, probes: int, seed: int, chunk_size: int | None = None
 ) -> BlockNormEstimate:

@@ -76,11 +76,15 @@ class BatchTrace:
 class ModelProbe(Protocol):
     """Access to the model as a function, for metrics that differentiate through it.
 
-    ``causal``: hidden state i depends on inputs j <= i only.
+    ``causal``: hidden state i depends on inputs j <= i only; ``hidden_size``: d.
     """
 
     causal: bool
+    hidden_size: int
 
-    def layers_fn(self, sequence_id: int) -> tuple[torch.Tensor, LayersFn]:
-        """``x`` (n, d) for the sequence and a function ``x -> e^1..e^L`` stacked (L, n, d)."""
+    def layers_fn(self, sequence_id: int, products_per_token: int = 0) -> tuple[torch.Tensor, LayersFn]:
+        """``x`` (n, d) for the sequence and a function ``x -> e^1..e^L`` stacked (L, n, d).
+
+        ``products_per_token``: forward-mode products the caller will push per input token; the probe
+        may then prepare the function for them, valid at ``x`` only."""
         ...

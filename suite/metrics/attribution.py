@@ -70,7 +70,8 @@ class AttributionMetric:
         offset_sum: dict[int, torch.Tensor] = {}
         offset_count: dict[int, int] = {}
         for seq, n in chosen:
-            x, layers_fn = probe.layers_fn(seq)
+            products = probe.hidden_size if self.config.method == "exact" else min(self.config.probes, probe.hidden_size)
+            x, layers_fn = probe.layers_fn(seq, products)  # per input token
             if self.config.method == "exact":
                 norms = jacobian_block_norms(layers_fn, x, self.config.chunk_size)
             else:

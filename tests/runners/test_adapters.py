@@ -10,7 +10,9 @@ when no token repeats (a rotary decoder's first layer gives repeated tokens iden
 import pytest
 import torch
 import transformers
+from torch.func import jvp, vmap
 
+from runners import linearized_feed_forward
 from runners.adapters import ADAPTERS, UnsupportedArchitecture, adapter_for
 from suite.null_space import value_output_matrix
 from suite.rank_deficiency import rank_deficiency
@@ -171,3 +173,22 @@ def test_sliding_window_layers_are_masked_like_the_model(tmp_path):
     assert sliding.masked_select((i - j >= 6).expand_as(sliding)).abs().max() == 0
     assert (trace.layers[1].attention[0, :, n - 1, 0] > 0).all()  # full attention reaches the first key
     assert trace.projection(0, torch.float64).context[0, :n].max() == 6
+
+
+def test_linearised_feed_forward_gives_the_same_products(family, monkeypatch):
+    """Exact attribution builds the function for n * d products: every family with a per-token
+    feed-forward map then pushes them through its per-token Jacobians, with the same results."""
+    name, tracer, _, tokenizer = family
+    seq = encode(tracer, tokenizer, TEXTS)[0]
+    x, plain = tracer.layers_fn(seq)
+    formed = []
+    real = linearized_feed_forward.token_jacobians
+    monkeypatch.setattr(linearized_feed_forward, "token_jacobians", lambda fn, h: formed.append(h) or real(fn, h))
+    x_lin, linearized = tracer.layers_fn(seq, products_per_token=tracer.hidden_size)
+    assert len(formed) == (0 if name == "mpnet" else len(tracer.blocks))  # MPNet's map takes two inputs: not linearised
+    torch.testing.assert_close(x_lin, x)
+    tangents = torch.randn(5, *x.shape, generator=torch.Generator().manual_seed(0))
+    push = [vmap(lambda t, fn=fn: jvp(fn, (x,), (t,))[1])(tangents) for fn in (plain, linearized)]
+    scale = push[0].abs().max().item()
+    assert scale > 1e-2
+    torch.testing.assert_close(push[1], push[0], atol=1e-6 * scale, rtol=1e-5)  # float32 rounding

@@ -6,6 +6,8 @@ import transformers
 
 from runners.adapters import adapter_for
 from runners.tracing import Tracer
+from suite.attribution import contributions, mixing_summary
+from suite.metrics.attribution import AttributionConfig, AttributionMetric
 from suite.rank_deficiency import rank_deficiency
 from tests.conftest import SENTENCES
 
@@ -48,3 +50,21 @@ def test_minilm_null_dim_is_n_minus_head_size(minilm_dir):
         projection = trace.projection(layer, torch.float64)
         null_dim = rank_deficiency(projection.row_rank, projection.context, lengths).null_dim
         assert torch.equal(null_dim, expected.expand_as(null_dim))
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_exact_attribution_metric_matches_reverse_mode(family, tiny_bert_dir, tiny_llama_dir):
+    """The metric's exact path (feed-forward maps linearised per token) against the full Jacobian of
+    the model's own function by reverse mode, summarised the same way."""
+    tracer, _, tokenizer = tracer_for(tiny_bert_dir if family == "bert" else tiny_llama_dir)
+    ids = encode(tracer, tokenizer, [(SENTENCES[1], None)])
+    metric = AttributionMetric(AttributionConfig(method="exact", max_sequences=1, max_tokens=20), seed=0)
+    metric.update(tracer.trace(ids))
+    rows = metric.finish(tracer)
+    x, layers_fn = tracer.layers_fn(ids[0])
+    reference = torch.autograd.functional.jacobian(layers_fn, x).square().sum(dim=(2, 4))  # (L, n, n)
+    summary = mixing_summary(contributions(reference, tracer.causal), tracer.causal)
+    for name in ("own", "entropy"):
+        got = rows[(rows.variant == name) & rows.sequence.isna()].sort_values("layer").value.to_numpy()
+        expected = getattr(summary, name).double().mean(-1).numpy()
+        assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)
