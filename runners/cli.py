@@ -143,7 +143,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
           f"hash {corpus.content_hash}), results in {Path(args.results).resolve()}")
     outcomes = Runner(zoo, corpus, config, store, run_id).run(selected)
     results = store.read()
-    results = results[results["model_id"].isin(selected)]
+    results = results[results["cell_key"].isin({key for o in outcomes for key in o.keys.values()})]  # this configuration
     for title, table in summary_tables(results):
         print(f"\n== {title}\n{table.to_string()}")
     failed = [o for o in outcomes if o.failed]

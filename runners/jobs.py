@@ -64,10 +64,14 @@ class RunConfig(pydantic.BaseModel):
 
 @dataclass
 class ModelOutcome:
+    """What a run did for one model; ``keys``: the cell key of every metric under this run's
+    configuration (the store also holds cells of other configurations)."""
+
     model_id: str
     computed: list[str] = field(default_factory=list)
     cached: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
 
 
 class _Failure(Exception):
@@ -134,12 +138,15 @@ class Runner:
             **self.versions,
         }
 
-    def _write_failed(self, model_id: str, metrics: list[str], message: str, model_fingerprint: str) -> None:
+    def _write_failed(self, model_id: str, metrics: list[str], message: str, model_fingerprint: str) -> dict[str, str]:
+        """Writes a failed cell per metric; returns their keys."""
+        keys = {}
         for metric in metrics:
             entry = self.zoo.entries.get(model_id)
-            key = self._key(model_fingerprint, self.config.forward_dtype(entry.dtype) if entry else "n/a", metric)
+            keys[metric] = self._key(model_fingerprint, self.config.forward_dtype(entry.dtype) if entry else "n/a", metric)
             row = pd.DataFrame([{c: None for c in ROW_COLUMNS} | {"metric": metric, "value": math.nan}])
-            self._write(model_id, metric, key, model_fingerprint, row, {}, status="failed", error=message)
+            self._write(model_id, metric, keys[metric], model_fingerprint, row, {}, status="failed", error=message)
+        return keys
 
     def _write(self, model_id: str, metric: str, key: str, model_fingerprint: str, rows: pd.DataFrame,
                model_facts: dict[str, Any], status: str = "ok", error: str | None = None) -> None:
@@ -161,7 +168,7 @@ class Runner:
         except ModelLoadError as e:
             self._fail(outcome, names, f"{model_id}: {e}", "unavailable")
             return outcome
-        keys = {m: self._key(model_fingerprint, self.config.forward_dtype(entry.dtype), m) for m in names}
+        keys = outcome.keys = {m: self._key(model_fingerprint, self.config.forward_dtype(entry.dtype), m) for m in names}
         pending = [m for m in names if self.config.recompute or not self.store.is_done(model_id, m, keys[m])]
         outcome.cached = [m for m in names if m not in pending]
         if not pending:
@@ -200,7 +207,7 @@ class Runner:
     def _fail(self, outcome: ModelOutcome, metrics: list[str], message: str, model_fingerprint: str) -> None:
         self.log(f"  FAILED: {message}")
         outcome.failed.update({m: message for m in metrics})
-        self._write_failed(outcome.model_id, metrics, message, model_fingerprint)
+        outcome.keys.update(self._write_failed(outcome.model_id, metrics, message, model_fingerprint))
 
     def _prepare(self, model_id: str, entry) -> tuple[Tracer, dict[str, Any]]:
         try:

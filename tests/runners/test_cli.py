@@ -22,6 +22,13 @@ models:
     assert str(tmp_path / "out" / "cells") in out and "1 model(s) complete, 0 with failures" in out
     assert main(args) == 0  # second run: everything cached
     assert "all metrics cached" in capsys.readouterr().out
+    # another configuration beside the cached one: the tables show this run's cells only
+    assert main(args + ["--attribution-probes", "3"]) == 0  # 32 probes (the default) are exact at d = 32
+    few_probes = capsys.readouterr().out
+    assert main(args) == 0
+    again = capsys.readouterr().out
+    attribution = [text.split("== Own-token contribution")[1] for text in (few_probes, out, again)]
+    assert attribution[0] != attribution[1] and attribution[2] == attribution[1]
     assert main(["list", "--zoo", str(tmp_path / "models.yaml"), "--results", str(tmp_path / "out")]) == 0
     header, row = capsys.readouterr().out.strip().splitlines()
     assert header.split()[-5:] == ["n_params", "n_layers", "n_heads", "n_kv_heads", "d_head"]
