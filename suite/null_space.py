@@ -168,8 +168,8 @@ def column_space(
     """
     v = values.to(compute_dtype)
     f = (output_factor(w_out) if factor is None else factor).to(device=v.device, dtype=compute_dtype)  # (H, k, k)
-    f_s = torch.linalg.svdvals(f)
-    f_condition = torch.where(f_s[:, -1] > 0, f_s[:, 0] / f_s[:, -1], torch.inf)  # (H,)
+    f_s = torch.linalg.vector_norm(f, dim=-2)  # F = P S with P orthogonal: its singular values are S, its column norms
+    f_condition = torch.where(f_s.amin(-1) > 0, f_s.amax(-1) / f_s.amin(-1), torch.inf)  # (H,)
     eps = torch.finfo(compute_dtype).eps
     b, h, n_max, k = v.shape
     d = w_out.shape[-1]
@@ -346,7 +346,12 @@ def project_attention(
         space = column_space(values, w_out, context.max(-1).values, compute_dtype, factor)
         row_rank = space.rank.unsqueeze(-1) * (context > 0).unsqueeze(1)
         a = attention * allowed.unsqueeze(1).to(attention.dtype)  # a float mask multiplies faster than a bool one
-        return Projection(project_rows(a, space.basis), row_rank, context)
+        null = space.rank < context.max(-1).values.view(-1, 1)  # (B, H): heads whose T_h has a left null space
+        if null.all():
+            return Projection(project_rows(a, space.basis), row_rank, context)
+        effective = a.clone()  # rank n: col(T_h) is every direction over the keys, A_eff = A
+        effective[null] = project_rows(a[null], space.basis[null])
+        return Projection(effective, row_rank, context)
     a = attention.to(compute_dtype) * allowed.unsqueeze(1)
     vm = reduced_values(values, w_out, compute_dtype, factor)  # (B, H, N, k)
     b, h, n, k = vm.shape
