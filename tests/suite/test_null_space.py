@@ -1,6 +1,7 @@
 """Column space of T_h: exact ranks on constructed heads, agreement with a direct SVD of T,
 and per-row (causal, sliding-window) projections against a slow row-by-row reference."""
 
+import pytest
 import torch
 
 from suite.masks import pair_mask
@@ -153,10 +154,11 @@ def test_sliding_window_rows_use_only_their_window():
     assert rank_deficiency(proj.row_rank, proj.context, lengths).null_dim.tolist() == [[2, 2]]
 
 
-def test_shared_context_equals_per_row_computation_for_encoders():
+@pytest.mark.parametrize("short", [7, 3])  # d_h = 4: both sequences have a null space, or only the first
+def test_shared_context_equals_per_row_computation_for_encoders(short):
     values, w_out, scores = causal_head(b=2, h=2, n=10, d_h=4, d=9, seed=5)
-    lengths = torch.tensor([10, 7])
-    values[1, :, 7:] = 0
+    lengths = torch.tensor([10, short])
+    values[1, :, short:] = 0
     allowed = pair_mask(lengths, 10, causal=False)
     a = torch.softmax(scores, -1) * allowed.unsqueeze(1)
     fast = project_attention(a, values, w_out, allowed, shared_context=True)
