@@ -16,8 +16,9 @@ import torch
 from torch.func import jacfwd, vmap
 
 FORMING_COST = 2
-"""Forming all ``J_p`` costs about ``FORMING_COST * d`` products through the model (measured on a
-2-core CPU, MiniLM, 9 tokens); linearising pays off from ``n * products_per_token`` above that."""
+"""Linearise when ``n * products_per_token >= FORMING_COST * d``. Measured on a 2-core CPU (MiniLM,
+9 tokens): forming took as long as about d / 2 products through the model and halved the cost of
+each product, so it pays off from about d products; 2 d leaves a margin."""
 JACOBIAN_BUDGET_BYTES = 2 * 2**30
 """The ``L * n`` matrices of ``d x d`` are kept for the whole sequence; above this, products go
 through the maps themselves."""
