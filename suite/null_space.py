@@ -36,12 +36,15 @@ class Projection:
 
     ``effective`` (B, H, N, N): ``A_eff``, row i of ``A_h`` projected onto the column space of ``T_h``
     restricted to the keys row i may use; ``row_rank`` (B, H, N): that rank; ``context`` (B, N): how
-    many keys row i may use (0 on padded rows), so ``context - row_rank`` is row i's null dimension.
+    many keys row i may use (0 on padded rows), so ``context - row_rank`` is row i's null dimension;
+    ``attention`` (B, H, N, N): ``A_h`` itself, zero outside the allowed pairs (what ``A_eff`` is
+    compared with), in the dtype of ``effective``.
     """
 
     effective: torch.Tensor
     row_rank: torch.Tensor
     context: torch.Tensor
+    attention: torch.Tensor
 
 
 def rank_tolerance(sigma_max: torch.Tensor, n: torch.Tensor, d: int, dtype: torch.dtype) -> torch.Tensor:
@@ -348,11 +351,12 @@ def project_attention(
         a = attention * allowed.unsqueeze(1).to(attention.dtype)  # a float mask multiplies faster than a bool one
         null = space.rank < context.max(-1).values.view(-1, 1)  # (B, H): heads whose T_h has a left null space
         if null.all():
-            return Projection(project_rows(a, space.basis), row_rank, context)
+            return Projection(project_rows(a, space.basis), row_rank, context, a)
         effective = a.clone()  # rank n: col(T_h) is every direction over the keys, A_eff = A
         effective[null] = project_rows(a[null], space.basis[null])
-        return Projection(effective, row_rank, context)
-    a = attention.to(compute_dtype) * allowed.unsqueeze(1)
+        return Projection(effective, row_rank, context, a)
+    masked = attention * allowed.unsqueeze(1).to(attention.dtype)
+    a = masked.to(compute_dtype)
     vm = reduced_values(values, w_out, compute_dtype, factor)  # (B, H, N, k)
     b, h, n, k = vm.shape
     positions = torch.arange(n, device=vm.device)
@@ -398,4 +402,4 @@ def project_attention(
         row = a[bi, hi, ri].unsqueeze(-2)  # (c, 1, N)
         effective[bi, hi, ri] = ((row @ basis) @ basis.transpose(-1, -2)).squeeze(-2)
         row_rank[bi, hi, ri] = rank
-    return Projection(effective.to(attention.dtype), row_rank, context)
+    return Projection(effective.to(attention.dtype), row_rank, context, masked)

@@ -73,10 +73,10 @@ class EffectiveAttentionMetric:
         if keep is not None:
             seq, b = keep
             self.example = (seq, batch.tokens[b], [], [])
-        for layer, trace in enumerate(batch.layers, start=1):
+        for layer in range(1, len(batch.layers) + 1):
             allowed = batch.allowed(layer - 1)
-            raw = trace.attention.float() * allowed.unsqueeze(1).float()  # summaries in float32; the projection in ``dtype``
-            eff = batch.projection(layer - 1, dtype).effective.float()
+            projection = batch.projection(layer - 1, dtype)  # ranks in ``dtype``; the summaries in float32
+            raw, eff = projection.attention.float(), projection.effective.float()
             if keep is not None:
                 n = int(batch.lengths[keep[1]])
                 self.example[2].append(raw[keep[1], :, :n, :n].cpu())
