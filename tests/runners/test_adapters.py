@@ -138,6 +138,7 @@ def test_adapter_matches_hand_computation_and_invariants(family):
         keep = valid.unsqueeze(-1)
         torch.testing.assert_close(out * keep, outputs[layer] * keep, atol=1e-5, rtol=1e-4)
         proj = trace.projection(layer, torch.float64)
+        assert torch.equal(proj.attention, a)  # what A_eff is compared with: A, zero outside the allowed pairs
         head_out = a.double() @ t.double()
         assert ((proj.effective.double() @ t.double() - head_out).norm() / head_out.norm()).item() < 1e-6
         keys = proj.context.gather(1, (lengths - 1).view(-1, 1))
