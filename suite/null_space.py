@@ -345,17 +345,17 @@ def project_attention(
     """
     context = allowed.sum(-1)
     d = w_out.shape[-1]
+    masked = attention * allowed.unsqueeze(1).to(attention.dtype)  # a float mask multiplies faster than a bool one
     if shared_context:
-        space = column_space(values, w_out, context.max(-1).values, compute_dtype, factor)
+        keys = context.max(-1).values  # (B,): the sequence lengths
+        space = column_space(values, w_out, keys, compute_dtype, factor)
         row_rank = space.rank.unsqueeze(-1) * (context > 0).unsqueeze(1)
-        a = attention * allowed.unsqueeze(1).to(attention.dtype)  # a float mask multiplies faster than a bool one
-        null = space.rank < context.max(-1).values.view(-1, 1)  # (B, H): heads whose T_h has a left null space
+        null = space.rank < keys.view(-1, 1)  # (B, H): heads whose T_h has a left null space
         if null.all():
-            return Projection(project_rows(a, space.basis), row_rank, context, a)
-        effective = a.clone()  # rank n: col(T_h) is every direction over the keys, A_eff = A
-        effective[null] = project_rows(a[null], space.basis[null])
-        return Projection(effective, row_rank, context, a)
-    masked = attention * allowed.unsqueeze(1).to(attention.dtype)
+            return Projection(project_rows(masked, space.basis), row_rank, context, masked)
+        effective = masked.clone()  # rank n: col(T_h) is every direction over the keys, A_eff = A
+        effective[null] = project_rows(masked[null], space.basis[null])
+        return Projection(effective, row_rank, context, masked)
     a = masked.to(compute_dtype)
     vm = reduced_values(values, w_out, compute_dtype, factor)  # (B, H, N, k)
     b, h, n, k = vm.shape
