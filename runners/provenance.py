@@ -23,4 +23,5 @@ def device_name(device: str) -> str:
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    """ISO 8601 in microseconds: a cell written later sorts later, also within one second."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
