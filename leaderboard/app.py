@@ -23,6 +23,31 @@ def _results(root: str) -> pd.DataFrame:
     return data.load_results(root)
 
 
+@st.cache_data(show_spinner=False)
+def _settings(root: str) -> dict[str, list[str]]:
+    return data.settings(_results(root))
+
+
+@st.cache_data(show_spinner=False)
+def _selected(root: str, chosen: tuple[tuple[str, str], ...]) -> pd.DataFrame:
+    return data.select_cells(_results(root), dict(chosen))
+
+
+def _choose_settings(root: str) -> pd.DataFrame:
+    """Sidebar: a configuration per metric stored under several (default: the one most models have);
+    returns the rows of the chosen cells."""
+    chosen = {}
+    for metric, options in _settings(root).items():
+        if len(options) > 1:
+            label = f"{data.specs()[metric].display_name}: configuration" if metric in data.specs() else metric
+            chosen[metric] = st.sidebar.selectbox(label, options, key=f"setting-{metric}")
+    results = _selected(root, tuple(sorted(chosen.items())))
+    hidden = _results(root)["cell_key"].nunique() - results["cell_key"].nunique()
+    if hidden:
+        st.sidebar.caption(f"{hidden} stored cell(s) of other configurations or older runs are not shown.")
+    return results
+
+
 def _line_chart(curves: pd.DataFrame, x_title: str, y_title: str) -> alt.Chart:
     return (
         alt.Chart(curves)
@@ -79,6 +104,8 @@ def model_view(results: pd.DataFrame) -> None:
     model = st.selectbox("Model", usable)
     control = data.control_for(results, model)
     st.caption(f"Compared with {control}." if control else "No random-init control in these results.")
+    with st.expander("Cells shown (provenance)"):
+        st.dataframe(data.cell_provenance(results, model), hide_index=True)
     for name, spec in data.specs().items():
         variants = [v for v in spec.variants if not v.startswith(("map_", "token", "offset"))]
         variant = st.selectbox(f"{spec.display_name}: variant", variants, index=variants.index(spec.headline),
@@ -132,13 +159,14 @@ def main() -> None:
     st.title("Identifiability in transformers")
     view = st.sidebar.radio("View", ["Leaderboard", "Model", "Compare"])
     try:
-        results = _results(RESULTS)
+        stored = _results(RESULTS)
     except Exception as e:  # a damaged file is reported, not a traceback
         st.error(f"Cannot read the results in {RESULTS}: {type(e).__name__}: {e}")
         return
-    if results.empty:
+    if stored.empty:
         st.info(f"No results in {RESULTS!r} yet. Run `idsuite run` first, or pass --results PATH.")
         return
+    results = _choose_settings(RESULTS)
     {"Leaderboard": leaderboard_view, "Model": model_view, "Compare": compare_view}[view](results)
 
 

@@ -21,8 +21,61 @@ ARROWS = {"higher": " ↑", "lower": " ↓", "none": ""}
 
 
 def load_results(root: str | Path) -> pd.DataFrame:
-    """Every stored row under ``root`` (empty frame if there are none)."""
+    """Every stored row under ``root`` (empty frame if there are none), of every configuration:
+    pass it through ``select_cells`` before comparing models."""
     return ResultStore(root).read()
+
+
+def _cells(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per stored cell: model_id, metric, cell_key; its setting (what must match for two
+    models' values of a metric to be compared: corpus, seed, metric config); when it was written
+    (UTC); whether it finished (ok)."""
+    cells = results.groupby(["model_id", "metric", "cell_key"], as_index=False, sort=False).agg(
+        corpus_id=("corpus_id", "first"), corpus_hash=("corpus_hash", "first"), seed=("seed", "first"),
+        metric_config=("metric_config", "first"), timestamp=("timestamp", "max"),
+        ok=("status", lambda s: bool((s == "ok").all())))
+    cells["setting"] = ("corpus " + cells["corpus_id"].astype(str) + " (" + cells["corpus_hash"].astype(str).str[:8]
+                        + "), seed " + cells["seed"].astype(str) + ", config " + cells["metric_config"].astype(str))
+    cells["written"] = pd.to_datetime(cells["timestamp"], utc=True, format="ISO8601")
+    return cells
+
+
+def _ranked_settings(cells: pd.DataFrame) -> dict[str, list[str]]:
+    by_setting = ["metric", "setting"]
+    ranked = pd.DataFrame({
+        "models": cells[cells["ok"]].groupby(by_setting)["model_id"].nunique(),
+        "written": cells.groupby(by_setting)["written"].max(),
+    }).fillna({"models": 0}).sort_values(["models", "written"], ascending=False)
+    return {str(metric): part.index.get_level_values("setting").tolist()
+            for metric, part in ranked.groupby(level="metric", sort=True)}
+
+
+def settings(results: pd.DataFrame) -> dict[str, list[str]]:
+    """Per metric, the settings (corpus, seed, metric config) stored, the one with finished cells for
+    the most models first (ties: the most recently written first)."""
+    return {} if results.empty else _ranked_settings(_cells(results))
+
+
+def select_cells(results: pd.DataFrame, chosen: dict[str, str] | None = None) -> pd.DataFrame:
+    """The rows to compare models on: per metric one setting (``chosen[metric]``, else the first of
+    ``settings``), and per model the most recently written cell of it (a re-run under newer library
+    versions or another dtype supersedes the older cell). A model with no cell in a metric's setting
+    has no rows of that metric."""
+    if results.empty:
+        return results
+    cells = _cells(results)
+    wanted = {metric: (chosen or {}).get(metric) or options[0] for metric, options in _ranked_settings(cells).items()}
+    cells = cells[cells["setting"] == cells["metric"].map(wanted)]
+    newest = cells.sort_values(["written", "cell_key"]).drop_duplicates(["model_id", "metric"], keep="last")
+    cell = ["model_id", "metric", "cell_key"]
+    return results[results.set_index(cell).index.isin(newest.set_index(cell).index)]
+
+
+def cell_provenance(results: pd.DataFrame, model_id: str) -> pd.DataFrame:
+    """One row per cell of a model: which corpus, seed, config, dtype, device and run it came from."""
+    columns = ["metric", "status", "corpus_id", "seed", "metric_config", "dtype", "device", "timestamp", "run_id", "cell_key"]
+    rows = results.loc[results["model_id"] == model_id, columns]
+    return rows.drop_duplicates("cell_key").sort_values("metric").reset_index(drop=True)
 
 
 def specs() -> dict[str, MetricSpec]:

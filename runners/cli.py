@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     board = sub.add_parser("leaderboard", help="browse the results in a Streamlit app")
     board.add_argument("--results", default="results", help="result store folder (default: results)")
     board.add_argument("--port", type=int, default=8501)
-    export = sub.add_parser("export", help="write the main table (LaTeX) and per-layer figures (PNG, PDF)")
+    export = sub.add_parser("export", help="write the main table (LaTeX) and per-layer figures (PNG, PDF); per metric, the configuration most models have")
     export.add_argument("--results", default="results", help="result store folder (default: results)")
     export.add_argument("--out", default="paper", help="output folder (default: paper)")
     return parser
@@ -79,10 +79,10 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from leaderboard.data import load_results
+    from leaderboard.data import load_results, select_cells
     from leaderboard.export import export
 
-    results = load_results(args.results)
+    results = select_cells(load_results(args.results))
     if results.empty:
         print(f"error: no results in {args.results!r} (run `idsuite run` first)", file=sys.stderr)
         return 2

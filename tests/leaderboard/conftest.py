@@ -3,6 +3,7 @@ that failed to load, and a partial model (one metric's cell removed, as if the r
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,11 @@ FAST = {
 MODELS = ["tiny-bert", "tiny-bert-random-init", "tiny-llama", "tiny-partial", "broken-hub-model"]
 
 
+def fixture_corpus() -> Corpus:
+    """The test sentences, alone and as pairs."""
+    return Corpus("tiny", [(s, None) for s in SENTENCES] + list(zip(SENTENCES[::2], SENTENCES[1::2])))
+
+
 @pytest.fixture(scope="session")
 def results_dir(tmp_path_factory, tiny_bert_dir, tiny_llama_dir) -> Path:
     root = tmp_path_factory.mktemp("leaderboard")
@@ -33,10 +39,24 @@ models:
   - {{id: broken-hub-model, source: hub, repo: no-such-org/no-such-model, family: gpt2}}
 """)
     zoo = load_zoo(root / "models.yaml")
-    pairs = list(zip(SENTENCES[::2], SENTENCES[1::2]))
-    corpus = Corpus("tiny", [(s, None) for s in SENTENCES] + pairs)
+    corpus = fixture_corpus()
     store = ResultStore(root / "results")
     Runner(zoo, corpus, RunConfig(metrics=FAST, batch_size=4), store, "fixture", log=lambda s: None).run(MODELS)
     for cell in (root / "results" / "cells" / "tiny-partial").glob("hidden_token_attribution-*.parquet"):
         cell.unlink()
+    return root / "results"
+
+
+@pytest.fixture(scope="session")
+def two_settings_dir(results_dir, tmp_path_factory) -> Path:
+    """The fixture store plus, for tiny-bert, a newer cell of every metric in the same settings (another
+    token limit, which only changes the cell key) and then exact attribution (a second setting)."""
+    root = tmp_path_factory.mktemp("two-settings")
+    shutil.copytree(results_dir, root / "results")
+    zoo = load_zoo(results_dir.parent / "models.yaml")
+    corpus = fixture_corpus()
+    store = ResultStore(root / "results")
+    exact = {**FAST, "hidden_token_attribution": {**FAST["hidden_token_attribution"], "method": "exact"}}
+    for config in (RunConfig(metrics=FAST, batch_size=4, max_tokens=100), RunConfig(metrics=exact, batch_size=4)):
+        Runner(zoo, corpus, config, store, "second", log=lambda s: None).run(["tiny-bert"])
     return root / "results"

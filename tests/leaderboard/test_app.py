@@ -57,3 +57,17 @@ def test_empty_results_give_a_message(tmp_path, monkeypatch):
     app = AppTest.from_file(APP, default_timeout=60).run()
     assert not app.exception
     assert "No results" in app.info[0].value
+
+
+def test_a_metric_stored_under_two_configurations_gets_a_selector(two_settings_dir, monkeypatch):
+    monkeypatch.setenv("IDSUITE_RESULTS", str(two_settings_dir))
+    app = AppTest.from_file(APP, default_timeout=60).run()
+    assert not app.exception
+    own = next(c for c in app.dataframe[0].value.columns if c.startswith("Own-token contribution"))
+    before = app.dataframe[0].value.set_index("model").loc["tiny-bert", own]
+    selector = app.sidebar.selectbox[0]
+    assert selector.label == "Own-token contribution: configuration" and '"method": "estimate"' in selector.value
+    assert "not shown" in " ".join(c.value for c in app.sidebar.caption)
+    selector.set_value(selector.options[1]).run()
+    after = app.dataframe[0].value.set_index("model")
+    assert not app.exception and after.loc["tiny-bert", own] != before and after.loc["tiny-llama", "status"] == "partial"

@@ -66,3 +66,32 @@ def test_export_writes_latex_and_figures(results_dir, tmp_path):
         assert {f"{stem}.png", f"{stem}.pdf"} <= names
     assert all(p.stat().st_size > 1000 for p in written if p.suffix != ".tex")
     assert (tmp_path / "leaderboard.tex").read_bytes().startswith(b"\\begin{tabular}")
+
+
+def test_one_setting_per_metric_and_the_newest_cell_per_model(results_dir, two_settings_dir):
+    stored = data.load_results(two_settings_dir)
+    options = data.settings(stored)
+    assert all(len(v) == 1 for k, v in options.items() if k != "hidden_token_attribution")
+    estimate, exact = options["hidden_token_attribution"]  # the estimate is what most models have
+    assert '"method": "estimate"' in estimate and '"method": "exact"' in exact
+
+    first = set(data.load_results(results_dir)["cell_key"])  # the cells before tiny-bert's re-runs
+    shown = data.select_cells(stored)
+    assert (shown.groupby(["model_id", "metric"])["cell_key"].nunique() == 1).all()
+    bert = shown[shown["model_id"] == "tiny-bert"]
+    assert set(bert["metric"]) == set(METRICS) and not set(bert["cell_key"]) & first  # the newer cells
+    assert shown[shown["model_id"] != "tiny-bert"]["cell_key"].isin(first).all()
+    mixed = data.layer_curves(stored, ["tiny-bert"], "hidden_token_attribution", "own")
+    curve = data.layer_curves(shown, ["tiny-bert"], "hidden_token_attribution", "own")
+    assert len(mixed) == 3 * len(curve) and curve["layer"].tolist() == [1, 2]
+
+    own = data.headline_label(METRICS.get("hidden_token_attribution").spec)
+    rows = data.layer_rows(stored)
+    exact_rows = rows[(rows["metric"] == "hidden_token_attribution") & (rows["variant"] == "own")
+                      & rows["metric_config"].str.contains('"method": "exact"')]
+    with_exact = data.model_table(data.select_cells(stored, {"hidden_token_attribution": exact})).set_index("model")
+    assert with_exact.loc["tiny-bert", own] == exact_rows.sort_values("layer")["value"].iloc[-1]
+    assert with_exact.loc["tiny-bert", own] != data.model_table(shown).set_index("model").loc["tiny-bert", own]
+    assert np.isnan(with_exact.loc["tiny-llama", own]) and with_exact.loc["tiny-llama", "status"] == "partial"
+    provenance = data.cell_provenance(data.select_cells(stored, {"hidden_token_attribution": exact}), "tiny-bert")
+    assert len(provenance) == len(data.specs()) and provenance["metric_config"].str.contains('"method": "exact"').sum() == 1
