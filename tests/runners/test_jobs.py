@@ -159,3 +159,28 @@ def test_device_and_forward_dtype_resolution(monkeypatch):
     assert auto.forward_dtype("float16") == "float16"  # an entry's own half precision is kept
     assert RunConfig(device="cpu").forward_dtype("float32") == "float32"
     assert RunConfig(dtype="float32").forward_dtype("float32") == "float32"
+
+
+def test_bfloat16_forward_with_float32_metrics(zoo, corpus, tmp_path):
+    """The GPU path's precision (bfloat16 forward, metrics in float32, ranks in float64), here on the
+    CPU: every cell finishes, rows say bfloat16, ranks equal those of a float32 forward and the
+    summaries differ by bfloat16 rounding only (own contributions are ratios of Jacobian norms, so
+    the norms' ~1% errors cancel)."""
+    exact = {**FAST, "hidden_token_attribution": {**FAST["hidden_token_attribution"], "method": "exact"}}
+    per_dtype = {}
+    for dtype in ("float32", "bfloat16"):
+        root = tmp_path / dtype
+        Runner(zoo, corpus, RunConfig(metrics=exact, batch_size=4, dtype=dtype), ResultStore(root), "t",
+               log=lambda line: None).run(["tiny", "tiny-decoder"])
+        frame = ResultStore(root).read()
+        assert (frame["status"] == "ok").all() and set(frame["dtype"]) == {dtype}
+        aggregates = frame[frame["head"].isna() & frame["sequence"].isna() & frame["layer"].notna()]
+        per_dtype[dtype] = aggregates.set_index(["model_id", "metric", "variant", "layer"])["value"]
+    full, half = per_dtype["float32"], per_dtype["bfloat16"]
+    assert full.index.equals(half.index)
+    difference = (full - half).abs()
+    assert (difference.xs("rank_deficiency", level="metric") == 0).all()
+    assert difference.xs(("hidden_token_attribution", "own"), level=("metric", "variant")).max() < 1e-3
+    assert difference.xs(("effective_attention", "null_share"), level=("metric", "variant")).max() < 5e-3
+    assert difference.xs(("effective_attention", "pearson"), level=("metric", "variant")).max() < 2e-2
+    assert difference.xs(("effective_attention", "null_share"), level=("metric", "variant")).max() > 0  # it did run in bfloat16
