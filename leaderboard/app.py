@@ -29,8 +29,11 @@ def _settings(root: str) -> dict[str, list[str]]:
 
 
 @st.cache_data(show_spinner=False)
-def _selected(root: str, chosen: tuple[tuple[str, str], ...]) -> pd.DataFrame:
-    return data.select_cells(_results(root), dict(chosen))
+def _selected(root: str, chosen: tuple[tuple[str, str], ...]) -> tuple[pd.DataFrame, int]:
+    """The chosen cells' rows, and how many stored cells they leave out."""
+    stored = _results(root)
+    results = data.select_cells(stored, dict(chosen))
+    return results, data.cell_count(stored) - data.cell_count(results)
 
 
 def _choose_settings(root: str) -> pd.DataFrame:
@@ -41,8 +44,7 @@ def _choose_settings(root: str) -> pd.DataFrame:
         if len(options) > 1:
             label = f"{data.specs()[metric].display_name}: configuration" if metric in data.specs() else metric
             chosen[metric] = st.sidebar.selectbox(label, options, key=f"setting-{metric}")
-    results = _selected(root, tuple(sorted(chosen.items())))
-    hidden = _results(root)["cell_key"].nunique() - results["cell_key"].nunique()
+    results, hidden = _selected(root, tuple(sorted(chosen.items())))
     if hidden:
         st.sidebar.caption(f"{hidden} stored cell(s) of other configurations or older runs are not shown.")
     return results

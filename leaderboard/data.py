@@ -71,6 +71,11 @@ def select_cells(results: pd.DataFrame, chosen: dict[str, str] | None = None) ->
     return results[results.set_index(cell).index.isin(newest.set_index(cell).index)]
 
 
+def cell_count(results: pd.DataFrame) -> int:
+    """How many cells (model, metric, cell key) the rows come from."""
+    return len(results.drop_duplicates(["model_id", "metric", "cell_key"])) if len(results) else 0
+
+
 def cell_provenance(results: pd.DataFrame, model_id: str) -> pd.DataFrame:
     """One row per cell of a model: which corpus, seed, config, dtype, device and run it came from."""
     columns = ["metric", "status", "corpus_id", "seed", "metric_config", "dtype", "device", "timestamp", "run_id", "cell_key"]

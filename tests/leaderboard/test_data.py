@@ -78,6 +78,7 @@ def test_one_setting_per_metric_and_the_newest_cell_per_model(results_dir, two_s
     first = set(data.load_results(results_dir)["cell_key"])  # the cells before tiny-bert's re-runs
     shown = data.select_cells(stored)
     assert (shown.groupby(["model_id", "metric"])["cell_key"].nunique() == 1).all()
+    assert data.cell_count(stored) - data.cell_count(shown) == 5  # tiny-bert: 4 older cells and the exact one
     bert = shown[shown["model_id"] == "tiny-bert"]
     assert set(bert["metric"]) == set(METRICS) and not set(bert["cell_key"]) & first  # the newer cells
     assert shown[shown["model_id"] != "tiny-bert"]["cell_key"].isin(first).all()
