@@ -28,14 +28,16 @@ def load_results(root: str | Path) -> pd.DataFrame:
 
 def _cells(results: pd.DataFrame) -> pd.DataFrame:
     """One row per stored cell: model_id, metric, cell_key; its setting (what must match for two
-    models' values of a metric to be compared: corpus, seed, metric config); when it was written
-    (UTC); whether it finished (ok)."""
+    models' values of a metric to be compared: corpus, token limit, seed, metric config); when it was
+    written (UTC); whether it finished (ok)."""
+    results = results if "max_tokens" in results else results.assign(max_tokens=None)  # stores before the column
     cells = results.groupby(["model_id", "metric", "cell_key"], as_index=False, sort=False).agg(
-        corpus_id=("corpus_id", "first"), corpus_hash=("corpus_hash", "first"), seed=("seed", "first"),
-        metric_config=("metric_config", "first"), timestamp=("timestamp", "max"),
+        corpus_id=("corpus_id", "first"), corpus_hash=("corpus_hash", "first"), max_tokens=("max_tokens", "first"),
+        seed=("seed", "first"), metric_config=("metric_config", "first"), timestamp=("timestamp", "max"),
         ok=("status", lambda s: bool((s == "ok").all())))
+    limit = cells["max_tokens"].map(lambda v: "" if pd.isna(v) else f" up to {int(v)} tokens")
     cells["setting"] = ("corpus " + cells["corpus_id"].astype(str) + " (" + cells["corpus_hash"].astype(str).str[:8]
-                        + "), seed " + cells["seed"].astype(str) + ", config " + cells["metric_config"].astype(str))
+                        + ")" + limit + ", seed " + cells["seed"].astype(str) + ", config " + cells["metric_config"].astype(str))
     cells["written"] = pd.to_datetime(cells["timestamp"], utc=True, format="ISO8601")
     return cells
 
@@ -51,7 +53,7 @@ def _ranked_settings(cells: pd.DataFrame) -> dict[str, list[str]]:
 
 
 def settings(results: pd.DataFrame) -> dict[str, list[str]]:
-    """Per metric, the settings (corpus, seed, metric config) stored, the one with finished cells for
+    """Per metric, the settings (corpus, token limit, seed, metric config) stored, the one with finished cells for
     the most models first (ties: the most recently written first)."""
     return {} if results.empty else _ranked_settings(_cells(results))
 
@@ -78,8 +80,9 @@ def cell_count(results: pd.DataFrame) -> int:
 
 def cell_provenance(results: pd.DataFrame, model_id: str) -> pd.DataFrame:
     """One row per cell of a model: which corpus, seed, config, dtype, device and run it came from."""
-    columns = ["metric", "status", "corpus_id", "seed", "metric_config", "dtype", "device", "timestamp", "run_id", "cell_key"]
-    rows = results.loc[results["model_id"] == model_id, columns]
+    columns = ["metric", "status", "corpus_id", "max_tokens", "seed", "metric_config", "dtype", "device", "timestamp",
+               "run_id", "cell_key"]
+    rows = results.loc[results["model_id"] == model_id, [c for c in columns if c in results]]
     return rows.drop_duplicates("cell_key").sort_values("metric").reset_index(drop=True)
 
 

@@ -131,6 +131,7 @@ class Runner:
             "metric_version": spec.version,
             "metric_config": json.dumps(self.metric_configs[metric].model_dump(mode="json"), sort_keys=True),
             "seed": self.config.seed,
+            "max_tokens": self.config.max_tokens,
             "device": device_name(self.config.resolved_device()),
             "dtype": self.config.forward_dtype(entry.dtype) if entry is not None else None,
             "batch_size": self.config.batch_size,

@@ -49,14 +49,15 @@ models:
 
 @pytest.fixture(scope="session")
 def two_settings_dir(results_dir, tmp_path_factory) -> Path:
-    """The fixture store plus, for tiny-bert, a newer cell of every metric in the same settings (another
-    token limit, which only changes the cell key) and then exact attribution (a second setting)."""
+    """The fixture store plus, for tiny-bert, a newer cell of every metric in the same settings (a
+    bfloat16 forward: another cell key, the same corpus, token limit, seed and configs) and then exact
+    attribution (a second setting)."""
     root = tmp_path_factory.mktemp("two-settings")
     shutil.copytree(results_dir, root / "results")
     zoo = load_zoo(results_dir.parent / "models.yaml")
     corpus = fixture_corpus()
     store = ResultStore(root / "results")
     exact = {**FAST, "hidden_token_attribution": {**FAST["hidden_token_attribution"], "method": "exact"}}
-    for config in (RunConfig(metrics=FAST, batch_size=4, max_tokens=100), RunConfig(metrics=exact, batch_size=4)):
+    for config in (RunConfig(metrics=FAST, batch_size=4, dtype="bfloat16"), RunConfig(metrics=exact, batch_size=4)):
         Runner(zoo, corpus, config, store, "second", log=lambda s: None).run(["tiny-bert"])
     return root / "results"

@@ -79,6 +79,8 @@ def test_one_setting_per_metric_and_the_newest_cell_per_model(results_dir, two_s
     shown = data.select_cells(stored)
     assert (shown.groupby(["model_id", "metric"])["cell_key"].nunique() == 1).all()
     assert data.cell_count(stored) - data.cell_count(shown) == 5  # tiny-bert: 4 older cells and the exact one
+    assert "up to 128 tokens" in estimate
+    assert data.select_cells(stored.drop(columns="max_tokens")).equals(shown.drop(columns="max_tokens"))  # older stores
     bert = shown[shown["model_id"] == "tiny-bert"]
     assert set(bert["metric"]) == set(METRICS) and not set(bert["cell_key"]) & first  # the newer cells
     assert shown[shown["model_id"] != "tiny-bert"]["cell_key"].isin(first).all()

@@ -82,7 +82,7 @@ def test_failures_are_recorded_and_the_rest_completes(zoo, corpus, tmp_path):
             assert {1, 2} <= layers, metric
     # provenance on every row
     for column in ("run_id", "cell_key", "model_fingerprint", "corpus_hash", "metric_version", "metric_config",
-                   "torch_version", "transformers_version", "suite_version", "device", "dtype", "seed", "timestamp"):
+                   "torch_version", "transformers_version", "suite_version", "device", "dtype", "seed", "max_tokens", "timestamp"):
         assert ok[column].notna().all(), column
     assert ok.loc[ok["model_id"] == "tiny-random-init", "is_control"].all()
     assert (ok["d_head"] == 8).all() and (ok["n_layers"] == 2).all()
