@@ -43,7 +43,9 @@ def _choose_settings(root: str) -> pd.DataFrame:
     for metric, options in _settings(root).items():
         if len(options) > 1:
             label = f"{data.specs()[metric].display_name}: configuration" if metric in data.specs() else metric
-            chosen[metric] = st.sidebar.selectbox(label, options, key=f"setting-{metric}")
+            names = data.setting_names(options)
+            chosen[metric] = st.sidebar.selectbox(label, options, format_func=names.get, key=f"setting-{metric}",
+                                                  help="Stored under several settings; the first is the one most models have.")
     results, hidden = _selected(root, tuple(sorted(chosen.items())))
     if hidden:
         st.sidebar.caption(f"{hidden} stored cell(s) of other configurations or older runs are not shown.")

@@ -6,6 +6,7 @@ Nothing here runs a model.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,25 @@ def load_results(root: str | Path) -> pd.DataFrame:
     return ResultStore(root).read()
 
 
+SETTING_SEPARATOR = "; "
+
+
+def _setting_parts(corpus_id: str, corpus_hash: str, max_tokens: object, seed: object, metric_config: str) -> list[str]:
+    """A cell's setting as readable parts: corpus, token limit (absent in older stores), seed, and
+    each entry of the metric config as ``key=value``."""
+    parts = [f"corpus {corpus_id} ({str(corpus_hash)[:8]})"]
+    parts += [] if pd.isna(max_tokens) else [f"token limit {int(max_tokens)}"]
+    parts.append(f"seed {seed}")
+    return parts + [f"{key}={value}" for key, value in json.loads(metric_config).items()]
+
+
+def setting_names(options: list[str]) -> dict[str, str]:
+    """Short names for one metric's settings: the parts that are not common to all of them."""
+    split = {option: option.split(SETTING_SEPARATOR) for option in options}
+    common = set.intersection(*(set(parts) for parts in split.values())) if len(options) > 1 else set()
+    return {option: SETTING_SEPARATOR.join(p for p in parts if p not in common) for option, parts in split.items()}
+
+
 def _cells(results: pd.DataFrame) -> pd.DataFrame:
     """One row per stored cell: model_id, metric, cell_key; its setting (what must match for two
     models' values of a metric to be compared: corpus, token limit, seed, metric config); when it was
@@ -35,9 +55,8 @@ def _cells(results: pd.DataFrame) -> pd.DataFrame:
         corpus_id=("corpus_id", "first"), corpus_hash=("corpus_hash", "first"), max_tokens=("max_tokens", "first"),
         seed=("seed", "first"), metric_config=("metric_config", "first"), timestamp=("timestamp", "max"),
         ok=("status", lambda s: bool((s == "ok").all())))
-    limit = cells["max_tokens"].map(lambda v: "" if pd.isna(v) else f" up to {int(v)} tokens")
-    cells["setting"] = ("corpus " + cells["corpus_id"].astype(str) + " (" + cells["corpus_hash"].astype(str).str[:8]
-                        + ")" + limit + ", seed " + cells["seed"].astype(str) + ", config " + cells["metric_config"].astype(str))
+    cells["setting"] = [SETTING_SEPARATOR.join(_setting_parts(*row)) for row in zip(
+        cells["corpus_id"], cells["corpus_hash"], cells["max_tokens"], cells["seed"], cells["metric_config"], strict=True)]
     cells["written"] = pd.to_datetime(cells["timestamp"], utc=True, format="ISO8601")
     return cells
 

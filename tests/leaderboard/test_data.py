@@ -73,13 +73,13 @@ def test_one_setting_per_metric_and_the_newest_cell_per_model(results_dir, two_s
     options = data.settings(stored)
     assert all(len(v) == 1 for k, v in options.items() if k != "hidden_token_attribution")
     estimate, exact = options["hidden_token_attribution"]  # the estimate is what most models have
-    assert '"method": "estimate"' in estimate and '"method": "exact"' in exact
+    assert data.setting_names([estimate, exact]) == {estimate: "method=estimate", exact: "method=exact"}
 
     first = set(data.load_results(results_dir)["cell_key"])  # the cells before tiny-bert's re-runs
     shown = data.select_cells(stored)
     assert (shown.groupby(["model_id", "metric"])["cell_key"].nunique() == 1).all()
     assert data.cell_count(stored) - data.cell_count(shown) == 5  # tiny-bert: 4 older cells and the exact one
-    assert "up to 128 tokens" in estimate
+    assert "token limit 128" in estimate.split(data.SETTING_SEPARATOR)
     assert data.select_cells(stored.drop(columns="max_tokens")).equals(shown.drop(columns="max_tokens"))  # older stores
     bert = shown[shown["model_id"] == "tiny-bert"]
     assert set(bert["metric"]) == set(METRICS) and not set(bert["cell_key"]) & first  # the newer cells
