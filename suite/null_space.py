@@ -227,23 +227,24 @@ def _full_rank_prefix_rows(a: torch.Tensor, vm: torch.Tensor, rows: torch.Tensor
     With ``V P S = Q R`` (thin QR of all rows, R invertible), ``col(T_h[:i+1]) = col(Q[:i+1])``, so
     ``A_eff[i] = (A[i] Q) C_i^{-1} Q[:i+1]^T`` with ``C_i = Q[:i+1]^T Q[:i+1]``. ``C_i^{-1}`` follows
     from ``C_{i-1}^{-1}`` by a rank-one (Sherman-Morrison) update, one step per row for all heads.
-    Returns (B, H, N, N), zero outside ``rows`` (B, H, N).
+    ``a`` (..., N, N), ``vm`` (..., N, k), ``rows`` (..., N) for any leading (head) dimensions;
+    returns (..., N, N), zero outside ``rows``.
     """
-    q, _ = torch.linalg.qr(vm)  # (B, H, N, k)
-    y = a @ q  # (B, H, N, k): row i uses keys <= i only, so this is A[i] Q[:i+1]
+    q, _ = torch.linalg.qr(vm)  # (..., N, k)
+    y = a @ q  # (..., N, k): row i uses keys <= i only, so this is A[i] Q[:i+1]
     n, k = q.shape[-2:]
-    head = q[:, :, :k]
+    head = q[..., :k, :]
     eye = torch.eye(k, dtype=q.dtype, device=q.device)
     used = rows.any(-1).unsqueeze(-1).unsqueeze(-1)  # heads with any such row have an invertible C_{k-1}
-    inverse = torch.linalg.inv(torch.where(used, head.transpose(-1, -2) @ head, eye))
+    inverse = torch.linalg.inv(torch.where(used, head.mT @ head, eye))
     z = torch.zeros_like(y)
-    for i in range(k, n):
-        qi = q[:, :, i].unsqueeze(-1)  # (B, H, k, 1)
+    for i in range(k, int(rows.nonzero()[:, -1].max()) + 1 if rows.any() else k):  # past the last such row: no output
+        qi = q[..., i, :].unsqueeze(-1)  # (..., k, 1)
         u = inverse @ qi
-        inverse = inverse - (u @ u.transpose(-1, -2)) / (1 + qi.transpose(-1, -2) @ u)
-        z[:, :, i] = (inverse @ y[:, :, i].unsqueeze(-1)).squeeze(-1)
+        inverse = inverse - (u @ u.mT) / (1 + qi.mT @ u)
+        z[..., i, :] = (inverse @ y[..., i, :].unsqueeze(-1)).squeeze(-1)
     causal = torch.ones(n, n, dtype=torch.bool, device=q.device).tril()
-    return torch.where(rows.unsqueeze(-1) & causal, z @ q.transpose(-1, -2), 0.0)
+    return torch.where(rows.unsqueeze(-1) & causal, z @ q.mT, 0.0)
 
 
 @dataclass(frozen=True)
@@ -390,7 +391,8 @@ def project_attention(
         safe_tail[candidates] = (s_min > tol_n[candidates]) & (s_min > frobenius[candidates] / CONDITION_LIMIT)
     tail = safe_tail.unsqueeze(-1) & (prefix_rows & ~keys_in_head).unsqueeze(1)
     if tail.any():
-        effective = effective + _full_rank_prefix_rows(a, vm, tail)
+        heads = tail.any(-1)  # (B, H): only these heads pay for the QR and the running inverse
+        effective[heads] += _full_rank_prefix_rows(a[heads], vm[heads], tail[heads])
         row_rank = torch.where(tail, k, row_rank)
 
     hard = (~easy & ~grouped & ~tail & valid.unsqueeze(1)).nonzero()  # (M, 3): (b, h, i)

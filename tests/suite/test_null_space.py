@@ -112,10 +112,11 @@ def causal_head(b=2, h=3, n=14, d_h=4, d=12, seed=0):
     return values, w_out, scores
 
 
-def test_causal_rows_project_onto_their_prefix():
+@pytest.mark.parametrize("short", [9, 3])  # d_h = 4: both sequences have rows past d_h, or only the first
+def test_causal_rows_project_onto_their_prefix(short):
     values, w_out, scores = causal_head()
-    lengths = torch.tensor([14, 9])
-    values[1, :, 9:] = 0
+    lengths = torch.tensor([14, short])
+    values[1, :, short:] = 0
     allowed = pair_mask(lengths, 14, causal=True)
     a = torch.softmax(scores.masked_fill(~allowed.unsqueeze(1), float("-inf")), -1).nan_to_num() * allowed.unsqueeze(1)
     proj = project_attention(a, values, w_out, allowed)
@@ -133,8 +134,8 @@ def test_causal_rows_project_onto_their_prefix():
             assert proj.row_rank[b, h, :n].tolist() == ref_rank
             torch.testing.assert_close(proj.effective[b, h, :n, :n], ref_eff, atol=1e-10, rtol=0)
     deficiency = rank_deficiency(proj.row_rank, proj.context, lengths)
-    assert deficiency.null_dim.tolist() == [[10] * 3, [5] * 3]  # n - d_h, the last row's prefix
-    mean_fraction = [sum(max(0, i + 1 - 4) / (i + 1) for i in range(n)) / n for n in (14, 9)]
+    assert deficiency.null_dim.tolist() == [[10] * 3, [max(0, short - 4)] * 3]  # n - d_h, the last row's prefix
+    mean_fraction = [sum(max(0, i + 1 - 4) / (i + 1) for i in range(n)) / n for n in (14, short)]
     torch.testing.assert_close(deficiency.row_null_fraction, torch.tensor(mean_fraction, dtype=torch.float64).view(2, 1).expand(2, 3))
 
 
