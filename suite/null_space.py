@@ -9,6 +9,7 @@ of a decoder onto ``col(T_h[:i+1])``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -311,6 +312,39 @@ def _independent_representatives(
     return full_rank & (count > 0)
 
 
+@dataclass(frozen=True)
+class _RowInputs:
+    """What projecting single rows needs: ``a`` (B, H, N, N), ``vm`` (B, H, N, k), ``allowed`` (B, N, N),
+    ``context`` (B, N), and the dtype of the decompositions."""
+
+    a: torch.Tensor
+    vm: torch.Tensor
+    allowed: torch.Tensor
+    context: torch.Tensor
+    dtype: torch.dtype
+
+
+def _project_each_row(
+    inputs: _RowInputs,
+    rows: torch.Tensor,
+    decompose: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | int]],
+    effective: torch.Tensor,
+    row_rank: torch.Tensor,
+) -> None:
+    """Row i of head (b, h) for each (b, h, i) in ``rows`` (M, 3), in place: ``A_eff[i] = A[i] U U^T``
+    with ``U, rank = decompose(T_i, n_i)``, ``T_i`` the head's ``V F`` with the keys row i may not
+    use zeroed and ``n_i`` their number. Batched in chunks of at most ``MAX_CHUNK_ELEMENTS``."""
+    n, k = inputs.vm.shape[-2:]
+    step = max(1, MAX_CHUNK_ELEMENTS // max(1, n * k))
+    for start in range(0, len(rows), step):
+        bi, hi, ri = rows[start : start + step].unbind(-1)
+        keys = inputs.allowed[bi, ri].to(inputs.dtype)  # (c, N)
+        basis, rank = decompose(inputs.vm[bi, hi] * keys.unsqueeze(-1), inputs.context[bi, ri])
+        row = inputs.a[bi, hi, ri].unsqueeze(-2)  # (c, 1, N)
+        effective[bi, hi, ri] = ((row @ basis) @ basis.mT).squeeze(-2)
+        row_rank[bi, hi, ri] = rank
+
+
 def project_attention(
     attention: torch.Tensor,
     values: torch.Tensor,
@@ -336,9 +370,11 @@ def project_attention(
     - prefix rows ``i >= p`` of a head whose first ``d_h`` rows have smallest singular value ``s_min``:
       ``sigma_min(T_h[:i+1]) >= s_min`` (interlacing) and each row's rank tolerance is at most
       ``||T_h||_F * max(n, d) * eps``, so if ``s_min`` exceeds it every such row has full rank ``d_h``,
-      and its projection comes from one QR and a running inverse (``_full_rank_prefix_rows``);
-    - any other row (a rank-deficient or badly conditioned head, a sliding window that dropped
-      early keys) gets an SVD of its own restricted ``T_h``, batched.
+      and its projection comes from one QR and a running inverse (``_full_rank_prefix_rows``), or,
+      where ``s_min < ||T_h||_F / CONDITION_LIMIT`` (one huge value row, say, which the running
+      inverse would not resolve accurately), from a Householder QR of its own ``T_h[:i+1]``;
+    - any other row (a head whose rank is not certified, a sliding window that dropped early keys)
+      gets an SVD of its own restricted ``T_h``, batched.
 
     Ranks and bases are decided in ``compute_dtype``; ``A_eff`` is returned in the dtype of
     ``attention`` (an orthonormal basis keeps the product ``A U U^T`` accurate to that dtype).
@@ -385,23 +421,22 @@ def project_attention(
 
     is_prefix = torch.equal(allowed, allowed & torch.ones(n, n, dtype=torch.bool, device=allowed.device).tril())
     candidates = full_head & (head == k) & (lengths > k).view(-1, 1) & is_prefix
-    safe_tail = torch.zeros_like(candidates)
+    full_rank = torch.zeros_like(candidates)  # (B, H): every row past d_h has rank k
+    well_conditioned = torch.zeros_like(candidates)  # ... and the running inverse stays accurate
     if candidates.any():
         s_min = torch.linalg.svdvals(vm[candidates][:, :k])[:, -1]
-        safe_tail[candidates] = (s_min > tol_n[candidates]) & (s_min > frobenius[candidates] / CONDITION_LIMIT)
-    tail = safe_tail.unsqueeze(-1) & (prefix_rows & ~keys_in_head).unsqueeze(1)
+        full_rank[candidates] = s_min > tol_n[candidates]
+        well_conditioned[candidates] = full_rank[candidates] & (s_min > frobenius[candidates] / CONDITION_LIMIT)
+    past_head = (prefix_rows & ~keys_in_head).unsqueeze(1)  # (B, 1, N)
+    tail = well_conditioned.unsqueeze(-1) & past_head
     if tail.any():
         heads = tail.any(-1)  # (B, H): only these heads pay for the QR and the running inverse
         effective[heads] += _full_rank_prefix_rows(a[heads], vm[heads], tail[heads])
         row_rank = torch.where(tail, k, row_rank)
 
-    hard = (~easy & ~grouped & ~tail & valid.unsqueeze(1)).nonzero()  # (M, 3): (b, h, i)
-    step = max(1, MAX_CHUNK_ELEMENTS // max(1, n * k))
-    for start in range(0, len(hard), step):
-        bi, hi, ri = hard[start : start + step].unbind(-1)
-        keys = allowed[bi, ri].to(compute_dtype)  # (c, N)
-        basis, rank = _rank_and_basis(vm[bi, hi] * keys.unsqueeze(-1), context[bi, ri], d, compute_dtype)
-        row = a[bi, hi, ri].unsqueeze(-2)  # (c, 1, N)
-        effective[bi, hi, ri] = ((row @ basis) @ basis.transpose(-1, -2)).squeeze(-2)
-        row_rank[bi, hi, ri] = rank
+    rows = _RowInputs(a, vm, allowed, context, compute_dtype)
+    ill_conditioned = (full_rank & ~well_conditioned).unsqueeze(-1) & past_head  # rank k: a QR per row
+    _project_each_row(rows, ill_conditioned.nonzero(), lambda m, _: (torch.linalg.qr(m).Q, k), effective, row_rank)
+    hard = ~easy & ~grouped & ~tail & ~ill_conditioned & valid.unsqueeze(1)  # rank unknown: an SVD per row
+    _project_each_row(rows, hard.nonzero(), lambda m, n_i: _rank_and_basis(m, n_i, d, compute_dtype), effective, row_rank)
     return Projection(effective.to(attention.dtype), row_rank, context, masked)

@@ -139,6 +139,28 @@ def test_causal_rows_project_onto_their_prefix(short):
     torch.testing.assert_close(deficiency.row_null_fraction, torch.tensor(mean_fraction, dtype=torch.float64).view(2, 1).expand(2, 3))
 
 
+def test_full_rank_rows_of_a_badly_conditioned_head_get_a_qr_each(monkeypatch):
+    # one value row 1e5 times the others (an attention sink): the first d_h rows still have full rank
+    # but are conditioned far worse than 1e4 against ||T||_F, so rows past d_h get a QR of their own
+    # prefix (no SVD, no running inverse) and must agree with the row-by-row SVD reference
+    values, w_out, scores = causal_head()
+    values[:, :, 0] *= 1e5
+    lengths = torch.tensor([14, 14])
+    allowed = pair_mask(lengths, 14, causal=True)
+    a = torch.softmax(scores.masked_fill(~allowed.unsqueeze(1), float("-inf")), -1) * allowed.unsqueeze(1)
+    t = value_output_matrix(values, w_out)
+    monkeypatch.setattr("suite.null_space._rank_and_basis", lambda *args: pytest.fail("an SVD was taken"))
+    monkeypatch.setattr("suite.null_space._full_rank_prefix_rows", lambda *args: pytest.fail("the running inverse was used"))
+    proj = project_attention(a, values, w_out, allowed)
+    monkeypatch.undo()
+    for b in range(2):
+        for h in range(3):
+            ref_eff, ref_rank = slow_row_projection(a[b, h], t[b, h], allowed[b])
+            assert proj.row_rank[b, h].tolist() == ref_rank == [min(i + 1, 4) for i in range(14)]
+            torch.testing.assert_close(proj.effective[b, h], ref_eff, atol=1e-10, rtol=0)
+    assert proj.effective.masked_fill(allowed.unsqueeze(1), 0).abs().max() == 0
+
+
 def test_sliding_window_rows_use_only_their_window():
     values, w_out, scores = causal_head(b=1, h=2, n=12, d_h=3, d=8, seed=3)
     lengths = torch.tensor([12])
