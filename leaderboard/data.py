@@ -72,8 +72,8 @@ def _ranked_settings(cells: pd.DataFrame) -> dict[str, list[str]]:
 
 
 def settings(results: pd.DataFrame) -> dict[str, list[str]]:
-    """Per metric, the settings (corpus, token limit, seed, metric config) stored, the one with finished cells for
-    the most models first (ties: the most recently written first)."""
+    """Per metric, the settings (corpus, token limit, seed, metric config) stored: the one with
+    finished cells for the most models first (ties: the most recently written first)."""
     return {} if results.empty else _ranked_settings(_cells(results))
 
 

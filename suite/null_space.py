@@ -239,7 +239,8 @@ def _full_rank_prefix_rows(a: torch.Tensor, vm: torch.Tensor, rows: torch.Tensor
     used = rows.any(-1).unsqueeze(-1).unsqueeze(-1)  # heads with any such row have an invertible C_{k-1}
     inverse = torch.linalg.inv(torch.where(used, head.mT @ head, eye))
     z = torch.zeros_like(y)
-    for i in range(k, int(rows.nonzero()[:, -1].max()) + 1 if rows.any() else k):  # past the last such row: no output
+    last = int(rows.nonzero()[:, -1].max()) if rows.any() else k - 1  # no output past the last such row
+    for i in range(k, last + 1):
         qi = q[..., i, :].unsqueeze(-1)  # (..., k, 1)
         u = inverse @ qi
         inverse = inverse - (u @ u.mT) / (1 + qi.mT @ u)
@@ -427,16 +428,16 @@ def project_attention(
         s_min = torch.linalg.svdvals(vm[candidates][:, :k])[:, -1]
         full_rank[candidates] = s_min > tol_n[candidates]
         well_conditioned[candidates] = full_rank[candidates] & (s_min > frobenius[candidates] / CONDITION_LIMIT)
-    past_head = (prefix_rows & ~keys_in_head).unsqueeze(1)  # (B, 1, N)
+    past_head = (prefix_rows & ~keys_in_head).unsqueeze(1) & ~grouped  # (B, H, N); grouped rows are done
     tail = well_conditioned.unsqueeze(-1) & past_head
     if tail.any():
         heads = tail.any(-1)  # (B, H): only these heads pay for the QR and the running inverse
         effective[heads] += _full_rank_prefix_rows(a[heads], vm[heads], tail[heads])
         row_rank = torch.where(tail, k, row_rank)
 
-    rows = _RowInputs(a, vm, allowed, context, compute_dtype)
+    inputs = _RowInputs(a, vm, allowed, context, compute_dtype)
     ill_conditioned = (full_rank & ~well_conditioned).unsqueeze(-1) & past_head  # rank k: a QR per row
-    _project_each_row(rows, ill_conditioned.nonzero(), lambda m, _: (torch.linalg.qr(m).Q, k), effective, row_rank)
+    _project_each_row(inputs, ill_conditioned.nonzero(), lambda m, _: (torch.linalg.qr(m).Q, k), effective, row_rank)
     hard = ~easy & ~grouped & ~tail & ~ill_conditioned & valid.unsqueeze(1)  # rank unknown: an SVD per row
-    _project_each_row(rows, hard.nonzero(), lambda m, n_i: _rank_and_basis(m, n_i, d, compute_dtype), effective, row_rank)
+    _project_each_row(inputs, hard.nonzero(), lambda m, n_i: _rank_and_basis(m, n_i, d, compute_dtype), effective, row_rank)
     return Projection(effective.to(attention.dtype), row_rank, context, masked)

@@ -139,6 +139,26 @@ def test_causal_rows_project_onto_their_prefix(short):
     torch.testing.assert_close(deficiency.row_null_fraction, torch.tensor(mean_fraction, dtype=torch.float64).view(2, 1).expand(2, 3))
 
 
+def test_a_repeat_right_after_d_h_distinct_tokens_is_projected_once():
+    # first layer of a rotary decoder, d_h = 4: tokens 0..3 fill the head, rows 4 and 5 repeat earlier
+    # tokens (still 4 distinct rows: the group average) and later rows bring new ones (the running
+    # inverse); a row is both only in name and must not get both projections added
+    g = torch.Generator().manual_seed(3)
+    tokens = torch.tensor([[0, 1, 2, 3, 0, 1, 4, 2, 5, 0]])
+    table = torch.randn(2, 6, 4, generator=g, dtype=torch.float64)
+    values = torch.stack([table[h][tokens] for h in range(2)], dim=1)
+    w_out = torch.randn(2, 4, 9, generator=g, dtype=torch.float64)
+    allowed = pair_mask(torch.tensor([10]), 10, causal=True)
+    scores = torch.randn(1, 2, 10, 10, generator=g, dtype=torch.float64)
+    a = torch.softmax(scores.masked_fill(~allowed.unsqueeze(1), float("-inf")), -1) * allowed.unsqueeze(1)
+    proj = project_attention(a, values, w_out, allowed)
+    t = value_output_matrix(values, w_out)
+    for h in range(2):
+        ref_eff, ref_rank = slow_row_projection(a[0, h], t[0, h], allowed[0])
+        assert proj.row_rank[0, h].tolist() == ref_rank == [1, 2, 3, 4, 4, 4, 4, 4, 4, 4]
+        torch.testing.assert_close(proj.effective[0, h], ref_eff, atol=1e-10, rtol=0)
+
+
 def test_full_rank_rows_of_a_badly_conditioned_head_get_a_qr_each(monkeypatch):
     # one value row 1e5 times the others (an attention sink): the first d_h rows still have full rank
     # but are conditioned far worse than 1e4 against ||T||_F, so rows past d_h get a QR of their own
