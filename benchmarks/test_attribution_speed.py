@@ -33,17 +33,25 @@ def exact(probe, sequence):
     return jacobian_block_norms(layers_fn, x)
 
 
-def estimate(probe, sequence, probes=PROBES):
+SEEDS = range(5)
+"""The estimator's errors are reported as the worst over these probe seeds (timing: seed 0)."""
+
+
+def estimate(probe, sequence, probes=PROBES, seed=0):
     x, layers_fn = probe.layers_fn(sequence, probes)
-    return estimate_block_norms(layers_fn, x, probes, 0)
+    return estimate_block_norms(layers_fn, x, probes, seed)
 
 
-def own_errors(estimated, exact_norms):
-    """Relative errors of the own contributions c_ii: of each layer's mean (L,) and of every token (L, n)."""
+def own_errors(probe, sequence, probes, exact_norms):
+    """Relative errors of the own contributions c_ii over ``SEEDS``, each the worst over seeds: of each
+    layer's mean (L,) and of every token (L, n)."""
     own_exact = contributions(exact_norms).diagonal(dim1=-2, dim2=-1)
-    own_est = contributions(estimated).diagonal(dim1=-2, dim2=-1)
-    layer = (own_est.mean(-1) - own_exact.mean(-1)).abs() / own_exact.mean(-1)
-    return layer, (own_est - own_exact).abs() / own_exact
+    layer, token = [], []
+    for seed in SEEDS:
+        own_est = contributions(estimate(probe, sequence, probes, seed).squared).diagonal(dim1=-2, dim2=-1)
+        layer.append((own_est.mean(-1) - own_exact.mean(-1)).abs() / own_exact.mean(-1))
+        token.append((own_est - own_exact).abs() / own_exact)
+    return torch.stack(layer).amax(0), torch.stack(token).amax(0)
 
 
 def test_exact_forward_mode(benchmark, sentence):
@@ -68,10 +76,10 @@ def test_reverse_mode_jacobian(benchmark, sentence):
 def test_estimator(benchmark, sentence):
     estimated = benchmark.pedantic(estimate, args=(sentence, -1), rounds=3, warmup_rounds=1)
     record(benchmark, "estimator")
-    layer_err, token_err = own_errors(estimated.squared, RESULTS.get("exact", exact(sentence, -1)))
+    layer_err, token_err = own_errors(sentence, -1, PROBES, RESULTS.get("exact", exact(sentence, -1)))
     NOTES.append(
-        f"(3) own contribution, estimator vs exact: per-layer means within {layer_err.max():.2%} (goal 2%), "
-        f"single tokens within {token_err.max():.2%} (median {token_err.median():.2%}); "
+        f"(3) own contribution, estimator vs exact, worst over {len(SEEDS)} probe seeds: per-layer means within "
+        f"{layer_err.max():.2%} (goal 2%), single tokens within {token_err.max():.2%} (the median token {token_err.median():.2%}); "
         f"stated standard error of ||J_ii|| {0.5 * estimated.rel_error.diagonal(dim1=-2, dim2=-1).mean():.2%}"
     )
     assert layer_err.max() < 0.02
@@ -79,9 +87,9 @@ def test_estimator(benchmark, sentence):
 
 @pytest.mark.parametrize("probes", [4, 8, 24, 48])
 def test_estimator_probes_tradeoff(benchmark, sentence, probes):
-    """Speed against accuracy: the estimator's cost grows with k, its error as 1 / sqrt(k)."""
-    estimated = benchmark.pedantic(estimate, args=(sentence, -1, probes), rounds=3, warmup_rounds=1)
-    layer_err, token_err = own_errors(estimated.squared, RESULTS.get("exact", exact(sentence, -1)))
+    """Speed against accuracy: the estimator's cost grows with k, its error as 1 / sqrt(k) (worst over SEEDS)."""
+    benchmark.pedantic(estimate, args=(sentence, -1, probes), rounds=3, warmup_rounds=1)
+    layer_err, token_err = own_errors(sentence, -1, probes, RESULTS.get("exact", exact(sentence, -1)))
     speed = f"{TIMES['exact_forward_mode'] / benchmark.stats.stats.median:.1f}x" if "exact_forward_mode" in TIMES else "n/a"
     NOTES.append(
         f"(3) k = {probes}: {speed} faster than exact; per-layer means within {layer_err.max():.2%}, "
