@@ -33,34 +33,28 @@ def _battery(tracer, batches, finish):
             metric.finish(tracer)
 
 
-def test_plain_forward(benchmark, minilm):
-    tracer, batches = minilm
+MODELS = pytest.mark.parametrize("model, prefix", [("minilm", ""), ("smollm2", "decoder_")])
+"""The encoder of goal (1) and a decoder (its rows past d_h need their own projections)."""
+
+
+@MODELS
+def test_plain_forward(benchmark, request, model, prefix):
+    tracer, batches = request.getfixturevalue(model)
     benchmark.pedantic(_plain, args=(tracer, batches), rounds=3, warmup_rounds=1)
-    record(benchmark, "plain_forward")
+    record(benchmark, f"{prefix}plain_forward")
 
 
-def test_battery_per_batch(benchmark, minilm):
-    tracer, batches = minilm
+@MODELS
+def test_battery_per_batch(benchmark, request, model, prefix):
+    tracer, batches = request.getfixturevalue(model)
     benchmark.pedantic(_battery, args=(tracer, batches, False), rounds=3, warmup_rounds=1)
-    record(benchmark, "battery_per_batch")
+    record(benchmark, f"{prefix}battery_per_batch")
 
 
 def test_battery_with_fitting(benchmark, minilm):
     tracer, batches = minilm
     benchmark.pedantic(_battery, args=(tracer, batches, True), rounds=1)
     record(benchmark, "battery_with_fitting")
-
-
-def test_decoder_plain_forward(benchmark, smollm2):
-    tracer, batches = smollm2
-    benchmark.pedantic(_plain, args=(tracer, batches), rounds=3, warmup_rounds=1)
-    record(benchmark, "decoder_plain_forward")
-
-
-def test_decoder_battery_per_batch(benchmark, smollm2):
-    tracer, batches = smollm2
-    benchmark.pedantic(_battery, args=(tracer, batches, False), rounds=3, warmup_rounds=1)
-    record(benchmark, "decoder_battery_per_batch")
 
 
 @pytest.mark.parametrize("n", [32, 64, 128])
