@@ -106,8 +106,9 @@ def _padded_row_gram(rows: torch.Tensor, present: torch.Tensor) -> tuple[torch.T
 
 
 CONDITION_LIMIT = 1e4
-"""Heads worse conditioned than this (``sigma_max / sigma_min`` of the decomposed rows) get an SVD
-instead of the cheap bases of Cholesky QR and ``_full_rank_prefix_rows``."""
+"""Heads worse conditioned than this (``sigma_max / sigma_min`` of the decomposed rows) do not get
+the cheap bases of Cholesky QR and ``_full_rank_prefix_rows``: an encoder head gets an SVD, a causal
+row of known full rank a Householder QR of its own prefix (``project_attention``)."""
 
 
 def _certified_cholesky(
@@ -166,9 +167,9 @@ def column_space(
     grows by ``cond(F_h)``. An invertible ``F_h`` does not change the column space, so the basis is
     then Q of V's Cholesky QR (full column rank) or the n unit vectors (full row rank: no null
     space). Every other head (rank-deficient, badly conditioned) gets an SVD of M: rank from its
-    singular values, basis its leading left singular vectors. ``values`` must be zero on padded rows (row index >= ``lengths[b]``); zero rows
-    change neither the rank nor the column space, and the rank tolerance uses each sequence's own
-    ``n = lengths[b]``.
+    singular values, basis its leading left singular vectors. ``values`` must be zero on padded rows
+    (row index >= ``lengths[b]``); zero rows change neither the rank nor the column space, and the
+    rank tolerance uses each sequence's own ``n = lengths[b]``.
     """
     v = values.to(compute_dtype)
     f = (output_factor(w_out) if factor is None else factor).to(device=v.device, dtype=compute_dtype)  # (H, k, k)
