@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from benchmarks.conftest import record, ratio
-from suite.metrics import METRICS
+from suite.metrics import metric_class
+from suite.specs import SPECS
 from suite.null_space import project_attention
 
 BATTERY = ("rank_deficiency", "effective_attention", "token_identifiability")
@@ -23,7 +24,7 @@ def _plain(tracer, batches):
 
 
 def _battery(tracer, batches, finish):
-    metrics = [METRICS.get(m)(METRICS.get(m).spec.config_type(), 0) for m in BATTERY]
+    metrics = [metric_class(m)(SPECS.get(m).config_type(), 0) for m in BATTERY]
     for ids in batches:
         trace = tracer.trace(ids)
         for metric in metrics:

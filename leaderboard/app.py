@@ -7,171 +7,211 @@ with ``IDSUITE_RESULTS`` set).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 from leaderboard import data
+from results.identity import short_setting_names
+from results.summary import headline_label
+from suite.specs import SPECS
 
 st.set_page_config(page_title="idsuite leaderboard", layout="wide")
-RESULTS = os.environ.get("IDSUITE_RESULTS", "results")
+RESULTS = os.environ.get("IDSUITE_RESULTS", "idsuite-results")
 
 
-@st.cache_data(show_spinner="Reading results ...")
-def _results(root: str) -> pd.DataFrame:
-    return data.load_results(root)
+def _store_signature(root: str) -> tuple[int, int]:
+    """Changes whenever a cell is added or replaced (number of summary files, newest change)."""
+    count, newest = 0, 0
+    summaries = Path(root) / "summaries"
+    if summaries.is_dir():
+        for folder in os.scandir(summaries):
+            for entry in os.scandir(folder.path) if folder.is_dir() else ():
+                count += 1
+                newest = max(newest, entry.stat().st_mtime_ns)
+    return count, newest
 
 
-@st.cache_data(show_spinner=False)
-def _settings(root: str) -> dict[str, list[str]]:
-    return data.settings(_results(root))
+@st.cache_resource(show_spinner="Reading results ...", max_entries=16)
+def _board(root: str, chosen: tuple[tuple[str, str], ...], signature: tuple[int, int]) -> data.Board:
+    return data.Board(root, dict(chosen))
 
 
-@st.cache_data(show_spinner=False)
-def _selected(root: str, chosen: tuple[tuple[str, str], ...]) -> tuple[pd.DataFrame, int]:
-    """The chosen cells' rows, and how many stored cells they leave out."""
-    stored = _results(root)
-    results = data.select_cells(stored, dict(chosen))
-    return results, data.cell_count(stored) - data.cell_count(results)
-
-
-def _choose_settings(root: str) -> pd.DataFrame:
-    """Sidebar: a configuration per metric stored under several (default: the one most models have);
-    returns the rows of the chosen cells."""
+def _choose_board(root: str) -> data.Board:
+    """Sidebar: a setting per metric stored under several (default: the one most models have);
+    returns the board of the chosen cells."""
+    signature = _store_signature(root)
+    settings = _board(root, (), signature).settings
     chosen = {}
-    for metric, options in _settings(root).items():
+    for metric, options in settings.items():
         if len(options) > 1:
-            label = f"{data.specs()[metric].display_name}: configuration" if metric in data.specs() else metric
-            names = data.setting_names(options)
+            label = f"{SPECS.get(metric).display_name}: configuration" if metric in SPECS else metric
+            names = short_setting_names(options)
             chosen[metric] = st.sidebar.selectbox(label, options, format_func=names.get, key=f"setting-{metric}",
                                                   help="Stored under several settings; the first is the one most models have.")
-    results, hidden = _selected(root, tuple(sorted(chosen.items())))
-    if hidden:
-        st.sidebar.caption(f"{hidden} stored cell(s) of other configurations or older runs are not shown.")
-    return results
+    board = _board(root, tuple(sorted(chosen.items())), signature)
+    if board.hidden:
+        st.sidebar.caption(f"{board.hidden} stored cell(s) of other configurations or older runs are not shown.")
+    if board.query.bad_files:
+        st.sidebar.warning("Unreadable files skipped: " + ", ".join(p.name for p, _ in board.query.bad_files))
+    return board
 
 
-def _line_chart(curves: pd.DataFrame, x_title: str, y_title: str) -> alt.Chart:
-    return (
-        alt.Chart(curves)
-        .mark_line(point=True)
-        .encode(x=alt.X("depth:Q", title=x_title), y=alt.Y("value:Q", title=y_title), color="model:N",
-                tooltip=["model", "layer", "value"])
-    )
+def _layer_axis(normalise: bool) -> alt.X:
+    if normalise:
+        return alt.X("depth:Q", title="layer / L", axis=alt.Axis(format=".2f"))
+    return alt.X("depth:Q", title="layer", axis=alt.Axis(format="d", tickMinStep=1))
+
+
+def _line_chart(curves: pd.DataFrame, title: str, y_title: str, normalise: bool = False,
+                controls: frozenset[str] = frozenset()) -> alt.Chart:
+    """One line per model; random-init controls drawn wide, dashed and pale beneath, so that a
+    trained model's line stays visible on top of an equal control."""
+    frame = curves.assign(role=["control" if m in controls else "trained" for m in curves["model"]])
+    legend = alt.Legend(orient="bottom", labelLimit=0, columns=1, title=None)
+    base = alt.Chart(frame, title=title).encode(
+        x=_layer_axis(normalise), y=alt.Y("value:Q", title=y_title),
+        color=alt.Color("model:N", legend=legend), tooltip=["model", "layer", alt.Tooltip("value:Q", format=".4f")])
+    control = base.transform_filter(alt.datum.role == "control").mark_line(
+        strokeWidth=6, opacity=0.35, strokeDash=[6, 3], point=alt.OverlayMarkDef(size=60, opacity=0.5))
+    trained = base.transform_filter(alt.datum.role == "trained").mark_line(strokeWidth=2, point=True)
+    return alt.layer(control, trained)
 
 
 def _heatmap(grid: pd.DataFrame, x: str, y: str, title: str, labels: list[str] | None = None) -> alt.Chart:
+    """Cells of ``grid`` (rows ``y``, columns ``x``), axes in index order (token positions as
+    ``i:token`` in position order when ``labels`` are given)."""
     frame = grid.stack().rename("value").reset_index()
     frame.columns = [y, x, "value"]
-    if labels is not None:  # token positions as "i:token"
+    order: dict[str, list] = {x: sorted(frame[x].unique()), y: sorted(frame[y].unique())}
+    if labels is not None:
         for column in (x, y):
             frame[column] = [f"{int(i)}:{labels[int(i)]}" for i in frame[column]]
+            order[column] = [f"{i}:{token}" for i, token in enumerate(labels)]
     return (
         alt.Chart(frame, title=title)
         .mark_rect()
-        .encode(x=alt.X(f"{x}:O", sort=None), y=alt.Y(f"{y}:O", sort=None),
-                color=alt.Color("value:Q", scale=alt.Scale(scheme="viridis")), tooltip=[x, y, "value"])
+        .encode(x=alt.X(f"{x}:O", sort=order[x]), y=alt.Y(f"{y}:O", sort=order[y]),
+                color=alt.Color("value:Q", scale=alt.Scale(scheme="viridis")),
+                tooltip=[x, y, alt.Tooltip("value:Q", format=".4f")])
     )
 
 
-def leaderboard_view(results: pd.DataFrame) -> None:
+def leaderboard_view(board: data.Board) -> None:
     st.header("Leaderboard")
-    table = data.model_table(results)
+    table = board.model_table()
     with st.sidebar:
         families = st.multiselect("Family", sorted(table["family"].dropna().unique()))
         kinds = st.multiselect("Encoder / decoder", ["encoder", "decoder"])
-        sizes = table["n_params"].dropna().astype(float) / 1e6
+        sizes = table["n_params"].dropna().astype(float) / 1e6  # Int64: dropna leaves numbers only
         top = float(max(1.0, sizes.max())) if len(sizes) else 1.0
         params = st.slider("Parameters (millions)", 0.0, top, (0.0, top))
         search = st.text_input("Search models")
     shown = data.filter_table(table, families, kinds, params, search)
-    st.caption(f"{len(shown)} of {len(table)} models; click a column to sort. Results: {RESULTS}")
-    help_texts = {data.headline_label(s): s.description for s in data.specs().values()}
-    config = {name: st.column_config.NumberColumn(name, help=text, format="%.3f") for name, text in help_texts.items()}
-    config["n_params"] = st.column_config.NumberColumn("params", format="compact")
-    st.dataframe(shown, hide_index=True, column_config=config, width="stretch")
+    facts = st.toggle("Show all model facts", value=False, help="family, type, layers, heads, head size, ...")
+    columns = [c for c in shown.columns if facts or c not in data.DETAIL_COLUMNS and not c.endswith(": best g")]
+    st.caption(f"{len(shown)} of {len(table)} models; click a column title to sort. Each headline says its unit and "
+               f"which way means more identifiable. Results: {RESULTS}")
+    config = {headline_label(s): st.column_config.NumberColumn(
+        headline_label(s), format="%.3f", help=f"{s.description} ({s.paper})") for s in SPECS.values()}
+    config["n_params"] = st.column_config.NumberColumn("params", format="compact", help="number of parameters")
+    config["model"] = st.column_config.TextColumn("model", pinned=True)
+    st.dataframe(shown[columns], hide_index=True, column_config=config, width="stretch")
     for _, row in shown[shown["status"] != "complete"].iterrows():
         st.warning(f"{row['model']}: {row['status']}. {row['note']}")
+    for _, row in shown[shown["stale"] != ""].iterrows():
+        st.warning(f"{row['model']}: stale cells (written by an older metric version): {row['stale']}. "
+                   "`idsuite run` recomputes them.")
+    remote = shown.loc[shown["remote_code"], "model"].tolist()
+    if remote:
+        st.info("Ran the model's own code (trust_remote_code): " + ", ".join(remote))
     left, right = st.columns(2)
     left.download_button("Download CSV", shown.to_csv(index=False), "leaderboard.csv", "text/csv")
-    right.download_button("Download LaTeX", data.latex_table(shown), "leaderboard.tex", "text/plain")
+    right.download_button("Download LaTeX", data.latex_table(shown, "Identifiability headlines."), "leaderboard.tex",
+                          "text/plain")
 
 
-def model_view(results: pd.DataFrame) -> None:
+def model_view(board: data.Board) -> None:
     st.header("Model")
-    table = data.model_table(results)
-    usable = table.loc[table["status"] != "failed", "model"].tolist()
+    usable = board.models()
     if not usable:
         st.info("No model has finished rows yet.")
         return
     model = st.selectbox("Model", usable)
-    control = data.control_for(results, model)
-    st.caption(f"Compared with {control}." if control else "No random-init control in these results.")
+    control = board.control_for(model)
+    base = board.base_of(model)
+    if base is not None:
+        st.caption(f"A random-init control of {base}." + ("" if control else f" {base} is not in these results."))
+    else:
+        st.caption(f"Compared with its random-init control {control}." if control else
+                   "No random-init control of this model in these results.")
     with st.expander("Cells shown (provenance)"):
-        st.dataframe(data.cell_provenance(results, model), hide_index=True)
-    for name, spec in data.specs().items():
-        variants = [v for v in spec.variants if not v.startswith(("map_", "token", "offset"))]
+        st.dataframe(board.provenance(model), hide_index=True)
+    pair = [m for m in (model, control) if m]
+    controls = frozenset(m for m in pair if board.base_of(m) is not None)
+    for name, spec in SPECS.items():
+        variants = spec.variants_of("layer")
         variant = st.selectbox(f"{spec.display_name}: variant", variants, index=variants.index(spec.headline),
                                key=f"variant-{name}")
-        curves = data.layer_curves(results, [m for m in (model, control) if m], name, variant)
+        curves = board.layer_curves(pair, name, variant)
         if curves.empty:
             st.info(f"No per-layer rows for {spec.display_name}.")
             continue
-        st.altair_chart(_line_chart(curves, "layer", variant), width="stretch")
+        unit = spec.variants[variant].unit
+        st.altair_chart(_line_chart(curves, f"{spec.display_name}: {variant} per layer", f"{variant} ({unit})" if unit
+                                    else variant, controls=controls), width="stretch")
     st.subheader("Heads by layer")
-    pairs = data.per_head_variants(results, model)
+    pairs = board.per_head_variants(model)
     if pairs:
         metric, variant = st.selectbox("Per-head quantity", pairs, format_func=lambda p: f"{p[0]}: {p[1]}")
-        grid = data.head_matrix(results, model, metric, variant)
-        st.altair_chart(_heatmap(grid, "head", "layer", f"{variant} per head"), width="stretch")
+        grid = board.head_matrix(model, metric, variant)
+        if len(grid):
+            st.altair_chart(_heatmap(grid, "head", "layer", f"{variant} per head and layer ({model})"), width="stretch")
     st.subheader("Raw, effective and null attention for the example sentence")
-    facts = table.set_index("model").loc[model]
+    facts = board.model_table().set_index("model").loc[model]
     layers, heads = int(facts["n_layers"] or 1), int(facts["n_heads"] or 1)
     col_l, col_h = st.columns(2)
     layer = col_l.number_input("Layer", 1, layers, 1)
     head = col_h.number_input("Head", 0, heads - 1, 0)
-    example = data.attention_example(results, model, int(layer), int(head))
+    example = board.attention_example(model, int(layer), int(head))
     if example is None:
         st.info("These results hold no example attention maps (re-run with map_max_tokens > 0).")
         return
-    st.caption(" ".join(example["tokens"]))
+    st.caption(f"Sequence {example['sequence']}, {len(example['tokens'])} tokens: " + " ".join(example["tokens"]))
     cols = st.columns(3)
-    for col, name in zip(cols, ("raw", "effective", "null")):
+    for col, name in zip(cols, ("raw", "effective", "null"), strict=True):
         grid = pd.DataFrame(example[name])
-        col.altair_chart(_heatmap(grid, "key", "query", name, example["tokens"]), width="stretch")
+        col.altair_chart(_heatmap(grid, "key", "query", f"{name} attention, layer {layer}, head {head}",
+                                  example["tokens"]), width="stretch")
 
 
-def compare_view(results: pd.DataFrame) -> None:
+def compare_view(board: data.Board) -> None:
     st.header("Compare")
-    table = data.model_table(results)
-    usable = table.loc[table["status"] != "failed", "model"].tolist()
+    usable = board.models()
     chosen = st.multiselect("Models", usable, default=usable[:2])
     normalise = st.checkbox("Normalised depth (layer / number of layers)", value=False)
     if len(chosen) < 2:
         st.info("Choose two or more models.")
         return
-    for name, spec in data.specs().items():
-        curves = data.layer_curves(results, chosen, name, spec.headline, normalise)
+    controls = frozenset(m for m in chosen if board.base_of(m) is not None)
+    for name, spec in SPECS.items():
+        curves = board.layer_curves(chosen, name, spec.headline, normalise)
         if curves.empty:
             continue
-        st.altair_chart(_line_chart(curves, "layer / L" if normalise else "layer", f"{spec.display_name}: {spec.headline}"),
+        st.altair_chart(_line_chart(curves, f"{spec.display_name}: {spec.headline}", spec.headline, normalise, controls),
                         width="stretch")
 
 
 def main() -> None:
     st.title("Identifiability in transformers")
     view = st.sidebar.radio("View", ["Leaderboard", "Model", "Compare"])
-    try:
-        stored = _results(RESULTS)
-    except Exception as e:  # a damaged file is reported, not a traceback
-        st.error(f"Cannot read the results in {RESULTS}: {type(e).__name__}: {e}")
-        return
-    if stored.empty:
+    board = _choose_board(RESULTS)
+    if board.stored.empty:
         st.info(f"No results in {RESULTS!r} yet. Run `idsuite run` first, or pass --results PATH.")
         return
-    results = _choose_settings(RESULTS)
-    {"Leaderboard": leaderboard_view, "Model": model_view, "Compare": compare_view}[view](results)
+    {"Leaderboard": leaderboard_view, "Model": model_view, "Compare": compare_view}[view](board)
 
 
 main()

@@ -16,18 +16,17 @@ from tqdm.auto import tqdm
 
 from runners.adapters import UnsupportedArchitecture, adapter_for
 from runners.corpus import Corpus
-from runners.loading import ModelLoadError, fingerprint, load_model
+from runners.loading import load_model
+from results.identity import cell_key
+from results.schema import FACT_COLUMNS, SCHEMA_VERSION
+from results.store import CellRef, ResultStore
 from runners.provenance import device_name, library_versions, utc_now
-from runners.store import SCHEMA_VERSION, ResultStore, cell_key
 from runners.tracing import Tracer
+from runners.weights import ModelLoadError, fingerprint
 from runners.zoo import EntryError, RandomInitEntry, Zoo
-from suite.metrics import METRICS, MetricConfig
-from suite.metrics.base import ROW_COLUMNS
-
-FACT_COLUMNS: dict[str, Any] = dict.fromkeys(
-    ["family", "model_type", "n_layers", "n_heads", "n_kv_heads", "d_head", "d_model", "n_params", "causal", "n_sequences"]
-)
-"""Model facts read from the loaded model; None in rows of a model that failed before loading."""
+from suite.metrics import metric_class
+from suite.specs import SPECS, MetricConfig
+from suite.specs.rows import ROW_COLUMNS
 
 
 class RunConfig(pydantic.BaseModel):
@@ -58,8 +57,8 @@ class RunConfig(pydantic.BaseModel):
 
     def metric_configs(self) -> dict[str, MetricConfig]:
         for name in self.metrics:
-            METRICS.get(name)  # an unknown name raises, with a "did you mean"
-        return {name: cls.spec.config_type(**self.metrics.get(name, {})) for name, cls in METRICS.items()}
+            SPECS.get(name)  # an unknown name raises, with a "did you mean"
+        return {name: spec.config_type(**self.metrics.get(name, {})) for name, spec in SPECS.items()}
 
 
 @dataclass
@@ -92,6 +91,21 @@ class Runner:
         self.metric_configs = config.metric_configs()
         self.versions = library_versions()
 
+    def plan(self, model_ids: list[str]) -> dict[str, list[CellRef]]:
+        """The cells each model would compute now, without loading it (entries that are invalid or
+        whose weights are unavailable are left out: they will fail)."""
+        out = {}
+        for model_id in model_ids:
+            entry = self.zoo.entries.get(model_id)
+            try:
+                model_fingerprint = fingerprint(entry, self.zoo) if entry is not None else None
+            except ModelLoadError:
+                model_fingerprint = None
+            if model_fingerprint is not None:
+                refs = [self._ref(model_id, model_fingerprint, m) for m in self.metric_configs]
+                out[model_id] = [r for r in refs if self.config.recompute or not self.store.is_done(r)]
+        return out
+
     def run(self, model_ids: list[str]) -> list[ModelOutcome]:
         outcomes = []
         for position, model_id in enumerate(model_ids, start=1):
@@ -100,60 +114,55 @@ class Runner:
         return outcomes
 
     # -- cells ---------------------------------------------------------------------------------
-    def _key(self, model_fingerprint: str, dtype: str, metric: str) -> str:
-        spec = METRICS.get(metric).spec
-        return cell_key({
-            "model": model_fingerprint,
-            "corpus": self.corpus.content_hash,
-            "metric": metric,
-            "metric_version": spec.version,
-            "metric_config": self.metric_configs[metric].model_dump(mode="json"),
-            "seed": self.config.seed,
-            "max_tokens": self.config.max_tokens,
-            "dtype": dtype,
-            **self.versions,
-        })
-
-    def _base_columns(self, model_id: str, metric: str, key: str, model_fingerprint: str) -> dict[str, Any]:
+    def _identity(self, model_id: str, model_fingerprint: str, metric: str) -> dict[str, Any]:
+        """The key columns of a cell (``results.identity``): what makes it the same computation."""
         entry = self.zoo.entries.get(model_id)
-        spec = METRICS.get(metric).spec
         return {
-            "schema_version": SCHEMA_VERSION,
-            "run_id": self.run_id,
-            "cell_key": key,
-            "model_id": model_id,
-            "model_source": getattr(entry, "source", None),
             "model_fingerprint": model_fingerprint,
-            "is_control": isinstance(entry, RandomInitEntry),
-            "control_of": entry.base if isinstance(entry, RandomInitEntry) else None,
-            "corpus_id": self.corpus.corpus_id,
+            "trust_remote_code": bool(getattr(entry, "trust_remote_code", False)),
             "corpus_hash": self.corpus.content_hash,
-            "metric_version": spec.version,
+            "metric": metric,
+            "metric_version": SPECS.get(metric).version,
             "metric_config": json.dumps(self.metric_configs[metric].model_dump(mode="json"), sort_keys=True),
             "seed": self.config.seed,
             "max_tokens": self.config.max_tokens,
+            "dtype": self.config.forward_dtype(entry.dtype) if entry is not None else "n/a",
+            **self.versions,
+        }
+
+    def _ref(self, model_id: str, model_fingerprint: str, metric: str) -> CellRef:
+        return CellRef(model_id, metric, cell_key(self._identity(model_id, model_fingerprint, metric)))
+
+    def _provenance(self, ref: CellRef, model_fingerprint: str) -> dict[str, Any]:
+        entry = self.zoo.entries.get(ref.model_id)
+        return self._identity(ref.model_id, model_fingerprint, ref.metric) | {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "cell_key": ref.key,
+            "model_id": ref.model_id,
+            "model_source": getattr(entry, "source", None),
+            "is_control": isinstance(entry, RandomInitEntry),
+            "control_of": entry.base if isinstance(entry, RandomInitEntry) else None,
+            "corpus_id": self.corpus.corpus_id,
             "device": device_name(self.config.resolved_device()),
-            "dtype": self.config.forward_dtype(entry.dtype) if entry is not None else None,
             "batch_size": self.config.batch_size,
             "timestamp": utc_now(),
-            **self.versions,
         }
 
     def _write_failed(self, model_id: str, metrics: list[str], message: str, model_fingerprint: str) -> dict[str, str]:
         """Writes a failed cell per metric; returns their keys."""
         keys = {}
         for metric in metrics:
-            entry = self.zoo.entries.get(model_id)
-            keys[metric] = self._key(model_fingerprint, self.config.forward_dtype(entry.dtype) if entry else "n/a", metric)
+            ref = self._ref(model_id, model_fingerprint, metric)
             row = pd.DataFrame([{c: None for c in ROW_COLUMNS} | {"metric": metric, "value": math.nan}])
-            self._write(model_id, metric, keys[metric], model_fingerprint, row, {}, status="failed", error=message)
+            self._write(ref, model_fingerprint, row, {}, status="failed", error=message)
+            keys[metric] = ref.key
         return keys
 
-    def _write(self, model_id: str, metric: str, key: str, model_fingerprint: str, rows: pd.DataFrame,
-               model_facts: dict[str, Any], status: str = "ok", error: str | None = None) -> None:
-        columns = self._base_columns(model_id, metric, key, model_fingerprint) | FACT_COLUMNS | model_facts
-        frame = rows.assign(**columns, status=status, error=error)
-        self.store.write(model_id, metric, key, frame)
+    def _write(self, ref: CellRef, model_fingerprint: str, rows: pd.DataFrame, model_facts: dict[str, Any],
+               status: str = "ok", error: str | None = None) -> None:
+        columns = self._provenance(ref, model_fingerprint) | dict.fromkeys(FACT_COLUMNS) | model_facts
+        self.store.write(ref, rows.assign(**columns, status=status, error=error))
 
     # -- one model -----------------------------------------------------------------------------
     def run_model(self, model_id: str) -> ModelOutcome:
@@ -169,8 +178,9 @@ class Runner:
         except ModelLoadError as e:
             self._fail(outcome, names, f"{model_id}: {e}", "unavailable")
             return outcome
-        keys = outcome.keys = {m: self._key(model_fingerprint, self.config.forward_dtype(entry.dtype), m) for m in names}
-        pending = [m for m in names if self.config.recompute or not self.store.is_done(model_id, m, keys[m])]
+        refs = {m: self._ref(model_id, model_fingerprint, m) for m in names}
+        outcome.keys = {m: ref.key for m, ref in refs.items()}
+        pending = [m for m in names if self.config.recompute or not self.store.is_done(refs[m])]
         outcome.cached = [m for m in names if m not in pending]
         if not pending:
             self.log("  all metrics cached; nothing to compute")
@@ -180,7 +190,7 @@ class Runner:
         except _Failure as e:
             self._fail(outcome, pending, str(e), model_fingerprint)
             return outcome
-        metrics = {m: METRICS.get(m)(self.metric_configs[m], self.config.seed) for m in pending}
+        metrics = {m: metric_class(m)(self.metric_configs[m], self.config.seed) for m in pending}
         batches = self._batches(tracer)
         facts["n_sequences"] = len(tracer.encodings)
         for batch_ids in tqdm(batches, desc="  forward + metrics", unit="batch", file=sys.stderr, leave=False):
@@ -198,7 +208,7 @@ class Runner:
             except Exception as e:
                 outcome.failed[name] = _error_line(e)
                 continue
-            self._write(model_id, name, keys[name], model_fingerprint, rows, facts)
+            self._write(refs[name], model_fingerprint, rows, facts)
             outcome.computed.append(name)
         for name, message in outcome.failed.items():
             self.log(f"  FAILED {name}: {message}")

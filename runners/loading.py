@@ -1,98 +1,21 @@
-"""Load a zoo entry as (model, tokenizer) plus the facts that identify its weights."""
+"""Load a zoo entry as (model, tokenizer), in eval mode with eager attention."""
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
 import torch
 import transformers
 
 from runners.gguf import GgufError, dequantised_folder
-from runners.package_files import PackageFileError, extracted, file_sha256, package_folder, packaged_file
-from runners.zoo import Entry, GgufEntry, HubEntry, LoadableEntry, LocalEntry, PackageEntry, RandomInitEntry, Zoo
-
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
-
-
-class ModelLoadError(Exception):
-    """A model cannot be loaded; the message is one line naming the cause."""
+from runners.weights import ModelLoadError, gguf_file, weights_folder
+from runners.zoo import Entry, GgufEntry, HubEntry, LoadableEntry, RandomInitEntry, Zoo
 
 
 @dataclass
 class LoadedModel:
     model: transformers.PreTrainedModel
     tokenizer: transformers.PreTrainedTokenizerBase
-
-
-def _relative(zoo_path: Path, path: str) -> Path:
-    return (zoo_path.parent / path).resolve()
-
-
-def gguf_file(entry: GgufEntry, zoo_path: Path) -> Path:
-    """The entry's .gguf file: a local path (relative to models.yaml) or assembled from packages."""
-    if entry.path is not None:
-        path = _relative(zoo_path, entry.path)
-        if not path.is_file():
-            raise ModelLoadError(f"GGUF file {str(path)!r} does not exist")
-        return path
-    assert entry.file is not None
-    try:
-        return packaged_file(entry.packages, entry.file, entry.sha256)
-    except PackageFileError as e:
-        raise ModelLoadError(str(e)) from None
-
-
-def weights_folder(entry: LocalEntry | PackageEntry, zoo_path: Path) -> Path:
-    """Folder holding a local or packaged model's files (local paths are relative to models.yaml)."""
-    if isinstance(entry, LocalEntry):
-        folder = _relative(zoo_path, entry.path)
-        if not folder.is_dir():
-            raise ModelLoadError(f"local folder {str(folder)!r} does not exist")
-        return folder
-    try:
-        if entry.file is None:
-            return package_folder(entry.packages, entry.subdir)
-        folder = extracted(packaged_file(entry.packages, entry.file, entry.sha256)) / entry.subdir
-    except PackageFileError as e:
-        raise ModelLoadError(str(e)) from None
-    if not folder.is_dir():
-        raise ModelLoadError(f"archive {entry.file!r} has no folder {entry.subdir!r}")
-    return folder
-
-
-@lru_cache(maxsize=64)
-def _hash_folder(folder: Path) -> str:
-    digest = hashlib.sha256()
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES + (".json",))
-    if not any(p.suffix in WEIGHT_SUFFIXES for p in files):
-        raise ModelLoadError(f"no weight files ({', '.join(WEIGHT_SUFFIXES)}) in {str(folder)!r}")
-    for p in files:
-        digest.update(p.relative_to(folder).as_posix().encode())
-        with p.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]
-
-
-def fingerprint(entry: Entry, zoo: Zoo) -> str:
-    """What identifies the weights without loading them: hub revision, file hash, or base + init seed."""
-    if isinstance(entry, HubEntry):
-        return f"hub:{entry.repo or entry.id}@{entry.revision}"
-    if isinstance(entry, RandomInitEntry):
-        return f"random_init(seed={entry.init_seed}):{fingerprint(zoo.entries[entry.base], zoo)}"
-    if isinstance(entry, GgufEntry):
-        return f"gguf:sha256={file_sha256(gguf_file(entry, zoo.path))[:16]}"
-    folder = weights_folder(entry, zoo.path)
-    label = "local"
-    if isinstance(entry, PackageEntry):
-        first = entry.packages[0]
-        more = f"+{len(entry.packages) - 1}" if len(entry.packages) > 1 else ""
-        label = f"package:{first}=={importlib.metadata.version(first)}{more}"
-    return f"{label}:sha256={_hash_folder(folder)}"
 
 
 def _source(entry: LoadableEntry, zoo: Zoo) -> tuple[str, dict]:

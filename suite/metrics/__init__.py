@@ -1,13 +1,5 @@
-"""The metric battery; importing this package registers every metric in ``METRICS``."""
+"""The metric implementations (torch); their declarations are in ``suite.specs``."""
 
-from suite.metrics import attribution, effective, identifiability, rank  # noqa: F401  (registration)
-from suite.metrics.base import (
-    METRICS,
-    MetricConfig,
-    MetricSpec,
-    RowBuffer,
-    Variant,
-    register,
-)
+from suite.metrics.base import Metric, RowBuffer, metric_class
 
-__all__ = ["METRICS", "MetricConfig", "MetricSpec", "RowBuffer", "Variant", "register"]
+__all__ = ["Metric", "RowBuffer", "metric_class"]

@@ -2,51 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import pandas as pd
 import torch
 
 from suite.attribution import contributions, estimate_block_norms, jacobian_block_norms, mixing_summary
-from suite.metrics.base import MetricConfig, MetricSpec, RowBuffer, Variant, register
+from suite.metrics.base import RowBuffer
+from suite.specs.hidden_token_attribution import SPEC, AttributionConfig
 from suite.trace import BatchTrace, ModelProbe
 
 
-class AttributionConfig(MetricConfig):
-    """``method``: ``exact`` block norms cost ``n * d`` forward-mode products per sequence;
-    ``estimate`` uses ``probes`` random directions per input token (``n * probes`` products) and
-    reports its relative standard error. Runs on the first ``max_sequences`` probe sequences
-    (corpus order) of at most ``max_tokens`` tokens. ``chunk_size``: products per batch."""
-
-    method: Literal["exact", "estimate"] = "estimate"
-    probes: int = 32
-    max_sequences: int = 2
-    max_tokens: int = 16
-    chunk_size: int | None = None
-
-
-@register
 class AttributionMetric:
-    spec = MetricSpec(
-        name="hidden_token_attribution",
-        display_name="Own-token contribution",
-        description="c_ij^l = ||d e_i^l / d x_j||_F / sum_k ||d e_i^l / d x_k||_F: how much of token i's "
-        "hidden state at layer l comes from its own input.",
-        version=2,
-        variants={
-            "own": Variant("mean own contribution c_ii", "higher", (0, 1)),
-            "own_is_top": Variant("share of tokens whose own input is the top contributor", "higher", (0, 1)),
-            "entropy": Variant("mean entropy of c_i. in nats (mixing)", "lower", (0, None)),
-            "offset": Variant("mean c_ij at relative offset j - i (variant 'offset:<k>')", "none", (0, 1)),
-            "own_rel_error": Variant(
-                "estimator only: mean relative standard error of ||J_ii||_F (about that of c_ii)", "lower", (0, None)
-            ),
-        },
-        headline="own",
-        headline_layer="last",
-        config_type=AttributionConfig,
-        needs_model=True,
-    )
+    spec = SPEC
 
     def __init__(self, config: AttributionConfig, seed: int) -> None:
         self.config = config

@@ -1,57 +1,23 @@
-"""How a metric declares itself: metadata once, a config model, and an accumulator over batches."""
+"""What a metric implementation is: an accumulator over batches that turns into long-format rows.
+
+Its declaration (metadata, variants, config) lives in ``suite.specs``; ``metric_class`` imports the
+implementation a declaration names.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
-import pydantic
 import torch
 
-from suite.registry import Registry
+from suite.specs import SPECS, MetricSpec
+from suite.specs.rows import INDEX_COLUMNS, ROW_COLUMNS
 from suite.trace import BatchTrace, ModelProbe
-
-ROW_COLUMNS = ["metric", "variant", "layer", "head", "sequence", "n_tokens", "query", "key", "label", "value"]
-"""``query``/``key``: positions of an attention-map cell; ``label``: text (a token of an example)."""
-
-
-class MetricConfig(pydantic.BaseModel):
-    """Base of every metric's settings; unknown keys are errors."""
-
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One reported quantity of a metric: what it means and which way is 'more identifiable'."""
-
-    description: str
-    direction: Literal["higher", "lower", "none"] = "none"
-    value_range: tuple[float | None, float | None] = (None, None)
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """Metadata declared once; the summary and the leaderboard build their columns from it.
-
-    ``headline`` names the variant shown as the model's one number and ``headline_layer`` how it is
-    taken from the per-layer rows (``mean`` over layers or the ``last`` layer); with
-    ``headline_best_of``, the best of those variants (by their direction) is shown instead.
-    """
-
-    name: str
-    display_name: str
-    description: str
-    version: int
-    variants: dict[str, Variant]
-    headline: str
-    headline_layer: Literal["mean", "last"] = "mean"
-    headline_best_of: tuple[str, ...] = ()
-    config_type: type[MetricConfig] = MetricConfig
-    needs_model: bool = False
 
 
 class Metric(Protocol):
@@ -66,15 +32,10 @@ class Metric(Protocol):
     def finish(self, probe: ModelProbe | None) -> pd.DataFrame: ...
 
 
-METRICS: Registry[type[Metric]] = Registry("metric")
-
-
-def register(cls: type[Metric]) -> type[Metric]:
-    """Class decorator: add a metric to the one registry under ``spec.name``."""
-    return METRICS.register(cls.spec.name, cls)
-
-
-INDEX_COLUMNS = ("layer", "head", "sequence", "n_tokens", "query", "key")
+def metric_class(name: str) -> type[Metric]:
+    """The implementation of the metric ``name`` (an unknown name raises with a "did you mean")."""
+    module, _, cls = SPECS.get(name).implementation.partition(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 @dataclass
@@ -120,4 +81,4 @@ class RowBuffer:
         labels = [x for c, s in zip(self.chunks, sizes) for x in (c["label"] if c["label"] is not None else [None] * s)]
         columns["label"] = pd.array(labels, dtype="string")
         columns["value"] = np.concatenate([c["value"] for c in self.chunks])
-        return pd.DataFrame(columns)[ROW_COLUMNS]
+        return pd.DataFrame(columns)[list(ROW_COLUMNS)]

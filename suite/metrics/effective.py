@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Literal
-
 import pandas as pd
 import torch
 
@@ -14,51 +12,16 @@ from suite.effective_attention import (
     position_mass,
     row_pearson,
 )
-from suite.metrics.base import MetricConfig, MetricSpec, RowBuffer, Variant, register
+from suite.metrics.base import RowBuffer
 from suite.metrics.rank import COMPUTE_DTYPES
+from suite.specs.effective_attention import SPEC, EffectiveAttentionConfig
 from suite.trace import BatchTrace, ModelProbe
 
 PER_SEQUENCE = ("null_share", "pearson", "argmax_change")
 
 
-class EffectiveAttentionConfig(MetricConfig):
-    """``compute_dtype`` of the rank decision and projection (float64 by default; the divergence
-    summaries are float32). The raw and effective maps of every layer and head are stored for the
-    example sequence: the lowest corpus index with at most ``map_max_tokens`` tokens (none if 0)."""
-
-    compute_dtype: Literal["float64", "float32"] = "float64"
-    map_max_tokens: int = 24
-
-
-def _mass_variants() -> dict[str, Variant]:
-    out = {}
-    for where in ("cls", "sep", "punct"):
-        for kind in ("raw", "eff"):
-            out[f"mass_{where}_{kind}"] = Variant(
-                f"mean attention mass per row on {where} positions, {'raw A' if kind == 'raw' else 'A_eff'}", "none"
-            )
-    return out
-
-
-@register
 class EffectiveAttentionMetric:
-    spec = MetricSpec(
-        name="effective_attention",
-        display_name="Null-space attention share",
-        description="How much of raw attention A_h lies in the left null space of T_h (A_eff = A_h U_h U_h^T).",
-        version=2,
-        variants={
-            "null_share": Variant("||A_null||_F / ||A_h||_F", "lower", (0, 1)),
-            "pearson": Variant("mean Pearson correlation of raw and effective rows", "higher", (-1, 1)),
-            "argmax_change": Variant("share of rows whose arg-max position changes", "lower", (0, 1)),
-            **_mass_variants(),
-            "map_raw": Variant("example sequence: raw attention A_h[query, key]", "none", (0, 1)),
-            "map_eff": Variant("example sequence: effective attention A_eff[query, key]", "none"),
-            "token": Variant("example sequence: the token at position 'key' (in 'label')", "none"),
-        },
-        headline="null_share",
-        config_type=EffectiveAttentionConfig,
-    )
+    spec = SPEC
 
     def __init__(self, config: EffectiveAttentionConfig, seed: int) -> None:
         self.config = config

@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import pandas as pd
 import torch
 
 from suite.identifiability import fit_mapping, identifiability_rate
 from suite.masks import token_mask
-from suite.metrics.base import MetricConfig, MetricSpec, RowBuffer, Variant, register
+from suite.metrics.base import RowBuffer
+from suite.specs.token_identifiability import SPEC, IdentifiabilityConfig
 from suite.trace import BatchTrace, ModelProbe
-
-MAPPINGS = ("naive", "linear", "mlp")
-DISTANCES = ("cosine", "l2")
-
-
-class IdentifiabilityConfig(MetricConfig):
-    """Mappings and distances to score, the train share of sentences, and the MLP's training budget.
-
-    ``max_train_tokens`` caps the tokens the linear and MLP mappings are fitted on (a seeded sample);
-    ``mlp_hidden_size`` is the MLP's width (None: d).
-    """
-
-    mappings: tuple[Literal["naive", "linear", "mlp"], ...] = MAPPINGS
-    distances: tuple[Literal["cosine", "l2"], ...] = DISTANCES
-    train_fraction: float = 0.7
-    max_train_tokens: int = 1500
-    mlp_hidden_size: int | None = 256
-    mlp_steps: int = 100
-    mlp_lr: float = 3e-3
 
 
 def pad_stack(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,23 +21,8 @@ def pad_stack(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return out, lengths
 
 
-@register
 class IdentifiabilityMetric:
-    spec = MetricSpec(
-        name="token_identifiability",
-        display_name="Token identifiability",
-        description="Share of held-out tokens whose input embedding is recovered from the layer-l hidden state.",
-        version=2,
-        variants={
-            f"{g}/{dist}": Variant(f"identifiability rate with g = {g}, {dist} distance", "higher", (0, 1))
-            for g in MAPPINGS
-            for dist in DISTANCES
-        },
-        headline="mlp/cosine",
-        headline_layer="last",
-        headline_best_of=tuple(f"{g}/{dist}" for g in MAPPINGS for dist in DISTANCES),
-        config_type=IdentifiabilityConfig,
-    )
+    spec = SPEC
 
     def __init__(self, config: IdentifiabilityConfig, seed: int) -> None:
         self.config = config

@@ -2,42 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import pandas as pd
 import torch
 
-from suite.metrics.base import MetricConfig, MetricSpec, RowBuffer, Variant, register
+from suite.metrics.base import RowBuffer
 from suite.rank_deficiency import rank_deficiency
+from suite.specs.rank_deficiency import SPEC, RankConfig
 from suite.trace import BatchTrace, ModelProbe
 
 COMPUTE_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
-class RankConfig(MetricConfig):
-    """``compute_dtype``: float64 on the CPU (default); float32 on a GPU. Recorded with every cell."""
-
-    compute_dtype: Literal["float64", "float32"] = "float64"
-
-
-@register
 class RankDeficiencyMetric:
-    spec = MetricSpec(
-        name="rank_deficiency",
-        display_name="Non-identifiable heads",
-        description="Share of (sequence, head) pairs whose T_h = V_h W_O^h has a non-trivial left null space.",
-        version=2,
-        variants={
-            "rank": Variant("numerical rank r_h of T_h, per sequence and head", "none", (0, None)),
-            "null_dim": Variant("n - r_h per sequence and head", "lower", (0, None)),
-            "nonidentifiable_share": Variant("share of (sequence, head) pairs with null_dim > 0", "lower", (0, 1)),
-            "null_fraction": Variant(
-                "mean over rows of row i's null dimension / its number of keys (null_dim / n for encoders)", "lower", (0, 1)
-            ),
-        },
-        headline="nonidentifiable_share",
-        config_type=RankConfig,
-    )
+    spec = SPEC
 
     def __init__(self, config: RankConfig, seed: int) -> None:
         self.config = config

@@ -6,7 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import leaderboard
-from leaderboard import data
+from leaderboard.data import Board
 
 APP = str(Path(leaderboard.__file__).parent / "app.py")
 
@@ -70,6 +70,6 @@ def test_a_metric_stored_under_two_configurations_gets_a_selector(two_settings_d
     assert selector.label == "Own-token contribution: configuration"
     assert selector.options == ["method=estimate", "method=exact"] and "method=estimate" in selector.value
     assert "5 stored cell(s) of other configurations or older runs are not shown." in [c.value for c in app.sidebar.caption]
-    selector.set_value(data.settings(data.load_results(two_settings_dir))["hidden_token_attribution"][1]).run()
+    selector.set_value(Board(two_settings_dir).settings["hidden_token_attribution"][1]).run()
     after = app.dataframe[0].value.set_index("model")
     assert not app.exception and after.loc["tiny-bert", own] != before and after.loc["tiny-llama", "status"] == "partial"

@@ -6,9 +6,10 @@ import pytest
 import runners.jobs
 from runners.corpus import Corpus
 from runners.jobs import RunConfig, Runner
-from runners.store import ResultStore
+from results.query import ResultQuery
+from results.store import ResultStore
 from runners.zoo import load_zoo
-from suite.metrics import METRICS
+from suite.specs import SPECS
 from tests.conftest import SENTENCES
 
 FAST = {
@@ -62,13 +63,13 @@ def test_failures_are_recorded_and_the_rest_completes(zoo, corpus, tmp_path):
     runner = make_runner(zoo, corpus, tmp_path / "results")
     names = ["unreachable-hub-model", "tiny", "gone", "broken", "tiny-random-init", "tiny-decoder"]
     outcomes = {o.model_id: o for o in runner.run(names)}
-    assert sorted(outcomes["tiny"].computed) == sorted(METRICS) and not outcomes["tiny"].failed
-    assert sorted(outcomes["tiny-random-init"].computed) == sorted(METRICS)
+    assert sorted(outcomes["tiny"].computed) == sorted(SPECS) and not outcomes["tiny"].failed
+    assert sorted(outcomes["tiny-random-init"].computed) == sorted(SPECS)
     assert "cannot reach the Hugging Face hub" in outcomes["unreachable-hub-model"].failed["rank_deficiency"]
     assert "does not exist" in outcomes["gone"].failed["rank_deficiency"]
     assert "unknown key 'colour'" in outcomes["broken"].failed["rank_deficiency"]
 
-    results = ResultStore(tmp_path / "results").read()
+    results = ResultQuery(tmp_path / "results").all_rows()
     failed = results[results["status"] == "failed"]
     assert set(failed["model_id"]) == {"unreachable-hub-model", "gone", "broken"}
     assert failed["error"].str.contains("\n").sum() == 0
@@ -77,7 +78,7 @@ def test_failures_are_recorded_and_the_rest_completes(zoo, corpus, tmp_path):
     # every metric family has a row for every layer of every model
     for model in ("tiny", "tiny-random-init", "tiny-decoder"):
         rows = ok[ok["model_id"] == model]
-        for metric in METRICS:
+        for metric in SPECS:
             layers = set(rows.loc[rows["metric"] == metric, "layer"].dropna().astype(int))
             assert {1, 2} <= layers, metric
     # provenance on every row
@@ -94,7 +95,7 @@ def test_failures_are_recorded_and_the_rest_completes(zoo, corpus, tmp_path):
 
 def test_example_attention_maps_are_stored(zoo, corpus, tmp_path):
     make_runner(zoo, corpus, tmp_path).run(["tiny"])
-    rows = ResultStore(tmp_path).read()
+    rows = ResultQuery(tmp_path).all_rows()
     maps = rows[rows["variant"].isin(["map_raw", "map_eff"])]
     tokens = rows[rows["variant"] == "token"].sort_values("key")
     n = len(tokens)
@@ -123,14 +124,14 @@ def test_killed_run_restarts_without_recomputing_finished_cells(zoo, corpus, tmp
     monkeypatch.setattr(runners.jobs, "load_model", counting_load)
     with pytest.raises(KeyboardInterrupt):
         make_runner(zoo, corpus, root).run(["tiny", "tiny-random-init"])
-    first = ResultStore(root).read()
+    first = ResultQuery(root).all_rows()
     assert set(first["model_id"]) == {"tiny"}
     stamps = {p: p.stat().st_mtime_ns for p in (root / "cells").rglob("*.parquet")}
 
     outcomes = make_runner(zoo, corpus, root).run(["tiny", "tiny-random-init"])
     assert loads == ["tiny", "tiny-random-init", "tiny-random-init"]  # tiny was not loaded again
-    assert sorted(outcomes[0].cached) == sorted(METRICS) and outcomes[0].computed == []
-    assert sorted(outcomes[1].computed) == sorted(METRICS)
+    assert sorted(outcomes[0].cached) == sorted(SPECS) and outcomes[0].computed == []
+    assert sorted(outcomes[1].computed) == sorted(SPECS)
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
 
     # a new metric version or config is a new cell: only that metric is recomputed
@@ -144,7 +145,7 @@ def test_same_inputs_give_same_numbers(zoo, corpus, tmp_path):
     values = []
     for name in ("a", "b"):
         make_runner(zoo, corpus, tmp_path / name).run(["tiny"])
-        frame = ResultStore(tmp_path / name).read()
+        frame = ResultQuery(tmp_path / name).all_rows()
         cols = ["metric", "variant", "layer", "head", "sequence"]
         values.append(frame.sort_values(cols, na_position="first")[cols + ["value"]].reset_index(drop=True))
     pd.testing.assert_frame_equal(values[0], values[1])
@@ -172,7 +173,7 @@ def test_bfloat16_forward_with_float32_metrics(zoo, corpus, tmp_path):
         root = tmp_path / dtype
         Runner(zoo, corpus, RunConfig(metrics=exact, batch_size=4, dtype=dtype), ResultStore(root), "t",
                log=lambda line: None).run(["tiny", "tiny-decoder"])
-        frame = ResultStore(root).read()
+        frame = ResultQuery(root).all_rows()
         assert (frame["status"] == "ok").all() and set(frame["dtype"]) == {dtype}
         aggregates = frame[frame["head"].isna() & frame["sequence"].isna() & frame["layer"].notna()]
         per_dtype[dtype] = aggregates.set_index(["model_id", "metric", "variant", "layer"])["value"]

@@ -12,11 +12,12 @@ import torch
 from runners.corpus import Corpus
 from runners.jobs import RunConfig, Runner
 from runners.loading import load_model
-from runners.store import ResultStore
+from results.query import ResultQuery
+from results.store import ResultStore
 from runners.adapters import adapter_for
 from runners.tracing import Tracer
 from runners.zoo import load_zoo
-from suite.metrics import METRICS
+from suite.specs import SPECS
 from suite.rank_deficiency import rank_deficiency
 from tests.conftest import SENTENCES
 
@@ -42,7 +43,7 @@ def zoo():
 
 
 def _require(zoo, model_id):
-    from runners.loading import ModelLoadError, fingerprint
+    from runners.weights import ModelLoadError, fingerprint
 
     try:
         fingerprint(zoo.entries[model_id], zoo)
@@ -62,8 +63,8 @@ def test_end_to_end_into_parquet(zoo, model_id, facts, tmp_path):
     corpus = Corpus("probe", [(t, None) for t in TEXTS] + [(TEXTS[0], TEXTS[1]), (TEXTS[2], TEXTS[3])])
     runner = Runner(zoo, corpus, RunConfig(metrics=FAST, batch_size=4), ResultStore(tmp_path), "it", log=lambda s: None)
     (outcome,) = runner.run([model_id])
-    assert not outcome.failed and sorted(outcome.computed) == sorted(METRICS)
-    rows = ResultStore(tmp_path).read()
+    assert not outcome.failed and sorted(outcome.computed) == sorted(SPECS)
+    rows = ResultQuery(tmp_path).all_rows()
     assert (rows["status"] == "ok").all()
     for column, value in facts.items():
         assert (rows[column] == value).all(), column

@@ -7,7 +7,8 @@ import transformers
 from runners.adapters import adapter_for
 from runners.tracing import Tracer
 from suite.attribution import contributions, mixing_summary
-from suite.metrics.attribution import AttributionConfig, AttributionMetric
+from suite.metrics.attribution import AttributionMetric
+from suite.specs.hidden_token_attribution import AttributionConfig
 from suite.rank_deficiency import rank_deficiency
 from tests.conftest import SENTENCES
 

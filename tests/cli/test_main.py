@@ -1,6 +1,6 @@
 """``idsuite run`` and ``idsuite list`` end to end on a tiny model and a local corpus."""
 
-from runners.cli import main
+from cli.main import main
 from tests.conftest import SENTENCES
 
 
@@ -31,8 +31,9 @@ models:
     assert attribution[0] != attribution[1] and attribution[2] == attribution[1]
     assert main(["list", "--zoo", str(tmp_path / "models.yaml"), "--results", str(tmp_path / "out")]) == 0
     header, row = capsys.readouterr().out.strip().splitlines()
-    assert header.split()[-5:] == ["n_params", "n_layers", "n_heads", "n_kv_heads", "d_head"]
-    assert row.split()[-4:] == ["2", "4", "4", "8"]  # read from the tiny model's config when it ran
+    assert header.split() == ["id", "source", "tags", "params", "L", "H", "kv", "d_h", "d", "stale"]
+    assert row.split() == ["tiny", "local", "default", "21.2k", "2", "4", "4", "8", "32"]  # read from the config
+    assert all(len(line) <= 80 for line in (header, row))
 
     # export: LaTeX and figures from the same results; no results is a one-line error
     assert main(["export", "--results", str(tmp_path / "out"), "--out", str(tmp_path / "paper")]) == 0

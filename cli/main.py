@@ -1,0 +1,94 @@
+"""``idsuite``: run the battery over the zoo (``run``), show the zoo (``list``), browse and export
+the results (``leaderboard``, ``export``).
+
+The parser needs only the metric declarations (``suite.specs``); each command imports what it
+needs when it runs, so ``idsuite --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from cli.errors import CliError
+from suite.specs import SPECS
+
+DEFAULT_RESULTS = "idsuite-results"
+METRIC_OPTIONS = {  # command-line option -> (metric, config key, help, type)
+    "attribution_method": ("hidden_token_attribution", "method", "'exact' or 'estimate' Jacobian norms", str),
+    "attribution_probes": ("hidden_token_attribution", "probes", "probe directions per token (estimate)", int),
+    "attribution_sequences": ("hidden_token_attribution", "max_sequences", "sequences for attribution", int),
+    "attribution_max_tokens": ("hidden_token_attribution", "max_tokens", "longest sequence for attribution", int),
+    "mlp_steps": ("token_identifiability", "mlp_steps", "training steps of the MLP mapping g", int),
+}
+
+
+def _results_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR",
+                        help=f"result store folder (default: {DEFAULT_RESULTS})")
+
+
+def _zoo_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--zoo", default="models.yaml", metavar="FILE", help="model zoo file (default: models.yaml)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="idsuite", description="Identifiability in transformers, as a benchmark.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="run the battery on zoo models (default: the 'default' tag)",
+                         description="Run the battery on zoo models; finished cells are never recomputed.")
+    _zoo_option(run)
+    run.add_argument("--models", nargs="+", metavar="NAME",
+                     help="entry ids or tags ('default', 'all-offline', 'packaged', 'control', 'hub', 'all', ...)")
+    _results_option(run)
+    run.add_argument("--corpus", default="lee", help="'lee' (packaged), 'mrpc' (hub), a hub dataset id or a local file")
+    run.add_argument("--corpus-config", default=None, help="dataset config name (hub datasets)")
+    run.add_argument("--split", default="train", help="dataset split (hub datasets; default train)")
+    run.add_argument("--text-column", default="text", help="column holding the sentence (default text)")
+    run.add_argument("--pair-column", default=None, help="column holding a second sentence, encoded as a pair")
+    run.add_argument("--max-sequences", type=int, default=200, help="probe sequences per model (default 200)")
+    run.add_argument("--max-tokens", type=int, default=128, help="longest sequence kept (default 128)")
+    run.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (default 16)")
+    for option, (metric, key, text, kind) in METRIC_OPTIONS.items():  # None keeps the metric config's default
+        default = SPECS.get(metric).config_type.model_fields[key].default
+        run.add_argument(f"--{option.replace('_', '-')}", type=kind, help=f"{text} (default {default})")
+    run.add_argument("--seed", type=int, default=0, help="corpus order, splits and probes (default 0)")
+    run.add_argument("--device", default="auto", help="'auto' (cuda where present, else cpu), 'cpu', 'cuda', 'cuda:1'")
+    run.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                     help="forward-pass dtype; 'auto': bfloat16 on a GPU, the entry's dtype on the CPU")
+    run.add_argument("--recompute", action="store_true", help="recompute cells that are already finished")
+    lst = sub.add_parser("list", help="show the zoo entries and any bad ones",
+                         description="Show the zoo entries, whether their weights are available, and any bad entries.")
+    _zoo_option(lst)
+    _results_option(lst)
+    lst.add_argument("--wide", action="store_true", help="full weight fingerprints and error texts, whatever the width")
+    board = sub.add_parser("leaderboard", help="browse the results in a Streamlit app")
+    _results_option(board)
+    board.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
+    export = sub.add_parser("export", help="write the main table (LaTeX) and per-layer figures (PNG, PDF)",
+                            description="Paper export; per metric, the setting most models have.")
+    _results_option(export)
+    export.add_argument("--out", default="paper", metavar="DIR", help="output folder (default: paper)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        if args.command == "run":
+            from cli.run import run_command
+            return run_command(args)
+        if args.command == "list":
+            from cli.listing import list_command
+            return list_command(args)
+        from cli.board import export_command, leaderboard_command
+        return {"leaderboard": leaderboard_command, "export": export_command}[args.command](args)
+    except CliError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

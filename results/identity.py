@@ -1,0 +1,55 @@
+"""A cell's identity: one definition from which its key, its setting and their labels derive.
+
+A cell is one metric of one model under one configuration. Its *key* hashes every schema column
+marked ``key`` (weights, corpus, metric version and config, seed, token limit, dtype, library
+versions): a finished cell is never recomputed, and changing any part makes a new cell. Its
+*setting* is the part that must match for two models' values to be compared (corpus, token
+limit, seed, metric config); dtype and library versions are not in it, so a re-run under newer
+libraries supersedes the older cell of the same setting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+
+from results.schema import KEY_COLUMNS, SETTING_COLUMNS
+
+SETTING_SEPARATOR = "; "
+
+
+def cell_key(identity: Mapping[str, object]) -> str:
+    """sha256 (20 hex digits) of the identity's key columns as sorted JSON."""
+    missing = [c for c in KEY_COLUMNS if c not in identity]
+    if missing:
+        raise KeyError(f"a cell identity needs {', '.join(missing)}")
+    parts = {c: identity[c] for c in KEY_COLUMNS}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and value != value) or str(value) in ("<NA>", "nan", "NaT")
+
+
+def setting_parts(setting: Mapping[str, object]) -> list[str]:
+    """A setting as readable parts: corpus, token limit (absent in stores before the column), seed,
+    and each entry of the metric config as ``key=value``."""
+    values = {c: setting.get(c) for c in SETTING_COLUMNS}
+    parts = [f"corpus {values['corpus_id']} ({str(values['corpus_hash'])[:8]})"]
+    parts += [] if _is_missing(values["max_tokens"]) else [f"token limit {int(values['max_tokens'])}"]
+    parts.append(f"seed {values['seed']}")
+    config = values["metric_config"]
+    return parts + [f"{k}={v}" for k, v in (json.loads(config) if isinstance(config, str) else {}).items()]
+
+
+def setting_label(setting: Mapping[str, object]) -> str:
+    """The setting as one string (the value the leaderboard selects on)."""
+    return SETTING_SEPARATOR.join(setting_parts(setting))
+
+
+def short_setting_names(labels: list[str]) -> dict[str, str]:
+    """Short names for one metric's settings: the parts that are not common to all of them."""
+    split = {label: label.split(SETTING_SEPARATOR) for label in labels}
+    common = set.intersection(*(set(parts) for parts in split.values())) if len(labels) > 1 else set()
+    return {label: SETTING_SEPARATOR.join(p for p in parts if p not in common) for label, parts in split.items()}

@@ -1,0 +1,54 @@
+"""Which stored cells to compare: one setting per metric, the newest cell per model, staleness.
+
+All functions take the cell list of ``ResultQuery.cells()`` (one row per cell) and return cell
+lists, so they never touch result rows.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from results.identity import setting_label
+from results.schema import SETTING_COLUMNS
+from suite.specs import SPECS
+
+
+def with_settings(cells: pd.DataFrame) -> pd.DataFrame:
+    """``cells`` with ``setting`` (the readable label of its setting) and ``stale`` (written by an
+    older version of its metric than the installed one; unknown metrics are not stale)."""
+    out = cells.copy()
+    out["setting"] = [setting_label(dict(zip(SETTING_COLUMNS, row, strict=True)))
+                      for row in out[SETTING_COLUMNS].itertuples(index=False)] if len(out) else []
+    installed = {name: spec.version for name, spec in SPECS.items()}
+    out["stale"] = [metric in installed and pd.notna(v) and int(v) < installed[metric]
+                    for metric, v in zip(out["metric"], out["metric_version"], strict=True)]
+    return out
+
+
+def ranked_settings(cells: pd.DataFrame) -> dict[str, list[str]]:
+    """Per metric, the settings stored: the one with finished cells for the most models first (ties:
+    the most recently written first)."""
+    if cells.empty:
+        return {}
+    cells = cells if "setting" in cells else with_settings(cells)
+    by = ["metric", "setting"]
+    ranked = pd.DataFrame({
+        "models": cells[cells["ok"]].groupby(by)["model_id"].nunique(),
+        "written": cells.groupby(by)["written"].max(),
+    }).fillna({"models": 0}).sort_values(["models", "written"], ascending=False)
+    return {str(metric): part.index.get_level_values("setting").tolist()
+            for metric, part in ranked.groupby(level="metric", sort=True)}
+
+
+def select(cells: pd.DataFrame, chosen: dict[str, str] | None = None) -> pd.DataFrame:
+    """The cells to compare models on: per metric one setting (``chosen[metric]``, else the first of
+    ``ranked_settings``), and per model the most recently written cell of it (a re-run under newer
+    library versions or another dtype supersedes the older cell). A model with no cell in a
+    metric's setting has no cell of that metric."""
+    if cells.empty:
+        return cells
+    cells = cells if "setting" in cells else with_settings(cells)
+    wanted = {metric: (chosen or {}).get(metric) or options[0] for metric, options in ranked_settings(cells).items()}
+    cells = cells[cells["setting"] == cells["metric"].map(wanted)]
+    newest = cells.sort_values(["written", "cell_key"]).drop_duplicates(["model_id", "metric"], keep="last")
+    return newest.sort_values(["model_id", "metric"], ignore_index=True)
