@@ -16,7 +16,7 @@ import pandas as pd
 from results.query import ResultQuery, refs
 from results.schema import SIZE_FACTS
 from results.selection import ranked_settings, select, with_settings
-from results.summary import aggregate_rows, count_label, headline, headline_label, layer_rows
+from results.summary import aggregate_rows, count_label, headline_label, headlines, layer_rows
 from suite.specs import SPECS, MetricSpec
 
 LEAD_COLUMNS = ["model", "kind", "n_params"]
@@ -26,6 +26,13 @@ DETAIL_COLUMNS = ["family", "model_type", *[f for f in SIZE_FACTS if f != "n_par
 """The rest of the facts, behind a toggle."""
 EFFECTIVE_MAPS = {"raw": "map_raw", "effective": "map_eff"}
 """The effective-attention metric's two example maps (the null map is their difference)."""
+AGGREGATE_COLUMNS = ["model_id", "metric", "variant", "layer", "head", "sequence", "value", "status", "n_layers"]
+"""What the main table and the curves read from the summaries."""
+
+
+def _true(value: object) -> bool:
+    """A stored boolean that may be missing (NULL in older cells)."""
+    return not pd.isna(value) and bool(value)
 
 
 def best_of_label(spec: MetricSpec) -> str:
@@ -43,42 +50,55 @@ class Board:
         self.settings = ranked_settings(self.stored)
         self.cells = select(self.stored, chosen)
         self.hidden = len(self.stored) - len(self.cells)
-        rows = self.query.summary_rows(refs(self.cells), where="head IS NULL") if len(self.cells) else None
-        self.aggregates = aggregate_rows(rows) if rows is not None else pd.DataFrame()
+        rows = self.query.summary_rows(refs(self.cells), where="head IS NULL", columns=AGGREGATE_COLUMNS)
+        self.aggregates = aggregate_rows(rows)
+        self.per_layer = layer_rows(self.aggregates)
+        self._table: pd.DataFrame | None = None
 
     # -- the main table --------------------------------------------------------------------------
     def model_table(self) -> pd.DataFrame:
         """One row per model: what it is, its size, one column per metric headline, its status, and
-        the facts of ``DETAIL_COLUMNS``."""
+        the facts of ``DETAIL_COLUMNS`` (computed once per board)."""
+        if self._table is None:
+            self._table = self._model_table()
+        return self._table.copy()
+
+    def _model_table(self) -> pd.DataFrame:
+        heads = [c for s in SPECS.values() for c in (headline_label(s), *([best_of_label(s)] if s.headline_best_of else []))]
         if self.cells.empty:
-            return pd.DataFrame(columns=LEAD_COLUMNS + [headline_label(s) for s in SPECS.values()] + ["status"])
+            return pd.DataFrame(columns=LEAD_COLUMNS + heads + ["status"] + DETAIL_COLUMNS)
+        best = {(m, metric): (v, variant) for m, metric, v, variant in headlines(self.aggregates).itertuples(index=False)}
+        by_model: dict[str, list[dict]] = {}
+        for cell in self.cells.to_dict("records"):  # plain records: a hundred models in milliseconds
+            by_model.setdefault(cell["model_id"], []).append(cell)
         out = []
-        for model_id, cells in self.cells.groupby("model_id", sort=True):
-            ok = cells[cells["ok"]]
-            facts = ok.iloc[0] if len(ok) else cells.iloc[0]
-            record = {"model": model_id, "kind": None if pd.isna(facts["causal"]) else
-                      ("decoder" if facts["causal"] else "encoder")}
+        for model_id in sorted(by_model):
+            cells = by_model[model_id]
+            ok = [c for c in cells if c["ok"]]
+            facts = (ok or cells)[0]
+            causal = facts["causal"]
+            record = {"model": model_id, "kind": None if pd.isna(causal) else ("decoder" if causal else "encoder")}
             record |= {c: facts[c] for c in ["family", "model_type", *SIZE_FACTS]}
-            rows = self.aggregates[self.aggregates["model_id"] == model_id]
             for name, spec in SPECS.items():
-                best = headline(rows[rows["metric"] == name], spec)
-                record[headline_label(spec)] = best.value
+                value, variant = best.get((model_id, name), (np.nan, None))
+                record[headline_label(spec)] = value
                 if spec.headline_best_of:
-                    record[best_of_label(spec)] = best.variant or None
-            done, failed = set(ok["metric"]), set(cells.loc[~cells["ok"], "metric"])
+                    record[best_of_label(spec)] = variant
+            done = {c["metric"] for c in ok}
+            failed = {c["metric"] for c in cells if not c["ok"]}
             record["status"] = "complete" if done >= set(SPECS) else ("failed" if not done else "partial")
-            errors = cells.loc[~cells["ok"], "error"].dropna()
+            errors = [c["error"] for c in cells if not c["ok"] and isinstance(c["error"], str)]
             missing = sorted(set(SPECS) - done - failed)
-            record["note"] = (errors.iloc[0] if len(errors) else "") if record["status"] != "complete" else ""
-            if missing and record["status"] == "partial":
-                record["note"] = "; ".join(filter(None, [record["note"], f"missing: {', '.join(missing)}"]))
-            record["trained"] = "control" if bool(cells["is_control"].fillna(False).any()) else "trained"
-            record["control_of"] = facts["control_of"] if record["trained"] == "control" else None
-            record["remote_code"] = bool(cells["trust_remote_code"].fillna(False).any())
-            record["stale"] = ", ".join(sorted(cells.loc[cells["stale"], "metric"]))
+            notes = [errors[0]] if errors and record["status"] != "complete" else []
+            notes += [f"missing: {', '.join(missing)}"] if missing and record["status"] == "partial" else []
+            record["note"] = "; ".join(notes)
+            control = any(_true(c["is_control"]) for c in cells)
+            record["trained"] = "control" if control else "trained"
+            record["control_of"] = facts["control_of"] if control else None
+            record["remote_code"] = any(_true(c["trust_remote_code"]) for c in cells)
+            record["stale"] = ", ".join(sorted(c["metric"] for c in cells if c["stale"]))
             out.append(record)
         table = pd.DataFrame(out).astype({f: "Int64" for f in SIZE_FACTS})
-        heads = [c for s in SPECS.values() for c in (headline_label(s), *([best_of_label(s)] if s.headline_best_of else []))]
         return table[LEAD_COLUMNS + heads + ["status"] + DETAIL_COLUMNS]
 
     # -- a model and its control -----------------------------------------------------------------
@@ -108,9 +128,7 @@ class Board:
 
     def layer_curves(self, model_ids: list[str], metric: str, variant: str, normalise_depth: bool = False) -> pd.DataFrame:
         """(model, layer, depth, value): one curve per model; ``depth`` = layer / L when normalised."""
-        rows = layer_rows(self.aggregates) if len(self.aggregates) else self.aggregates
-        if rows.empty:
-            return pd.DataFrame(columns=["model", "layer", "depth", "value"])
+        rows = self.per_layer
         part = rows[rows["model_id"].isin(model_ids) & (rows["metric"] == metric) & (rows["variant"] == variant)]
         part = part[["model_id", "layer", "n_layers", "value"]].rename(columns={"model_id": "model"})
         part = part.sort_values(["model", "layer"])

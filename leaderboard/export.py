@@ -4,36 +4,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from leaderboard.data import Board, latex_table  # noqa: E402
-from suite.specs import SPECS  # noqa: E402
+from leaderboard.data import Board, latex_table
+from leaderboard.figures import Curve, LayerFigure, draw
+from suite.specs import SPECS
 
 
-def per_layer_figure(board: Board, metric: str, variant: str, normalise_depth: bool = True):
-    """Every model's curve of one metric variant; controls dashed. None if there are no rows."""
-    table = board.model_table()
-    curves = board.layer_curves(table["model"].tolist(), metric, variant, normalise_depth)
+def layer_figure(board: Board, metric: str, variant: str, normalise_depth: bool = True) -> LayerFigure | None:
+    """Every model's curve of one metric variant (controls marked, models grouped by family); None
+    if there are no rows."""
+    table = board.model_table().set_index("model")
+    curves = board.layer_curves(table.index.tolist(), metric, variant, normalise_depth)
     if curves.empty:
         return None
-    controls = set(table.loc[table["trained"] == "control", "model"])
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    for model, part in curves.groupby("model", sort=True):
-        ax.plot(part["depth"], part["value"], marker="o", markersize=3, label=model,
-                linestyle="--" if model in controls else "-")
     spec = SPECS.get(metric)
-    ax.set_xlabel("layer / L" if normalise_depth else "layer")
-    if not normalise_depth:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(f"{variant} ({spec.variants[variant].unit})" if spec.variants[variant].unit else variant)
-    ax.set_title(f"{spec.display_name}: {variant}", fontsize=9)
-    ax.legend(fontsize=6, frameon=False)
-    fig.tight_layout()
-    return fig
+    unit = spec.variants[variant].unit
+    lines = tuple(
+        Curve(str(model), part["depth"].to_numpy(), part["value"].to_numpy(), table.at[model, "trained"] == "control",
+              str(table.at[model, "family"]) if isinstance(table.at[model, "family"], str) else "unknown")
+        for model, part in curves.groupby("model", sort=True)
+    )
+    return LayerFigure(f"{spec.display_name}: {variant}", "layer / L" if normalise_depth else "layer",
+                       f"{variant} ({unit})" if unit else variant, not normalise_depth, lines)
 
 
 def export(board: Board, out: Path) -> list[Path]:
@@ -41,15 +32,10 @@ def export(board: Board, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "leaderboard.tex"]
     models = board.cells["model_id"].nunique()
-    caption = f"Identifiability headlines of {models} model{'s' if models != 1 else ''}."
-    written[0].write_text(latex_table(board.model_table(), caption))
+    written[0].write_text(latex_table(board.model_table(), f"Identifiability headlines of {models} "
+                                                           f"model{'s' if models != 1 else ''}."))
     for name, spec in SPECS.items():
-        fig = per_layer_figure(board, name, spec.headline)
-        if fig is None:
-            continue
-        for suffix in ("png", "pdf"):
-            path = out / f"{name}__{spec.headline.replace('/', '-')}.{suffix}"
-            fig.savefig(path, dpi=200)
-            written.append(path)
-        plt.close(fig)
+        figure = layer_figure(board, name, spec.headline)
+        if figure is not None:
+            written += draw(figure, out / f"{name}__{spec.headline.replace('/', '-')}")
     return written

@@ -14,18 +14,25 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from results.schema import ARROW_SCHEMA, FACT_COLUMNS, NAMES, PROVENANCE_COLUMNS, select_list
-from results.store import CellRef, ResultStore
+from results.schema import ARROW_SCHEMA, CARD_COLUMNS, NAMES, SCHEMA_VERSION, select_list
+from results.store import CellRef, ResultStore, read_card
 
 CELL_COLUMNS = ["model_id", "metric", "cell_key"]
 """What names a cell in query results."""
-_PER_CELL = [c for c in PROVENANCE_COLUMNS + FACT_COLUMNS if c not in CELL_COLUMNS and c != "timestamp"]
+AGGREGATED = "sequence IS NULL"
+"""The rows a summary holds (true of every summary row; selects them from a cell without a summary)."""
+CELL_ROWS = f"{AGGREGATED} AND head IS NULL"
+"""Enough rows to know a cell: its per-layer and whole-model rows, or its one failed row (provenance
+and status are the same on every row of a cell)."""
 
 
 def _sql_list(paths: Sequence[Path]) -> str:
     return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+
+
+def _quoted(names: Sequence[str]) -> str:
+    return ", ".join(f'"{c}"' for c in names)
 
 
 class ResultQuery:
@@ -35,55 +42,79 @@ class ResultQuery:
         self.store = store if isinstance(store, ResultStore) else ResultStore(store)
         self.bad_files: list[tuple[Path, str]] = []
         self._db = duckdb.connect()
+        self._db.execute("SET parquet_metadata_cache = true")  # footers are read once per query object
+        self._current: set[Path] = set()  # files whose card says they hold every column of this schema
 
-    def _readable(self, paths: list[Path]) -> list[Path]:
-        good = []
-        for path in paths:
-            try:
-                pq.read_metadata(path)
-                good.append(path)
-            except (OSError, pa.ArrowException) as e:
-                self.bad_files.append((path, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"))
-        return good
+    def _rows_sql(self, paths: list[Path], names: list[str], where: str) -> str:
+        source = f"read_parquet({_sql_list(paths)}, union_by_name = true)"
+        if self._current.issuperset(paths):  # their cards said: written with every column of this schema
+            present = set(NAMES)
+        else:
+            present = {row[0] for row in self._db.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+        migrated = f"SELECT {select_list(present)} FROM {source}"  # DuckDB pushes the projection and filter down
+        return f"SELECT {_quoted(names)} FROM ({migrated})" + (f" WHERE {where}" if where else "")
 
     def _read(self, paths: list[Path], columns: Sequence[str] | None = None, where: str = "",
               parameters: Sequence[object] = (), query: str = "SELECT * FROM rows") -> pd.DataFrame:
         """``query`` over ``rows``: the ``columns`` of the rows matching ``where`` in ``paths``, older
-        files migrated by the schema. Unreadable files are skipped (and recorded in ``bad_files``)."""
+        files migrated by the schema. A file that cannot be read is skipped and recorded in
+        ``bad_files`` (found by reading each file alone, only when the whole query fails)."""
         names = list(columns) if columns else NAMES
         if not paths:
-            self._db.register("no_rows", pa.table({c: pa.nulls(0, ARROW_SCHEMA.field(c).type) for c in names}))
-            rows = "SELECT * FROM no_rows" + (f" WHERE {where}" if where else "")
+            self._db.register("no_rows", ARROW_SCHEMA.empty_table())
+            rows = f"SELECT {_quoted(names)} FROM no_rows" + (f" WHERE {where}" if where else "")
             return self._db.execute(f"WITH rows AS ({rows}) {query}", list(parameters)).df()
-        for attempt in range(2):
-            source = f"read_parquet({_sql_list(paths)}, union_by_name = true)"
-            try:
-                present = {row[0] for row in self._db.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-                rows = f"SELECT {select_list(present, names)} FROM {source}" + (f" WHERE {where}" if where else "")
-                return self._db.execute(f"WITH rows AS ({rows}) {query}", list(parameters)).df()
-            except duckdb.Error:
-                if attempt:
-                    raise
-                paths = self._readable(paths)  # find and skip the files DuckDB could not read
-                if not paths:
-                    return self._read([], columns, where, parameters, query)
-        raise AssertionError("unreachable")
+        try:
+            return self._db.execute(f"WITH rows AS ({self._rows_sql(paths, names, where)}) {query}", list(parameters)).df()
+        except duckdb.Error:
+            good = []
+            for path in paths:
+                try:
+                    self._db.execute(f"SELECT count(*) FROM ({self._rows_sql([path], names, where)})", list(parameters))
+                    good.append(path)
+                except duckdb.Error as e:
+                    self.bad_files.append((path, str(e).splitlines()[0][:300]))
+            if len(good) == len(paths):
+                raise  # not a file's fault
+            return self._read(good, columns, where, parameters, query)
 
     def cells(self) -> pd.DataFrame:
         """One row per stored cell: ``model_id, metric, cell_key``, its provenance and model facts,
-        ``written`` (UTC time of the cell), ``ok`` (every row finished) and ``error`` (the first)."""
-        per_cell = ", ".join(f'any_value("{c}") AS "{c}"' for c in _PER_CELL)
-        query = (f"SELECT model_id, metric, cell_key, {per_cell}, max(timestamp) AS written, "
-                 "bool_and(status = 'ok') AS ok, any_value(error) AS error FROM rows GROUP BY ALL")
-        cells = self._read(self.store.summary_files(), CELL_COLUMNS + _PER_CELL + ["timestamp", "status", "error"],
-                           query=query)
+        ``written`` (UTC time of the cell), ``ok`` (every row finished) and ``error`` (the first).
+
+        Read from the cards in the files' footers; cells written before cards existed are
+        aggregated from their rows."""
+        cards, older = [], []
+        for path in self.store.summary_sources():
+            try:
+                card = read_card(path)
+            except (OSError, pa.ArrowException) as e:
+                self.bad_files.append((path, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]))
+                continue
+            (cards.append(card) if card is not None else older.append(path))
+            if card is not None and card.get("schema_version") == SCHEMA_VERSION:
+                self._current.add(path)
+        columns = [*CARD_COLUMNS, "ok", "error", "written"]
+        frames = [pd.DataFrame(cards, columns=columns)] if cards else []
+        if older:
+            per_cell = ", ".join(f'any_value("{c}") AS "{c}"' for c in CARD_COLUMNS)
+            query = (f"SELECT {per_cell}, bool_and(status = 'ok') AS ok, any_value(error) AS error, "
+                     "max(timestamp) AS written FROM rows GROUP BY model_id, metric, cell_key")
+            frames.append(self._read(older, [*CARD_COLUMNS, "timestamp", "status", "error"], where=CELL_ROWS, query=query))
+        if not frames:
+            return pd.DataFrame(columns=columns)
+        cells = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        cells = cells.astype({c: ARROW_SCHEMA.field(c).type.to_pandas_dtype() for c in CARD_COLUMNS
+                              if ARROW_SCHEMA.field(c).type.id == pa.int64().id} | {"ok": bool}, errors="ignore")
         cells["written"] = pd.to_datetime(cells["written"], utc=True, format="ISO8601")
-        return cells.sort_values(CELL_COLUMNS, ignore_index=True)
+        return cells[[*CELL_COLUMNS, *[c for c in columns if c not in CELL_COLUMNS]]].sort_values(
+            CELL_COLUMNS, ignore_index=True)
 
     def summary_rows(self, cells: Iterable[CellRef], where: str = "", columns: Sequence[str] | None = None,
                      parameters: Sequence[object] = ()) -> pd.DataFrame:
         """Rows aggregated over sequences (per layer, per head, per model) of the given cells."""
-        return self._read([self.store.summary_path(c) for c in cells], columns, where, parameters)
+        where = f"{AGGREGATED} AND ({where})" if where else AGGREGATED
+        return self._read([self.store.summary_source(c) for c in cells], columns, where, parameters)
 
     def cell_rows(self, cells: Iterable[CellRef], where: str = "", columns: Sequence[str] | None = None,
                   parameters: Sequence[object] = ()) -> pd.DataFrame:

@@ -98,6 +98,9 @@ SETTING_COLUMNS = [c.name for c in COLUMNS if c.setting]
 FACT_COLUMNS = [c.name for c in COLUMNS if c.role == "fact"]
 SIZE_FACTS = [c.name for c in COLUMNS if c.group == "size"]
 PROVENANCE_COLUMNS = [c.name for c in COLUMNS if c.role == "provenance"]
+CARD_COLUMNS = ["metric", *[c for c in PROVENANCE_COLUMNS + FACT_COLUMNS if c != "timestamp"]]
+"""The columns that are the same on every row of a cell; with ``ok``, ``error`` and ``written``
+they make its card (``results.store.cell_card``), kept in each file's footer."""
 ARROW_SCHEMA = pa.schema([pa.field(c.name, ARROW_TYPES[c.type]) for c in COLUMNS])
 
 

@@ -14,6 +14,7 @@ recomputed; staging files left by a killed writer are removed once their process
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -29,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from results.schema import SCHEMA_VERSION, conform
+from results.schema import CARD_COLUMNS, SCHEMA_VERSION, conform
 
 CellState = Literal["missing", "ok", "failed"]
 ROW_GROUP_ROWS = 65_536
@@ -38,6 +39,31 @@ ROW_GROUP_ROWS = 65_536
 STALE_STAGING_SECONDS = 24 * 3600
 """A staging file from another host (whose process cannot be checked) is stale after this long."""
 SORT_COLUMNS = ["variant", "layer", "head", "sequence", "query", "key"]
+
+
+SCHEMA_KEY, CARD_KEY = b"idsuite_schema", b"idsuite_cell"
+"""Keys of the footer metadata: the schema version, and the cell's card (JSON)."""
+
+
+def cell_card(table: pa.Table) -> dict[str, object]:
+    """What is the same on every row of a cell (``CARD_COLUMNS``, first non-null value), whether it
+    finished (``ok``: every row's status is ok), its first ``error`` and when it was ``written``."""
+    card = {}
+    for name in CARD_COLUMNS:
+        column = table.column(name).drop_null()
+        card[name] = column[0].as_py() if len(column) else None
+    status = table.column("status").to_pylist()
+    errors = table.column("error").drop_null()
+    stamps = table.column("timestamp").drop_null()
+    card |= {"ok": bool(status) and all(s == "ok" for s in status), "error": errors[0].as_py() if len(errors) else None,
+             "written": max(stamps.to_pylist()) if len(stamps) else None}
+    return card
+
+
+def read_card(path: Path) -> dict[str, object] | None:
+    """The card in a file's footer (None for files written before cards existed)."""
+    metadata = pq.read_schema(path).metadata or {}
+    return json.loads(metadata[CARD_KEY]) if CARD_KEY in metadata else None
 
 
 def model_folder(model_id: str) -> str:
@@ -113,9 +139,15 @@ class ResultStore:
     def cell_files(self) -> list[Path]:
         return list(self._files(self.cells))
 
-    def summary_files(self) -> list[Path]:
-        """Summaries whose cell exists (a summary is written after its cell)."""
-        return [p for p in self._files(self.summaries) if self.cell_path(self.ref_of(p)).exists()]
+    def summary_source(self, ref: CellRef) -> Path:
+        """Where a cell's aggregated rows are read from: its summary, or for a cell written before
+        summaries existed (schema 1) the cell itself (its rows with no ``sequence``)."""
+        summary = self.summary_path(ref)
+        return summary if summary.exists() else self.cell_path(ref)
+
+    def summary_sources(self) -> list[Path]:
+        """``summary_source`` of every stored cell (a summary without its cell is never read)."""
+        return [self.summary_source(self.ref_of(p)) for p in self.cell_files()]
 
     # -- writing ---------------------------------------------------------------------------------
     def _atomic_write(self, table: pa.Table, path: Path, row_group_size: int | None = None) -> None:
@@ -133,10 +165,11 @@ class ResultStore:
             tmp.unlink(missing_ok=True)
 
     def write(self, ref: CellRef, frame: pd.DataFrame) -> Path:
-        """Write a cell (every row) and then its summary (rows with no ``sequence``), each atomically."""
+        """Write a cell (every row) and then its summary (rows with no ``sequence``), each atomically;
+        both carry the cell's card in their footer."""
         rows = frame.sort_values([c for c in SORT_COLUMNS if c in frame], na_position="first", kind="stable")
         table = conform(pa.Table.from_pandas(rows, preserve_index=False))
-        metadata = {b"idsuite_schema": str(SCHEMA_VERSION).encode()}
+        metadata = {SCHEMA_KEY: str(SCHEMA_VERSION).encode(), CARD_KEY: json.dumps(cell_card(table)).encode()}
         table = table.replace_schema_metadata(metadata)
         self._atomic_write(table, self.cell_path(ref), ROW_GROUP_ROWS)
         self._atomic_write(self._summary_of(table), self.summary_path(ref))
@@ -163,7 +196,8 @@ class ResultStore:
         try:
             pq.read_metadata(summary)
         except (OSError, pa.ArrowException):
-            self._atomic_write(self._summary_of(pq.read_table(path)), summary)
+            cell = pq.read_table(path)
+            self._atomic_write(self._summary_of(cell).replace_schema_metadata(cell.schema.metadata), summary)
         return "ok" if status and all(s == "ok" for s in status) else "failed"
 
     def is_done(self, ref: CellRef) -> bool:

@@ -5,9 +5,6 @@ The command line's tables and the leaderboard's main table both take their numbe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
 import pandas as pd
 
 from suite.specs import SPECS, MetricSpec
@@ -27,33 +24,32 @@ def layer_rows(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[rows["layer"].notna()].astype({"layer": int})
 
 
-@dataclass(frozen=True)
-class Headline:
-    """A model's one number for a metric: ``value`` of ``variant`` (the best g for identifiability)."""
-
-    value: float
-    variant: str
+HEADLINE_COLUMNS = ["model_id", "metric", "value", "variant"]
 
 
-def headline(rows: pd.DataFrame, spec: MetricSpec) -> Headline:
-    """From one model's aggregated rows of one metric: the ``last`` layer's value, or for ``mean``
-    the whole-model row (the mean over layers); with ``headline_best_of`` the best variant."""
-    candidates = spec.headline_best_of or (spec.headline,)
-    direction = spec.variants[candidates[0]].direction
-    best = Headline(np.nan, "")
-    for variant in candidates:
-        part = rows[rows["variant"] == variant]
-        per_layer = part[part["layer"].notna()].sort_values("layer")
-        overall = part[part["layer"].isna()]
-        if spec.headline_layer == "last":
-            value = float(per_layer["value"].iloc[-1]) if len(per_layer) else np.nan
-        else:
-            value = float(overall["value"].iloc[0]) if len(overall) else float(per_layer["value"].mean())
-        if np.isnan(value):
-            continue
-        if np.isnan(best.value) or (value < best.value if direction == "lower" else value > best.value):
-            best = Headline(value, variant)
-    return best
+def headlines(rows: pd.DataFrame) -> pd.DataFrame:
+    """Each model's one number per metric (``HEADLINE_COLUMNS``), from aggregated rows of any number
+    of models: the ``last`` layer's value, or for ``mean`` the whole-model row (else the mean of the
+    per-layer rows); with ``headline_best_of``, the best of those variants by their direction."""
+    keys = ["model_id", "metric", "variant"]
+    rows = aggregate_rows(rows) if len(rows) else rows
+    if rows.empty:
+        return pd.DataFrame(columns=HEADLINE_COLUMNS)
+    per_layer = rows[rows["layer"].notna()].sort_values("layer")
+    last = per_layer.groupby(keys, sort=False)["value"].last()
+    mean = rows[rows["layer"].isna()].groupby(keys, sort=False)["value"].first()
+    mean = mean.combine_first(per_layer.groupby(keys, sort=False)["value"].mean())
+    out = []
+    for name, spec in SPECS.items():
+        source = last if spec.headline_layer == "last" else mean
+        values = source[source.index.get_level_values("metric") == name].dropna().reset_index()
+        candidates = spec.headline_best_of or (spec.headline,)
+        values = values[values["variant"].isin(candidates)]
+        values = values.assign(order=values["variant"].map({v: i for i, v in enumerate(candidates)}))
+        lower = spec.variants[candidates[0]].direction == "lower"
+        best = values.sort_values(["value", "order"], ascending=[lower, True]).drop_duplicates(["model_id"])
+        out.append(best[HEADLINE_COLUMNS])
+    return pd.concat(out, ignore_index=True).sort_values(["model_id", "metric"], ignore_index=True)
 
 
 def headline_label(spec: MetricSpec) -> str:
