@@ -18,7 +18,7 @@ from results.identity import short_setting_names
 from results.summary import headline_label
 from suite.specs import SPECS
 
-st.set_page_config(page_title="idsuite leaderboard", layout="wide")
+st.set_page_config(page_title="idsuite leaderboard", layout="wide", initial_sidebar_state="collapsed")
 RESULTS = os.environ.get("IDSUITE_RESULTS", "idsuite-results")
 
 
@@ -40,22 +40,24 @@ def _board(root: str, chosen: tuple[tuple[str, str], ...], signature: tuple[int,
 
 
 def _choose_board(root: str) -> data.Board:
-    """Sidebar: a setting per metric stored under several (default: the one most models have);
-    returns the board of the chosen cells."""
+    """Above the views: a setting per metric stored under several (default: the one most models
+    have); returns the board of the chosen cells."""
     signature = _store_signature(root)
     settings = _board(root, (), signature).settings
+    several = {metric: options for metric, options in settings.items() if len(options) > 1}
     chosen = {}
-    for metric, options in settings.items():
-        if len(options) > 1:
-            label = f"{SPECS.get(metric).display_name}: configuration" if metric in SPECS else metric
-            names = short_setting_names(options)
-            chosen[metric] = st.sidebar.selectbox(label, options, format_func=names.get, key=f"setting-{metric}",
-                                                  help="Stored under several settings; the first is the one most models have.")
+    if several:
+        with st.expander(f"Configurations: {len(several)} metric(s) stored under several settings"):
+            for metric, options in several.items():
+                label = f"{SPECS.get(metric).display_name}: configuration" if metric in SPECS else metric
+                names = short_setting_names(options)
+                chosen[metric] = st.selectbox(label, options, format_func=names.get, key=f"setting-{metric}",
+                                              help="Stored under several settings; the first is the one most models have.")
     board = _board(root, tuple(sorted(chosen.items())), signature)
     if board.hidden:
-        st.sidebar.caption(f"{board.hidden} stored cell(s) of other configurations or older runs are not shown.")
+        st.caption(f"{board.hidden} stored cell(s) of other configurations or older runs are not shown.")
     if board.query.bad_files:
-        st.sidebar.warning("Unreadable files skipped: " + ", ".join(p.name for p, _ in board.query.bad_files))
+        st.warning("Unreadable files skipped: " + ", ".join(p.name for p, _ in board.query.bad_files))
     return board
 
 
@@ -99,23 +101,36 @@ def _heatmap(grid: pd.DataFrame, x: str, y: str, title: str, labels: list[str] |
     )
 
 
+def _legend() -> str:
+    """What each headline column is: where it is taken, its unit and which way is more identifiable."""
+    parts = []
+    for spec in SPECS.values():
+        variant = spec.headline_variant()
+        where = "last layer" if spec.headline_layer == "last" else "mean over layers"
+        best = ", best g" if spec.headline_best_of else ""
+        direction = {"higher": "higher = more identifiable", "lower": "lower = more identifiable"}.get(variant.direction, "")
+        parts.append(f"**{spec.display_name}**: {variant.unit}, {where}{best}; {direction}")
+    return " · ".join(parts)
+
+
 def leaderboard_view(board: data.Board) -> None:
     st.header("Leaderboard")
     table = board.model_table()
-    with st.sidebar:
-        families = st.multiselect("Family", sorted(table["family"].dropna().unique()))
-        kinds = st.multiselect("Encoder / decoder", ["encoder", "decoder"])
-        sizes = table["n_params"].dropna().astype(float) / 1e6  # Int64: dropna leaves numbers only
-        top = float(max(1.0, sizes.max())) if len(sizes) else 1.0
-        params = st.slider("Parameters (millions)", 0.0, top, (0.0, top))
-        search = st.text_input("Search models")
+    family_col, kind_col, size_col, search_col = st.columns([2, 2, 3, 2])
+    families = family_col.multiselect("Family", sorted(table["family"].dropna().unique()))
+    kinds = kind_col.multiselect("Encoder / decoder", ["encoder", "decoder"])
+    sizes = table["n_params"].dropna().astype(float) / 1e6  # Int64: dropna leaves numbers only
+    top = float(max(1.0, sizes.max())) if len(sizes) else 1.0
+    params = size_col.slider("Parameters (millions)", 0.0, top, (0.0, top))
+    search = search_col.text_input("Search models")
     shown = data.filter_table(table, families, kinds, params, search)
     facts = st.toggle("Show all model facts", value=False, help="family, type, layers, heads, head size, ...")
     columns = [c for c in shown.columns if facts or c not in data.DETAIL_COLUMNS and not c.endswith(": best g")]
-    st.caption(f"{len(shown)} of {len(table)} models; click a column title to sort. Each headline says its unit and "
-               f"which way means more identifiable. Results: {RESULTS}")
+    st.caption(f"{len(shown)} of {len(table)} models; click a column title to sort. Results: {RESULTS}")
+    st.caption(_legend())
     config = {headline_label(s): st.column_config.NumberColumn(
-        headline_label(s), format="%.3f", help=f"{s.description} ({s.paper})") for s in SPECS.values()}
+        s.display_name + (", last" if s.headline_layer == "last" else ""), format="%.3f",
+        help=f"{headline_label(s)}. {s.description} ({s.paper})") for s in SPECS.values()}
     config["n_params"] = st.column_config.NumberColumn("params", format="compact", help="number of parameters")
     config["model"] = st.column_config.TextColumn("model", pinned=True)
     st.dataframe(shown[columns], hide_index=True, column_config=config, width="stretch")
@@ -206,7 +221,7 @@ def compare_view(board: data.Board) -> None:
 
 def main() -> None:
     st.title("Identifiability in transformers")
-    view = st.sidebar.radio("View", ["Leaderboard", "Model", "Compare"])
+    view = st.radio("View", ["Leaderboard", "Model", "Compare"], horizontal=True, label_visibility="collapsed")
     board = _choose_board(RESULTS)
     if board.stored.empty:
         st.info(f"No results in {RESULTS!r} yet. Run `idsuite run` first, or pass --results PATH.")

@@ -14,14 +14,18 @@ from suite.specs import SPECS
 
 
 def with_settings(cells: pd.DataFrame) -> pd.DataFrame:
-    """``cells`` with ``setting`` (the readable label of its setting) and ``stale`` (written by an
-    older version of its metric than the installed one; unknown metrics are not stale)."""
+    """``cells`` with ``setting`` (the readable label of its setting) and ``stale``: written by an
+    older version of its metric than the installed one, with no cell of the installed version in
+    the same setting for the same model (a recomputed cell is no longer stale; unknown metrics are
+    never stale)."""
     out = cells.copy()
     out["setting"] = [setting_label(dict(zip(SETTING_COLUMNS, row, strict=True)))
                       for row in out[SETTING_COLUMNS].itertuples(index=False)] if len(out) else []
-    installed = {name: spec.version for name, spec in SPECS.items()}
-    out["stale"] = [metric in installed and pd.notna(v) and int(v) < installed[metric]
-                    for metric, v in zip(out["metric"], out["metric_version"], strict=True)]
+    installed = out["metric"].map({name: spec.version for name, spec in SPECS.items()})
+    older = installed.notna() & out["metric_version"].notna() & (out["metric_version"] < installed)
+    where = ["model_id", "metric", "setting"]
+    current = pd.MultiIndex.from_frame(out.loc[out["metric_version"] == installed, where])
+    out["stale"] = older & ~pd.MultiIndex.from_frame(out[where]).isin(current)
     return out
 
 
@@ -42,13 +46,15 @@ def ranked_settings(cells: pd.DataFrame) -> dict[str, list[str]]:
 
 def select(cells: pd.DataFrame, chosen: dict[str, str] | None = None) -> pd.DataFrame:
     """The cells to compare models on: per metric one setting (``chosen[metric]``, else the first of
-    ``ranked_settings``), and per model the most recently written cell of it (a re-run under newer
-    library versions or another dtype supersedes the older cell). A model with no cell in a
+    ``ranked_settings``), and per model its cell of the newest metric version, the most recently
+    written of them (a re-run under newer library versions or another dtype supersedes the older cell). A model with no cell in a
     metric's setting has no cell of that metric."""
     if cells.empty:
         return cells
     cells = cells if "setting" in cells else with_settings(cells)
     wanted = {metric: (chosen or {}).get(metric) or options[0] for metric, options in ranked_settings(cells).items()}
     cells = cells[cells["setting"] == cells["metric"].map(wanted)]
-    newest = cells.sort_values(["written", "cell_key"]).drop_duplicates(["model_id", "metric"], keep="last")
+    # the newest metric version first (a stale cell never hides a recomputed one), then the newest write
+    newest = cells.sort_values(["metric_version", "written", "cell_key"]).drop_duplicates(["model_id", "metric"],
+                                                                                         keep="last")
     return newest.sort_values(["model_id", "metric"], ignore_index=True)

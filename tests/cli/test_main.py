@@ -50,3 +50,28 @@ def test_bad_zoo_is_one_line_and_exit_code_two(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'missing.yaml'}: no such file (pass --zoo PATH)"
     assert main(["run", "--zoo", str(tmp_path / "models.yaml"), "--models", "nope"]) == 2
     assert "no entry or tag named 'nope'" in capsys.readouterr().err
+
+
+def test_stale_cells_are_counted_listed_and_recomputed(tmp_path, tiny_bert_dir, capsys, monkeypatch):
+    import dataclasses
+
+    from suite.specs import SPECS
+
+    (tmp_path / "models.yaml").write_text(f"models:\n  - {{id: tiny, source: local, path: {tiny_bert_dir}, tags: [default]}}\n")
+    corpus = tmp_path / "probe.txt"
+    corpus.write_text("\n".join(SENTENCES) + "\n")
+    args = ["run", "--zoo", str(tmp_path / "models.yaml"), "--results", str(tmp_path / "out"), "--corpus", str(corpus),
+            "--mlp-steps", "5", "--attribution-max-tokens", "10"]
+    listing = ["list", "--zoo", str(tmp_path / "models.yaml"), "--results", str(tmp_path / "out")]
+    assert main(args) == 0
+    assert "4 cell(s) to compute, 0 of them replacing stale cells" in capsys.readouterr().out
+    rank = SPECS.get("rank_deficiency")  # the installed code now has a newer version of this metric
+    monkeypatch.setitem(SPECS._entries, rank.name, dataclasses.replace(rank, version=rank.version + 1))
+    assert main(listing) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[-1] == "1"  # one stale cell
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "1 cell(s) to compute, 1 of them replacing stale cells" in out
+    assert all(len(line) <= 80 for line in out.split("\n== ", 1)[1].splitlines() if not line.startswith("Parquet"))
+    assert main(listing) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[-1] == "32"  # recomputed: the stale column is blank

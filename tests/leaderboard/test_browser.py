@@ -1,5 +1,6 @@
-"""The served app in a real headless Chromium (Debian's chromium + chromium-driver, via Selenium):
-the table shows every fixture model, the compare view opens, and a screenshot is saved to
+"""The served app in a real headless Chromium (Debian's chromium + chromium-driver, via Selenium) at
+1400 x 1000 px: the table shows every fixture model and every headline column without scrolling
+sideways, the model page and the compare view draw their charts, and screenshots are saved to
 ``$IDSUITE_SCREENSHOTS`` (default ``build/screenshots``). Skipped when no Chromium is installed,
 unless ``IDSUITE_REQUIRE_BROWSER=1`` (CI sets it), where a missing browser fails."""
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import leaderboard
+from suite.specs import SPECS
 from tests.leaderboard.conftest import MODELS
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -64,26 +66,39 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--window-size=1600,1200"):
+                 "--disable-background-networking", "--window-size=1400,1000"):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=DRIVER))
     yield driver
     driver.quit()
 
 
-def test_table_lists_every_model_then_compare_view(served_app, browser):
+def _open_view(browser, wait, name: str) -> None:
+    browser.find_element(By.XPATH, f"//label[.//p[text()='{name}']]").click()
+    wait.until(ec.presence_of_element_located((By.XPATH, f"//h2[contains(., '{name}')]")))
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid='stVegaLiteChart']")) >= 1)
+    time.sleep(1)  # let the charts draw
+
+
+def test_table_fits_at_1400_px_then_model_page_and_compare_view(served_app, browser):
     browser.get(served_app)
     wait = WebDriverWait(browser, 90)
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "[data-testid='stDataFrame']")))
     # the data grid draws on a canvas; its accessible table holds the cell text
     wait.until(lambda d: all(m in d.page_source for m in MODELS))
+    time.sleep(1)
+    scroller = "document.querySelector(\"[data-testid='stDataFrame'] .dvn-scroller\")"
+    scroll_width, client_width = browser.execute_script(f"return [{scroller}.scrollWidth, {scroller}.clientWidth]")
+    assert scroll_width <= client_width, "the main table needs sideways scrolling at 1400 px"
+    headers = browser.execute_script(
+        "return Array.from(document.querySelectorAll(\"[data-testid='stDataFrame'] th\")).map(t => t.textContent)")
+    for spec in SPECS.values():
+        assert any(h.startswith(spec.display_name) for h in headers), (spec.display_name, headers)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SCREENSHOTS / "leaderboard.png"))
-    compare = browser.find_element(By.XPATH, "//label[.//p[text()='Compare']]")
-    compare.click()
-    wait.until(ec.presence_of_element_located((By.XPATH, "//h2[contains(., 'Compare')]")))
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid='stVegaLiteChart']")) >= 1)
-    time.sleep(1)  # let the charts draw
+    _open_view(browser, wait, "Model")
+    browser.save_screenshot(str(SCREENSHOTS / "model.png"))
+    _open_view(browser, wait, "Compare")
     path = SCREENSHOTS / "compare.png"
     browser.save_screenshot(str(path))
     assert path.stat().st_size > 10_000
