@@ -113,6 +113,21 @@ def _legend() -> str:
     return " · ".join(parts)
 
 
+def _with_intervals(table: pd.DataFrame, full: pd.DataFrame):
+    """The table for display: each headline shown as ``value ± half-width`` while its column keeps the
+    number, so that sorting stays numeric (a pandas Styler's display text)."""
+    styler = table.style
+    for spec in SPECS.values():
+        column, half = headline_label(spec), data.interval_label(spec)
+        if column not in table:
+            continue
+        for row in table.index:
+            value, width = full.at[row, column], full.at[row, half]
+            text = "–" if pd.isna(value) else f"{value:.3f}" + ("" if pd.isna(width) else f" ± {width:.3f}")
+            styler = styler.format(lambda _, text=text: text, subset=pd.IndexSlice[[row], [column]])
+    return styler
+
+
 def leaderboard_view(board: data.Board) -> None:
     st.header("Leaderboard")
     table = board.model_table()
@@ -125,15 +140,17 @@ def leaderboard_view(board: data.Board) -> None:
     search = search_col.text_input("Search models")
     shown = data.filter_table(table, families, kinds, params, search)
     facts = st.toggle("Show all model facts", value=False, help="family, type, layers, heads, head size, ...")
-    columns = [c for c in shown.columns if facts or c not in data.DETAIL_COLUMNS and not c.endswith(": best g")]
+    hidden = set(data.DETAIL_COLUMNS) | {data.interval_label(s) for s in SPECS.values()}
+    columns = [c for c in shown.columns if (facts and not c.endswith(": ±")) or c not in hidden and not c.endswith(": best g")]
     st.caption(f"{len(shown)} of {len(table)} models; click a column title to sort. Results: {RESULTS}")
-    st.caption(_legend())
+    st.caption(_legend() + " · ± : half the 95% bootstrap interval over sentences (a control: half its range "
+               "over init seeds)")
     config = {headline_label(s): st.column_config.NumberColumn(
-        s.display_name + (", last" if s.headline_layer == "last" else ""), format="%.3f",
-        help=f"{headline_label(s)}. {s.description} ({s.paper})") for s in SPECS.values()}
+        s.display_name + (", last" if s.headline_layer == "last" else ""),
+        help=f"{headline_label(s)}, ± half its 95% interval. {s.description} ({s.paper})") for s in SPECS.values()}
     config["n_params"] = st.column_config.NumberColumn("params", format="compact", help="number of parameters")
     config["model"] = st.column_config.TextColumn("model", pinned=True)
-    st.dataframe(shown[columns], hide_index=True, column_config=config, width="stretch")
+    st.dataframe(_with_intervals(shown[columns], shown), hide_index=True, column_config=config, width="stretch")
     for _, row in shown[shown["status"] != "complete"].iterrows():
         st.warning(f"{row['model']}: {row['status']}. {row['note']}")
     for _, row in shown[shown["stale"] != ""].iterrows():

@@ -16,7 +16,7 @@ import pandas as pd
 from results.query import ResultQuery, refs
 from results.schema import SIZE_FACTS
 from results.selection import ranked_settings, select, with_settings
-from results.summary import aggregate_rows, count_label, headline_label, headlines, layer_rows
+from results.summary import aggregate_rows, combine_seeds, count_label, headline_label, headlines, layer_rows
 from suite.specs import SPECS, MetricSpec
 
 LEAD_COLUMNS = ["model", "kind", "n_params"]
@@ -26,8 +26,10 @@ DETAIL_COLUMNS = ["family", "model_type", *[f for f in SIZE_FACTS if f != "n_par
 """The rest of the facts, behind a toggle."""
 EFFECTIVE_MAPS = {"raw": "map_raw", "effective": "map_eff"}
 """The effective-attention metric's two example maps (the null map is their difference)."""
-AGGREGATE_COLUMNS = ["model_id", "metric", "variant", "layer", "head", "sequence", "value", "status", "n_layers"]
+AGGREGATE_COLUMNS = ["model_id", "init_seed", "metric", "variant", "layer", "head", "sequence", "value", "ci_low",
+                     "ci_high", "n", "n_unit", "status", "n_layers"]
 """What the main table and the curves read from the summaries."""
+CURVE_COLUMNS = ["model", "layer", "depth", "value", "ci_low", "ci_high", "seeds"]
 
 
 def _true(value: object) -> bool:
@@ -37,6 +39,12 @@ def _true(value: object) -> bool:
 
 def best_of_label(spec: MetricSpec) -> str:
     return f"{spec.display_name}: best g"
+
+
+def interval_label(spec: MetricSpec) -> str:
+    """The column of a headline's half-width: of its 95% interval over sentences, or for a control
+    half the range over its init seeds."""
+    return f"{spec.display_name}: ±"
 
 
 class Board:
@@ -52,7 +60,9 @@ class Board:
         self.hidden = len(self.stored) - len(self.cells)
         rows = self.query.summary_rows(refs(self.cells), where="head IS NULL", columns=AGGREGATE_COLUMNS)
         self.aggregates = aggregate_rows(rows)
-        self.per_layer = layer_rows(self.aggregates)
+        layers = layer_rows(self.aggregates)
+        self.per_layer = combine_seeds(layers, ["model_id", "metric", "variant", "layer", "n_layers"])
+        """Per-layer values, a control's init seeds combined (mean, and their range as the interval)."""
         self._table: pd.DataFrame | None = None
 
     # -- the main table --------------------------------------------------------------------------
@@ -64,10 +74,11 @@ class Board:
         return self._table.copy()
 
     def _model_table(self) -> pd.DataFrame:
-        heads = [c for s in SPECS.values() for c in (headline_label(s), *([best_of_label(s)] if s.headline_best_of else []))]
+        heads = [c for s in SPECS.values()
+                 for c in (headline_label(s), interval_label(s), *([best_of_label(s)] if s.headline_best_of else []))]
         if self.cells.empty:
             return pd.DataFrame(columns=LEAD_COLUMNS + heads + ["status"] + DETAIL_COLUMNS)
-        best = {(m, metric): (v, variant) for m, metric, v, variant in headlines(self.aggregates).itertuples(index=False)}
+        best = {(r.model_id, r.metric): r for r in headlines(self.aggregates).itertuples(index=False)}
         by_model: dict[str, list[dict]] = {}
         for cell in self.cells.to_dict("records"):  # plain records: a hundred models in milliseconds
             by_model.setdefault(cell["model_id"], []).append(cell)
@@ -80,10 +91,11 @@ class Board:
             record = {"model": model_id, "kind": None if pd.isna(causal) else ("decoder" if causal else "encoder")}
             record |= {c: facts[c] for c in ["family", "model_type", *SIZE_FACTS]}
             for name, spec in SPECS.items():
-                value, variant = best.get((model_id, name), (np.nan, None))
-                record[headline_label(spec)] = value
+                found = best.get((model_id, name))
+                record[headline_label(spec)] = found.value if found is not None else np.nan
+                record[interval_label(spec)] = (found.ci_high - found.ci_low) / 2 if found is not None else np.nan
                 if spec.headline_best_of:
-                    record[best_of_label(spec)] = variant
+                    record[best_of_label(spec)] = found.variant if found is not None else None
             done = {c["metric"] for c in ok}
             failed = {c["metric"] for c in cells if not c["ok"]}
             record["status"] = "complete" if done >= set(SPECS) else ("failed" if not done else "partial")
@@ -127,13 +139,13 @@ class Board:
         return self.cells.loc[self.cells["model_id"] == model_id, columns].reset_index(drop=True)
 
     def layer_curves(self, model_ids: list[str], metric: str, variant: str, normalise_depth: bool = False) -> pd.DataFrame:
-        """(model, layer, depth, value): one curve per model; ``depth`` = layer / L when normalised."""
+        """(model, layer, depth, value, ci_low, ci_high): one curve per model with its band (the 95%
+        interval; for a control, the range over its init seeds); ``depth`` = layer / L when normalised."""
         rows = self.per_layer
         part = rows[rows["model_id"].isin(model_ids) & (rows["metric"] == metric) & (rows["variant"] == variant)]
-        part = part[["model_id", "layer", "n_layers", "value"]].rename(columns={"model_id": "model"})
-        part = part.sort_values(["model", "layer"])
+        part = part.rename(columns={"model_id": "model"}).sort_values(["model", "layer"])
         part["depth"] = part["layer"] / part["n_layers"].astype(float) if normalise_depth else part["layer"].astype(float)
-        return part[["model", "layer", "depth", "value"]].reset_index(drop=True)
+        return part[CURVE_COLUMNS].reset_index(drop=True)
 
     def _cell(self, model_id: str, metric: str) -> pd.DataFrame:
         return self.cells[(self.cells["model_id"] == model_id) & (self.cells["metric"] == metric) & self.cells["ok"]]

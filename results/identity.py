@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from results.schema import KEY_COLUMNS, SETTING_COLUMNS
 
 SETTING_SEPARATOR = "; "
+SUBJECT_COLUMNS = ["model_id", "init_seed"]
+"""What a cell is of: a model, or one init seed of a random-init control (which has several)."""
 
 
 def cell_key(identity: Mapping[str, object]) -> str:

@@ -16,7 +16,8 @@ import pyarrow as pa
 from suite.specs.rows import ROW_COLUMNS
 
 SCHEMA_VERSION = 2
-"""1: the first store (no summaries). 2: per-cell summary files, ``trust_remote_code``."""
+"""1: the first store. 2: per-cell summary files and cards, ``trust_remote_code``, ``init_seed``, and
+every aggregate's uncertainty (``n``, ``n_unit``, ``n_clusters``, ``ci_low``, ``ci_high``)."""
 
 Role = Literal["row", "status", "provenance", "fact"]
 FactGroup = Literal["", "kind", "size", "run"]
@@ -51,6 +52,11 @@ _ROW_DESCRIPTIONS = {
     "key": "attention-map column position",
     "label": "text, e.g. a token of the example sequence",
     "value": "the number",
+    "n": "units the aggregate averages",
+    "n_unit": "what n counts: sequences, tokens, sequence-heads, rows, seeds",
+    "n_clusters": "sequences the bootstrap resampled",
+    "ci_low": "lower end of the 95% bootstrap interval",
+    "ci_high": "upper end of the 95% bootstrap interval",
 }
 
 COLUMNS: tuple[Column, ...] = (
@@ -61,6 +67,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("run_id", "string", "provenance", "the run that wrote the cell"),
     Column("cell_key", "string", "provenance", "hash of the identity columns"),
     Column("model_id", "string", "provenance", "zoo entry id"),
+    Column("init_seed", "int64", "provenance", "a random-init control's seed (one model each; together a band)"),
     Column("model_source", "string", "provenance", "hub, local, package, gguf or random_init"),
     Column("model_fingerprint", "string", "provenance", "hub revision, weight-file hash, or base + init seed", key=True),
     Column("trust_remote_code", "bool", "provenance", "the entry let transformers run the model's own code", key=True,

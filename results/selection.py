@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from results.identity import setting_label
+from results.identity import SUBJECT_COLUMNS, setting_label
 from results.schema import SETTING_COLUMNS
 from suite.specs import SPECS
 
@@ -46,15 +46,19 @@ def ranked_settings(cells: pd.DataFrame) -> dict[str, list[str]]:
 
 def select(cells: pd.DataFrame, chosen: dict[str, str] | None = None) -> pd.DataFrame:
     """The cells to compare models on: per metric one setting (``chosen[metric]``, else the first of
-    ``ranked_settings``), and per model its cell of the newest metric version, the most recently
-    written of them (a re-run under newer library versions or another dtype supersedes the older cell). A model with no cell in a
+    ``ranked_settings``), and per model (per init seed of a control) its cell of the newest metric
+    version, the most recently written of them (a re-run under newer library versions or another
+    dtype supersedes the older cell). A model with no cell in a
     metric's setting has no cell of that metric."""
     if cells.empty:
         return cells
     cells = cells if "setting" in cells else with_settings(cells)
     wanted = {metric: (chosen or {}).get(metric) or options[0] for metric, options in ranked_settings(cells).items()}
     cells = cells[cells["setting"] == cells["metric"].map(wanted)]
-    # the newest metric version first (a stale cell never hides a recomputed one), then the newest write
-    newest = cells.sort_values(["metric_version", "written", "cell_key"]).drop_duplicates(["model_id", "metric"],
-                                                                                         keep="last")
-    return newest.sort_values(["model_id", "metric"], ignore_index=True)
+    # a model's cells of its newest metric version only (a stale cell never hides a recomputed one) ...
+    version = cells.groupby(["model_id", "metric"])["metric_version"].transform("max")
+    cells = cells[cells["metric_version"].fillna(-1) == version.fillna(-1)]
+    # ... and of those the newest written one per init seed (a control keeps one cell per seed)
+    subject = [*SUBJECT_COLUMNS, "metric"]
+    newest = cells.sort_values(["written", "cell_key"]).drop_duplicates(subject, keep="last")
+    return newest.sort_values(subject, ignore_index=True)

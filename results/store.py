@@ -96,7 +96,8 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host with ``pid`` runs (or exists under another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -231,7 +232,7 @@ class ResultStore:
             except ValueError:
                 pid = -1
             local = owner == host and pid > 0
-            stale = (not _process_alive(pid)) if local else time.time() - path.stat().st_mtime > STALE_STAGING_SECONDS
+            stale = (not process_alive(pid)) if local else time.time() - path.stat().st_mtime > STALE_STAGING_SECONDS
             if stale:
                 path.unlink(missing_ok=True)
                 removed.append(path)

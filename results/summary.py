@@ -24,32 +24,66 @@ def layer_rows(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[rows["layer"].notna()].astype({"layer": int})
 
 
-HEADLINE_COLUMNS = ["model_id", "metric", "value", "variant"]
+HEADLINE_COLUMNS = ["model_id", "metric", "variant", "value", "ci_low", "ci_high", "n", "n_unit", "seeds"]
+"""A headline: its value and 95% interval (a control's: the range over its init seeds), its sample."""
+_ESTIMATE = ["value", "ci_low", "ci_high", "n", "n_unit"]
+
+
+def headline_values(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Every headline candidate of every group ``by`` (e.g. model and init seed): for ``last`` the
+    last layer's row, for ``mean`` the whole-model row (else the mean of the per-layer values),
+    with their intervals; columns ``by + [metric, variant] + _ESTIMATE``."""
+    keys = [*by, "metric", "variant"]
+    rows = aggregate_rows(rows) if len(rows) else rows
+    wanted = {(name, v) for name, spec in SPECS.items() for v in (spec.headline_best_of or (spec.headline,))}
+    rows = rows[[(m, v) in wanted for m, v in zip(rows["metric"], rows["variant"], strict=True)]] if len(rows) else rows
+    if rows.empty:
+        return pd.DataFrame(columns=[*keys, *_ESTIMATE])
+    last_layer = {name for name, spec in SPECS.items() if spec.headline_layer == "last"}
+    per_layer = rows[rows["layer"].notna()].sort_values("layer")
+    last = per_layer[per_layer["metric"].isin(last_layer)].drop_duplicates(keys, keep="last")
+    overall = rows[rows["layer"].isna() & ~rows["metric"].isin(last_layer)].drop_duplicates(keys)
+    mean_only = per_layer[~per_layer["metric"].isin(last_layer)]
+    mean_only = mean_only.merge(overall[keys], on=keys, how="left", indicator=True)
+    mean_only = mean_only[mean_only["_merge"] == "left_only"].groupby(keys, as_index=False)["value"].mean()
+    return pd.concat([last[[*keys, *_ESTIMATE]], overall[[*keys, *_ESTIMATE]], mean_only], ignore_index=True)
+
+
+def combine_seeds(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One row per ``keys`` from rows of one or more init seeds (``init_seed``): the mean value; for
+    several seeds the range over seeds as the interval (``n`` = seeds, ``n_unit`` = "seeds"), for
+    one seed that row's own interval. Adds ``seeds`` (how many were combined)."""
+    seed = rows["init_seed"] if "init_seed" in rows else pd.Series(pd.NA, index=rows.index)
+    grouped = rows.assign(_seed=seed.fillna(-1)).groupby(keys, as_index=False, dropna=False, sort=False)
+    out = grouped.agg(value=("value", "mean"), low=("value", "min"), high=("value", "max"), ci_low=("ci_low", "first"),
+                      ci_high=("ci_high", "first"), n=("n", "first"), n_unit=("n_unit", "first"),
+                      seeds=("_seed", "nunique"))
+    several = out["seeds"] > 1
+    out["ci_low"] = out["ci_low"].where(~several, out["low"])
+    out["ci_high"] = out["ci_high"].where(~several, out["high"])
+    out["n"] = out["n"].where(~several, out["seeds"])
+    out["n_unit"] = out["n_unit"].where(~several, "seeds")
+    return out.drop(columns=["low", "high"])
 
 
 def headlines(rows: pd.DataFrame) -> pd.DataFrame:
-    """Each model's one number per metric (``HEADLINE_COLUMNS``), from aggregated rows of any number
-    of models: the ``last`` layer's value, or for ``mean`` the whole-model row (else the mean of the
-    per-layer rows); with ``headline_best_of``, the best of those variants by their direction."""
-    keys = ["model_id", "metric", "variant"]
-    rows = aggregate_rows(rows) if len(rows) else rows
-    if rows.empty:
+    """Each model's one number per metric (``HEADLINE_COLUMNS``), from aggregated rows of any
+    number of models: ``headline_values`` and, with ``headline_best_of``, the best variant by its
+    direction. A model run under several init seeds (a control) gets the mean over seeds with the
+    range over seeds as its interval (``combine_seeds``), and the best variant of that mean."""
+    by = ["model_id", "init_seed"] if "init_seed" in rows else ["model_id"]
+    values = headline_values(rows, by)
+    if values.empty:
         return pd.DataFrame(columns=HEADLINE_COLUMNS)
-    per_layer = rows[rows["layer"].notna()].sort_values("layer")
-    last = per_layer.groupby(keys, sort=False)["value"].last()
-    mean = rows[rows["layer"].isna()].groupby(keys, sort=False)["value"].first()
-    mean = mean.combine_first(per_layer.groupby(keys, sort=False)["value"].mean())
+    merged = combine_seeds(values, ["model_id", "metric", "variant"])
     out = []
     for name, spec in SPECS.items():
-        source = last if spec.headline_layer == "last" else mean
-        values = source[source.index.get_level_values("metric") == name].dropna().reset_index()
         candidates = spec.headline_best_of or (spec.headline,)
-        values = values[values["variant"].isin(candidates)]
-        values = values.assign(order=values["variant"].map({v: i for i, v in enumerate(candidates)}))
+        part = merged[(merged["metric"] == name) & merged["variant"].isin(candidates) & merged["value"].notna()]
+        part = part.assign(order=part["variant"].map({v: i for i, v in enumerate(candidates)}))
         lower = spec.variants[candidates[0]].direction == "lower"
-        best = values.sort_values(["value", "order"], ascending=[lower, True]).drop_duplicates(["model_id"])
-        out.append(best[HEADLINE_COLUMNS])
-    return pd.concat(out, ignore_index=True).sort_values(["model_id", "metric"], ignore_index=True)
+        out.append(part.sort_values(["value", "order"], ascending=[lower, True]).drop_duplicates(["model_id"]))
+    return pd.concat(out, ignore_index=True)[HEADLINE_COLUMNS].sort_values(["model_id", "metric"], ignore_index=True)
 
 
 def headline_label(spec: MetricSpec) -> str:

@@ -1,124 +1,117 @@
-"""The job loop: every selected model, every pending metric cell, one forward pass per batch."""
+"""The job loop: every selected model (each init seed of a control), every pending metric cell, one
+forward pass per batch.
+
+Nothing that goes wrong inside one model's work stops the run: it becomes failed rows with one line
+of cause (``runners.failures``) and the next model goes on. Each cell about to be computed is
+leased (``results.leases``), so that concurrent runs on one store compute it once; cells another
+run is computing are waited for at the end (and taken over if that run dies).
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
-import pydantic
-import torch
 from tqdm.auto import tqdm
 
-from runners.adapters import UnsupportedArchitecture, adapter_for
-from runners.corpus import Corpus
-from runners.loading import load_model
 from results.identity import cell_key
+from results.leases import Leases
 from results.schema import FACT_COLUMNS, SCHEMA_VERSION
 from results.store import CellRef, ResultStore
+from runners.adapters import adapter_for
+from runners.corpus import Corpus
+from runners.failures import ModelFailure, one_line
+from runners.health import check_unknown_share
+from runners.loading import load_model
 from runners.provenance import device_name, library_versions, utc_now
+from runners.run_config import RunConfig
 from runners.tracing import Tracer
-from runners.weights import ModelLoadError, fingerprint
-from runners.zoo import EntryError, RandomInitEntry, Zoo
+from runners.weights import fingerprint
+from runners.zoo import RandomInitEntry, Zoo
 from suite.metrics import metric_class
-from suite.specs import SPECS, MetricConfig
+from suite.specs import SPECS
 from suite.specs.rows import ROW_COLUMNS
 
-
-class RunConfig(pydantic.BaseModel):
-    """Settings shared by every model of a run. ``metrics`` maps metric names to config overrides."""
-
-    model_config = pydantic.ConfigDict(extra="forbid")
-
-    seed: int = 0
-    batch_size: int = 16
-    max_tokens: int = 128
-    device: str = "auto"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-
-    def resolved_device(self) -> str:
-        """``auto``: the GPU where CUDA is present, else the CPU."""
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return self.device
-
-    def forward_dtype(self, entry_dtype: str) -> str:
-        """The dtype of the forward pass: ``auto`` gives bfloat16 on a GPU (the metrics still run in
-        float32 / float64) and the entry's own dtype on the CPU."""
-        if self.dtype != "auto":
-            return self.dtype
-        return "bfloat16" if self.resolved_device().startswith("cuda") and entry_dtype == "float32" else entry_dtype
-    metrics: dict[str, dict[str, Any]] = {}
-    recompute: bool = False
-
-    def metric_configs(self) -> dict[str, MetricConfig]:
-        for name in self.metrics:
-            SPECS.get(name)  # an unknown name raises, with a "did you mean"
-        return {name: spec.config_type(**self.metrics.get(name, {})) for name, spec in SPECS.items()}
+__all__ = ["ModelOutcome", "RunConfig", "Runner"]
 
 
 @dataclass
 class ModelOutcome:
-    """What a run did for one model; ``keys``: the cell key of every metric under this run's
-    configuration (the store also holds cells of other configurations)."""
+    """What a run did for one model (one init seed of a control); ``keys``: the cell key of every
+    metric under this run's configuration (the store also holds cells of other configurations);
+    ``leased``: metrics another run was computing (metric -> who)."""
 
     model_id: str
+    init_seed: int | None = None
     computed: list[str] = field(default_factory=list)
     cached: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
+    leased: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.model_id if self.init_seed is None else f"{self.model_id} (init seed {self.init_seed})"
+
+    def refs(self) -> list[CellRef]:
+        return [CellRef(self.model_id, metric, key) for metric, key in self.keys.items()]
 
 
-class _Failure(Exception):
-    """A model-level failure whose message is the one line recorded in its rows."""
+class _Stage:
+    """Where a model's work is, for the failure line ("load", "batch 3 of 13", "metric finish")."""
 
-
-def _error_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+    def __init__(self) -> None:
+        self.name = ""
 
 
 class Runner:
     """Runs the battery for many models into one store; a failing model is recorded and skipped."""
 
     def __init__(self, zoo: Zoo, corpus: Corpus, config: RunConfig, store: ResultStore, run_id: str,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, poll_seconds: float = 2.0) -> None:
         self.zoo, self.corpus, self.config, self.store, self.run_id, self.log = zoo, corpus, config, store, run_id, log
         self.metric_configs = config.metric_configs()
         self.versions = library_versions()
+        self.leases = Leases(store.root, owner=run_id, ttl=config.lease_ttl)
+        self.poll_seconds = poll_seconds
 
-    def plan(self, model_ids: list[str]) -> dict[str, list[CellRef]]:
+    # -- what to run -----------------------------------------------------------------------------
+    def subjects(self, model_ids: list[str]) -> list[tuple[str, int | None]]:
+        """(model id, init seed) for every model to run: a control once per seed, others once."""
+        out: list[tuple[str, int | None]] = []
+        for model_id in model_ids:
+            entry = self.zoo.entries.get(model_id)
+            seeds = entry.init_seeds if isinstance(entry, RandomInitEntry) else (None,)
+            out += [(model_id, seed) for seed in seeds]
+        return out
+
+    def plan(self, model_ids: list[str]) -> dict[tuple[str, int | None], list[CellRef]]:
         """The cells each model would compute now, without loading it (entries that are invalid or
         whose weights are unavailable are left out: they will fail)."""
         out = {}
-        for model_id in model_ids:
+        for model_id, seed in self.subjects(model_ids):
             entry = self.zoo.entries.get(model_id)
             try:
-                model_fingerprint = fingerprint(entry, self.zoo) if entry is not None else None
-            except ModelLoadError:
-                model_fingerprint = None
-            if model_fingerprint is not None:
-                refs = [self._ref(model_id, model_fingerprint, m) for m in self.metric_configs]
-                out[model_id] = [r for r in refs if self.config.recompute or not self.store.is_done(r)]
+                weights = fingerprint(entry, self.zoo, seed) if entry is not None else None
+            except Exception:  # noqa: BLE001  (reported when the model runs)
+                weights = None
+            if weights is not None:
+                refs = [self._ref(model_id, seed, weights, m) for m in self.metric_configs]
+                out[(model_id, seed)] = [r for r in refs if self.config.recompute or not self.store.is_done(r)]
         return out
 
-    def run(self, model_ids: list[str]) -> list[ModelOutcome]:
-        outcomes = []
-        for position, model_id in enumerate(model_ids, start=1):
-            self.log(f"[{position}/{len(model_ids)}] {model_id}")
-            outcomes.append(self.run_model(model_id))
-        return outcomes
-
-    # -- cells ---------------------------------------------------------------------------------
-    def _identity(self, model_id: str, model_fingerprint: str, metric: str) -> dict[str, Any]:
+    # -- cells -----------------------------------------------------------------------------------
+    def _identity(self, model_id: str, weights: str, metric: str) -> dict[str, Any]:
         """The key columns of a cell (``results.identity``): what makes it the same computation."""
         entry = self.zoo.entries.get(model_id)
         return {
-            "model_fingerprint": model_fingerprint,
+            "model_fingerprint": weights,
             "trust_remote_code": bool(getattr(entry, "trust_remote_code", False)),
             "corpus_hash": self.corpus.content_hash,
             "metric": metric,
@@ -130,16 +123,17 @@ class Runner:
             **self.versions,
         }
 
-    def _ref(self, model_id: str, model_fingerprint: str, metric: str) -> CellRef:
-        return CellRef(model_id, metric, cell_key(self._identity(model_id, model_fingerprint, metric)))
+    def _ref(self, model_id: str, init_seed: int | None, weights: str, metric: str) -> CellRef:
+        return CellRef(model_id, metric, cell_key(self._identity(model_id, weights, metric)))
 
-    def _provenance(self, ref: CellRef, model_fingerprint: str) -> dict[str, Any]:
+    def _provenance(self, ref: CellRef, init_seed: int | None, weights: str) -> dict[str, Any]:
         entry = self.zoo.entries.get(ref.model_id)
-        return self._identity(ref.model_id, model_fingerprint, ref.metric) | {
+        return self._identity(ref.model_id, weights, ref.metric) | {
             "schema_version": SCHEMA_VERSION,
             "run_id": self.run_id,
             "cell_key": ref.key,
             "model_id": ref.model_id,
+            "init_seed": init_seed,
             "model_source": getattr(entry, "source", None),
             "is_control": isinstance(entry, RandomInitEntry),
             "control_of": entry.base if isinstance(entry, RandomInitEntry) else None,
@@ -149,90 +143,145 @@ class Runner:
             "timestamp": utc_now(),
         }
 
-    def _write_failed(self, model_id: str, metrics: list[str], message: str, model_fingerprint: str) -> dict[str, str]:
-        """Writes a failed cell per metric; returns their keys."""
-        keys = {}
-        for metric in metrics:
-            ref = self._ref(model_id, model_fingerprint, metric)
-            row = pd.DataFrame([{c: None for c in ROW_COLUMNS} | {"metric": metric, "value": math.nan}])
-            self._write(ref, model_fingerprint, row, {}, status="failed", error=message)
-            keys[metric] = ref.key
-        return keys
-
-    def _write(self, ref: CellRef, model_fingerprint: str, rows: pd.DataFrame, model_facts: dict[str, Any],
-               status: str = "ok", error: str | None = None) -> None:
-        columns = self._provenance(ref, model_fingerprint) | dict.fromkeys(FACT_COLUMNS) | model_facts
+    def _write(self, ref: CellRef, init_seed: int | None, weights: str, rows: pd.DataFrame,
+               model_facts: dict[str, Any], status: str = "ok", error: str | None = None) -> None:
+        columns = self._provenance(ref, init_seed, weights) | dict.fromkeys(FACT_COLUMNS) | model_facts
         self.store.write(ref, rows.assign(**columns, status=status, error=error))
 
-    # -- one model -----------------------------------------------------------------------------
-    def run_model(self, model_id: str) -> ModelOutcome:
-        outcome = ModelOutcome(model_id)
-        names = list(self.metric_configs)
-        entry = self.zoo.entries.get(model_id)
-        if entry is None:
-            bad: EntryError = next(e for e in self.zoo.errors if e.label == model_id)
-            self._fail(outcome, names, str(bad), "invalid-entry")
-            return outcome
+    def _record_failures(self, outcome: ModelOutcome, refs: dict[str, CellRef], weights: str) -> None:
+        """One failed cell per failed metric; a cell that cannot even be written (a full disk) stays
+        in the outcome and the log."""
+        for metric, message in outcome.failed.items():
+            self.log(f"  FAILED {metric}: {message}")
+            row = pd.DataFrame([dict.fromkeys(ROW_COLUMNS) | {"metric": metric, "value": math.nan}])
+            try:
+                self._write(refs[metric], outcome.init_seed, weights, row, {}, status="failed", error=message)
+            except OSError as e:
+                self.log(f"  (could not record the failure of {metric}: {one_line(e)})")
+
+    # -- the run ---------------------------------------------------------------------------------
+    def run(self, model_ids: list[str]) -> list[ModelOutcome]:
+        """Every model, then every cell that another run was computing (waited for until it is done,
+        or taken over when that run's lease expires)."""
+        self.store.clean_staging()
+        subjects = self.subjects(model_ids)
+        outcomes = []
+        with self.leases:
+            for position, (model_id, seed) in enumerate(subjects, start=1):
+                label = model_id if seed is None else f"{model_id} (init seed {seed})"
+                self.log(f"[{position}/{len(subjects)}] {label}")
+                outcomes.append(self.run_model(model_id, seed))
+            self._wait_for_others(outcomes)
+        return outcomes
+
+    def _wait_for_others(self, outcomes: list[ModelOutcome]) -> None:
+        while any(o.leased for o in outcomes):
+            waiting = {(o.model_id, m): who for o in outcomes for m, who in o.leased.items()}
+            self.log(f"waiting for {len(waiting)} cell(s) another run is computing: "
+                     + ", ".join(f"{m}/{metric} by {who}" for (m, metric), who in list(waiting.items())[:3]))
+            time.sleep(self.poll_seconds)
+            for i, o in enumerate(outcomes):
+                if not o.leased:
+                    continue
+                refs = {r.metric: r for r in o.refs()}
+                done = [m for m in o.leased if self.store.is_done(refs[m])]
+                for m in done:
+                    del o.leased[m]
+                    o.cached.append(m)
+                if any(self.leases.holder(refs[m]) is None for m in o.leased):  # released unfinished, or expired
+                    again = self.run_model(o.model_id, o.init_seed)
+                    again.cached = sorted(set(again.cached) | set(o.cached))
+                    outcomes[i] = again
+
+    def run_model(self, model_id: str, init_seed: int | None = None) -> ModelOutcome:
+        """One model's pending cells. Whatever fails inside becomes failed rows with one line."""
+        outcome = ModelOutcome(model_id, init_seed)
+        stage = _Stage()
+        refs: dict[str, CellRef] = {}
+        weights = "unavailable"
         try:
-            model_fingerprint = fingerprint(entry, self.zoo)
-        except ModelLoadError as e:
-            self._fail(outcome, names, f"{model_id}: {e}", "unavailable")
+            entry = self.zoo.entries.get(model_id)
+            if entry is None:
+                bad = next(e for e in self.zoo.errors if e.label == model_id)
+                raise ModelFailure(f"invalid zoo entry: {bad}")
+            stage.name = "weights"
+            weights = fingerprint(entry, self.zoo, init_seed)
+        except Exception as e:  # noqa: BLE001  (any failure of one model is recorded, the run goes on)
+            self._fail_all(outcome, list(self.metric_configs), one_line(e, stage.name), weights)
             return outcome
-        refs = {m: self._ref(model_id, model_fingerprint, m) for m in names}
+        refs = {m: self._ref(model_id, init_seed, weights, m) for m in self.metric_configs}
         outcome.keys = {m: ref.key for m, ref in refs.items()}
-        pending = [m for m in names if self.config.recompute or not self.store.is_done(refs[m])]
-        outcome.cached = [m for m in names if m not in pending]
+        pending = [m for m in refs if self.config.recompute or not self.store.is_done(refs[m])]
+        outcome.cached = [m for m in refs if m not in pending]
+        for m in pending:
+            if not self.leases.acquire(refs[m]):
+                holder = self.leases.holder(refs[m])
+                outcome.leased[m] = holder.describe() if holder else "another run"
+        pending = [m for m in pending if m not in outcome.leased]
         if not pending:
-            self.log("  all metrics cached; nothing to compute")
+            self.log("  all metrics cached; nothing to compute" if not outcome.leased else
+                     f"  {len(outcome.leased)} metric(s) being computed by another run")
             return outcome
         try:
-            tracer, facts = self._prepare(model_id, entry)
-        except _Failure as e:
-            self._fail(outcome, pending, str(e), model_fingerprint)
-            return outcome
+            self._compute(outcome, entry, init_seed, weights, refs, pending, stage)
+        except Exception as e:  # noqa: BLE001
+            message = one_line(e, stage.name)
+            outcome.failed.update({m: message for m in pending if m not in outcome.computed})
+        finally:
+            self._record_failures(outcome, refs, weights)
+            for m in pending:
+                self.leases.release(refs[m])
+        return outcome
+
+    def _fail_all(self, outcome: ModelOutcome, metrics: list[str], message: str, weights: str) -> None:
+        outcome.failed.update({m: message for m in metrics})
+        refs = {m: self._ref(outcome.model_id, outcome.init_seed, weights, m) for m in metrics}
+        outcome.keys.update({m: r.key for m, r in refs.items()})
+        self._record_failures(outcome, refs, weights)
+
+    def _compute(self, outcome: ModelOutcome, entry, init_seed: int | None, weights: str, refs: dict[str, CellRef],
+                 pending: list[str], stage: _Stage) -> None:
+        stage.name = "load"
+        tracer, facts = self._prepare(entry, init_seed)
         metrics = {m: metric_class(m)(self.metric_configs[m], self.config.seed) for m in pending}
         batches = self._batches(tracer)
         facts["n_sequences"] = len(tracer.encodings)
-        for batch_ids in tqdm(batches, desc="  forward + metrics", unit="batch", file=sys.stderr, leave=False):
+        progress = tqdm(batches, desc="  forward + metrics", unit="batch", file=sys.stderr, leave=False)
+        for number, batch_ids in enumerate(progress, start=1):
+            stage.name = f"forward pass, batch {number} of {len(batches)}"
             trace = tracer.trace(batch_ids)
             for name in list(metrics):
                 try:
                     metrics[name].update(trace)
-                except Exception as e:  # a metric that breaks is recorded; the others go on
-                    outcome.failed[name] = _error_line(e)
+                except Exception as e:  # noqa: BLE001  (a metric that breaks is recorded; the others go on)
+                    outcome.failed[name] = one_line(e, f"{name} on batch {number}")
                     del metrics[name]
         for name, metric in metrics.items():
             self.log(f"  {name} ...")
             try:
                 rows = metric.finish(tracer)
-            except Exception as e:
-                outcome.failed[name] = _error_line(e)
+            except Exception as e:  # noqa: BLE001
+                outcome.failed[name] = one_line(e, name)
                 continue
-            self._write(refs[name], model_fingerprint, rows, facts)
+            stage.name = f"writing {name}"
+            self._write(refs[name], init_seed, weights, rows, facts)
             outcome.computed.append(name)
-        for name, message in outcome.failed.items():
-            self.log(f"  FAILED {name}: {message}")
-            self._write_failed(model_id, [name], f"{model_id}: {message}", model_fingerprint)
-        return outcome
+            self.leases.release(refs[name])
 
-    def _fail(self, outcome: ModelOutcome, metrics: list[str], message: str, model_fingerprint: str) -> None:
-        self.log(f"  FAILED: {message}")
-        outcome.failed.update({m: message for m in metrics})
-        outcome.keys.update(self._write_failed(outcome.model_id, metrics, message, model_fingerprint))
-
-    def _prepare(self, model_id: str, entry) -> tuple[Tracer, dict[str, Any]]:
-        try:
-            loaded = load_model(entry, self.zoo, self.config.resolved_device(), self.config.forward_dtype(entry.dtype))
-            adapter = adapter_for(loaded.model.config.model_type)
-            tracer = Tracer(loaded.model, loaded.tokenizer, adapter)
-        except (ModelLoadError, UnsupportedArchitecture) as e:
-            raise _Failure(f"{model_id}: {e}") from e
+    def _prepare(self, entry, init_seed: int | None) -> tuple[Tracer, dict[str, Any]]:
+        loaded = load_model(entry, self.zoo, self.config.resolved_device(), self.config.forward_dtype(entry.dtype),
+                            init_seed)
+        adapter = adapter_for(loaded.model.config.model_type)
+        tracer = Tracer(loaded.model, loaded.tokenizer, adapter)
         for index, (text, pair) in enumerate(self.corpus.items):
             enc = loaded.tokenizer(text, pair, truncation=False)
             if len(enc["input_ids"]) <= self.config.max_tokens:
                 tracer.encodings[index] = dict(enc)
         if len(tracer.encodings) < 2:
-            raise _Failure(f"{model_id}: fewer than two probe sequences fit in {self.config.max_tokens} tokens")
+            raise ModelFailure(f"fewer than two probe sequences fit in {self.config.max_tokens} tokens")
+        tokenizer = loaded.tokenizer
+        check_unknown_share((e["input_ids"] for e in tracer.encodings.values()), tokenizer.unk_token_id,
+                            set(tokenizer.all_special_ids) - {tokenizer.unk_token_id})
         config = loaded.model.config
         facts = {
             "family": entry.family or config.model_type,

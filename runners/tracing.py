@@ -10,6 +10,7 @@ import torch
 import transformers
 
 from runners.adapters import Adapter, attention_windows
+from runners.health import check_activations
 from runners.linearized_feed_forward import LinearizedFeedForward, pays_off
 from suite.attribution import LayersFn
 from suite.masks import token_mask
@@ -96,6 +97,8 @@ class Tracer:
         with self._capture_values() as values:
             out = self.model(**inputs, output_attentions=True, output_hidden_states=True)
         valid = token_mask(lengths, inputs["input_ids"].shape[1])
+        hidden = torch.stack(out.hidden_states)
+        check_activations(hidden, valid)  # NaN or inf: a clear failure naming the layer, not garbage
         rows = valid.view(valid.shape[0], 1, -1, 1)
         layers = []
         per_layer = zip(values, out.attentions, self.w_out, self.output_factors, self.windows, strict=True)
@@ -108,7 +111,7 @@ class Tracer:
             sequence_ids=torch.tensor(sequence_ids),
             lengths=lengths.cpu(),
             token_ids=inputs["input_ids"],
-            hidden_states=torch.where(valid.view(1, *valid.shape, 1), torch.stack(out.hidden_states).float(), 0.0),
+            hidden_states=torch.where(valid.view(1, *valid.shape, 1), hidden.float(), 0.0),
             layers=layers,
             positions=self._positions(inputs["input_ids"], valid),
             causal=self.adapter.causal,

@@ -11,13 +11,14 @@ import importlib.metadata
 from functools import lru_cache
 from pathlib import Path
 
+from runners.failures import ModelFailure
 from runners.package_files import PackageFileError, extracted, file_sha256, package_folder, packaged_file
 from runners.zoo import Entry, GgufEntry, HubEntry, LocalEntry, PackageEntry, RandomInitEntry, Zoo
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(ModelFailure):
     """A model cannot be loaded; the message is one line naming the cause."""
 
 
@@ -57,13 +58,19 @@ def weights_folder(entry: LocalEntry | PackageEntry, zoo_path: Path) -> Path:
     return folder
 
 
-@lru_cache(maxsize=64)
 def _hash_folder(folder: Path) -> str:
-    digest = hashlib.sha256()
+    """sha256 of the weight and JSON files of a folder, computed once per process for the same files
+    (same names, sizes and modification times)."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES + (".json",))
     if not any(p.suffix in WEIGHT_SUFFIXES for p in files):
         raise ModelLoadError(f"no weight files ({', '.join(WEIGHT_SUFFIXES)}) in {str(folder)!r}")
-    for p in files:
+    return _hash_files(folder, tuple((p, p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+
+
+@lru_cache(maxsize=64)
+def _hash_files(folder: Path, files: tuple[tuple[Path, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for p, _, _ in files:
         digest.update(p.relative_to(folder).as_posix().encode())
         with p.open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
@@ -71,12 +78,23 @@ def _hash_folder(folder: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def fingerprint(entry: Entry, zoo: Zoo) -> str:
-    """What identifies the weights without loading them: hub revision, file hash, or base + init seed."""
+def fingerprint(entry: Entry, zoo: Zoo, init_seed: int | None = None) -> str:
+    """What identifies the weights without loading them: hub revision, file hash, or base + init seed
+    (``init_seed``: one of a control's seeds; default its first). Files that cannot be read give a
+    ``ModelLoadError``."""
+    try:
+        return _fingerprint(entry, zoo, init_seed)
+    except OSError as e:
+        where = f" {e.filename!r}" if getattr(e, "filename", None) else ""
+        raise ModelLoadError(f"cannot read the weights{where}: {type(e).__name__}: {e.strerror or e}") from None
+
+
+def _fingerprint(entry: Entry, zoo: Zoo, init_seed: int | None) -> str:
     if isinstance(entry, HubEntry):
         return f"hub:{entry.repo or entry.id}@{entry.revision}"
     if isinstance(entry, RandomInitEntry):
-        return f"random_init(seed={entry.init_seed}):{fingerprint(zoo.entries[entry.base], zoo)}"
+        seed = entry.init_seeds[0] if init_seed is None else init_seed
+        return f"random_init(seed={seed}):{_fingerprint(zoo.entries[entry.base], zoo, None)}"
     if isinstance(entry, GgufEntry):
         return f"gguf:sha256={file_sha256(gguf_file(entry, zoo.path))[:16]}"
     folder = weights_folder(entry, zoo.path)

@@ -9,19 +9,49 @@ from typing import Annotated, Literal
 import pydantic
 import yaml
 
+from results.store import model_folder
+
 DTypeName = Literal["float32", "bfloat16", "float16"]
 
 
+MAX_FILE_BYTES = 1 << 20
+MAX_DEPTH = 20
+MAX_ALIASES = 20
+"""Limits on a zoo file: its size, the nesting of its YAML, and how many aliases (``*name``) it may
+use (each alias can multiply what a reader of the parsed data traverses)."""
+MAX_SHOWN = 60
+"""Longest piece of the input an error message quotes."""
+
+
+def _shown(value: object) -> str:
+    """``repr(value)``, cut to ``MAX_SHOWN`` characters: a message never echoes an unbounded input."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1] + "…"
+
+
+def _valid_id(value: str) -> str:
+    if not value.strip():
+        raise ValueError("'id' must not be empty")
+    if value in (".", ".."):
+        raise ValueError(f"'id' must not be {value!r}")
+    if any(ord(ch) < 32 for ch in value) or len(value) > 200:
+        raise ValueError("'id' must be at most 200 printable characters")
+    return value
+
+
 class _Entry(pydantic.BaseModel):
-    """Fields every entry has. ``family`` and ``notes`` are descriptive; sizes are read from the config."""
+    """Fields every entry has. ``family`` and ``notes`` are descriptive; sizes are read from the config.
+    ``trust_remote_code``: let transformers run the model's own Python code (off unless opted in;
+    recorded in every row and marked in the leaderboard)."""
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
-    id: str = pydantic.Field(min_length=1)
+    id: Annotated[str, pydantic.AfterValidator(_valid_id)]
     family: str | None = None
     dtype: DTypeName = "float32"
     tags: tuple[str, ...] = ()
     notes: str = ""
+    trust_remote_code: bool = False
 
 
 class HubEntry(_Entry):
@@ -69,12 +99,28 @@ class GgufEntry(_Entry):
         return self
 
 
+DEFAULT_INIT_SEEDS = (0, 1, 2)
+
+
 class RandomInitEntry(_Entry):
-    """The untrained control: ``base``'s config and tokenizer with freshly initialised weights."""
+    """The untrained control: ``base``'s config and tokenizer with freshly initialised weights, one
+    model per seed in ``init_seeds`` (default three: the control is reported as the band they span;
+    ``init_seed: k`` is the one seed k)."""
 
     source: Literal["random_init"]
     base: str
-    init_seed: int = 0
+    init_seeds: tuple[Annotated[int, pydantic.Field(ge=0)], ...] = pydantic.Field(DEFAULT_INIT_SEEDS, min_length=1)
+    init_seed: Annotated[int, pydantic.Field(ge=0)] | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _one_seed_or_several(self) -> RandomInitEntry:
+        if self.init_seed is not None:
+            if "init_seeds" in self.model_fields_set:
+                raise ValueError("give either 'init_seed' or 'init_seeds'")
+            object.__setattr__(self, "init_seeds", (self.init_seed,))
+        if len(set(self.init_seeds)) != len(self.init_seeds):
+            raise ValueError("'init_seeds' repeats a seed")
+        return self
 
 
 LoadableEntry = HubEntry | LocalEntry | PackageEntry | GgufEntry
@@ -89,12 +135,13 @@ class ZooFileError(Exception):
 
 @dataclass(frozen=True)
 class EntryError:
-    """A bad entry: its position, its id when it has one, and one line saying what is wrong."""
+    """A bad entry: its position, its id and tags when it has them, and one line saying what is wrong."""
 
     path: Path
     index: int
     entry_id: str | None
     message: str
+    tags: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -133,9 +180,9 @@ class Zoo:
                 matches = [i for i in self.entries if not self.needs_hub(i)]
             elif name in self.entries:
                 matches = [name]
-            else:
+            else:  # a broken entry with the tag is selected too: it becomes failed rows, not silence
                 matches = [i for i, e in self.entries.items() if name in e.tags]
-                matches += [e.label for e in self.errors if e.entry_id == name]
+                matches += [e.label for e in self.errors if e.entry_id == name or name in e.tags]
             if not matches:
                 unknown.append(name)
             chosen += [m for m in matches if m not in chosen]
@@ -158,41 +205,82 @@ def _describe(error: pydantic.ValidationError) -> str:
             parts.append(str(err["ctx"]["error"]))
         else:
             where = loc[-1] if loc else "entry"
-            parts.append(f"{where!r}: {err['msg'].lower()} (got {err['input']!r})")
+            parts.append(f"{where!r}: {err['msg'].lower()} (got {_shown(err['input'])})")
     return "; ".join(parts)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """YAML's safe loader (plain data only) that refuses deep nesting and many aliases."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+        self.aliases = 0
+
+    def compose_node(self, parent, index):  # noqa: ANN001, ANN201  (PyYAML's signature)
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases")
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise yaml.YAMLError(f"nested deeper than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _tags_of(raw: object) -> tuple[str, ...]:
+    tags = raw.get("tags") if isinstance(raw, dict) else None
+    return tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list | tuple) else ()
 
 
 def load_zoo(path: str | Path) -> Zoo:
     """Parse and validate ``models.yaml``; bad entries are collected, the good ones kept."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ZooFileError(f"{path}: larger than {MAX_FILE_BYTES >> 20} MiB; a zoo file lists models, not data")
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_BoundedLoader)  # noqa: S506  (a safe loader)
     except FileNotFoundError:
         raise ZooFileError(f"{path}: no such file (pass --zoo PATH)") from None
-    except yaml.YAMLError as e:
-        raise ZooFileError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise ZooFileError(f"{path}: cannot be read ({type(e).__name__})") from None
+    except (yaml.YAMLError, RecursionError) as e:
+        raise ZooFileError(f"{path}: not valid YAML: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}") from None
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
         raise ZooFileError(f"{path}: expected a top-level 'models:' list")
     zoo = Zoo(path=path)
     positions: dict[str, int] = {}
+    folders: dict[str, tuple[int, str]] = {}  # case-folded result folder -> (index, id)
     for index, raw in enumerate(data["models"]):
         raw_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
+        raw_id = raw_id if raw_id is None or len(raw_id) <= MAX_SHOWN else raw_id[: MAX_SHOWN - 1] + "…"
         if not isinstance(raw, dict):
             zoo.errors.append(EntryError(path, index, None, f"expected a mapping, got {type(raw).__name__}"))
             continue
         try:
             entry = _ENTRY.validate_python(raw)
         except pydantic.ValidationError as e:
-            zoo.errors.append(EntryError(path, index, raw_id, _describe(e)))
+            zoo.errors.append(EntryError(path, index, raw_id, _describe(e), _tags_of(raw)))
             continue
         if entry.id in zoo.entries:
-            zoo.errors.append(EntryError(path, index, entry.id, "duplicate id"))
+            zoo.errors.append(EntryError(path, index, entry.id, f"duplicate id (entry #{positions[entry.id] + 1})",
+                                         entry.tags))
             continue
+        folded = model_folder(entry.id).casefold()
+        if folded in folders:  # distinct ids whose result folders differ only in case: one on macOS/Windows
+            other_index, other = folders[folded]
+            message = f"same result folder as entry #{other_index + 1} ({other!r}) on case-insensitive file systems"
+            zoo.errors.append(EntryError(path, index, entry.id, message, entry.tags))
+            continue
+        folders[folded] = (index, entry.id)
         zoo.entries[entry.id] = entry
         positions[entry.id] = index
     for entry_id, entry in list(zoo.entries.items()):
         if isinstance(entry, RandomInitEntry) and not isinstance(zoo.entries.get(entry.base), LoadableEntry):
             del zoo.entries[entry_id]
-            message = f"'base': {entry.base!r} is not a loadable entry of this zoo"
-            zoo.errors.append(EntryError(path, positions[entry_id], entry_id, message))
+            message = f"'base': {_shown(entry.base)} is not a loadable entry of this zoo"
+            zoo.errors.append(EntryError(path, positions[entry_id], entry_id, message, entry.tags))
     return zoo

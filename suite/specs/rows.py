@@ -4,6 +4,10 @@
 ``head`` and ``sequence`` are null on rows aggregated over them; ``n_tokens``: the sequence's
 length on per-sequence rows, the tokens averaged on aggregates; ``query``/``key``: positions of an
 attention-map cell; ``label``: text (a token of the example sequence).
+
+Every aggregate carries its uncertainty: ``n`` units averaged, named by ``n_unit`` (sequences,
+tokens, sequence-heads, ...), ``n_clusters`` sequences resampled, and the 95% interval
+[``ci_low``, ``ci_high``] of a seeded bootstrap over those sequences (``suite.uncertainty``).
 """
 
 ROW_COLUMNS: dict[str, str] = {
@@ -17,6 +21,12 @@ ROW_COLUMNS: dict[str, str] = {
     "key": "int64",
     "label": "string",
     "value": "float64",
+    "n": "int64",
+    "n_unit": "string",
+    "n_clusters": "int64",
+    "ci_low": "float64",
+    "ci_high": "float64",
 }
+UNCERTAINTY_COLUMNS = ("n", "n_unit", "n_clusters", "ci_low", "ci_high")
 INDEX_COLUMNS = ("layer", "head", "sequence", "n_tokens", "query", "key")
 """The integer row columns a metric may set per row (null where not given)."""

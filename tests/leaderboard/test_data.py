@@ -3,7 +3,7 @@ and partial models, filters, curves with normalised depth, the stored example ma
 
 import numpy as np
 
-from leaderboard.data import DETAIL_COLUMNS, LEAD_COLUMNS, Board, filter_table
+from leaderboard.data import DETAIL_COLUMNS, LEAD_COLUMNS, Board, filter_table, interval_label
 from leaderboard.export import export
 from results.identity import SETTING_SEPARATOR, short_setting_names
 from results.query import ResultQuery
@@ -15,8 +15,9 @@ def test_main_table_has_one_row_per_model_and_one_column_per_headline(results_di
     board = Board(results_dir)
     table = board.model_table()
     assert list(table.columns[:3]) == LEAD_COLUMNS and table.columns[-len(DETAIL_COLUMNS):].tolist() == DETAIL_COLUMNS
-    heads = [headline_label(s) for s in SPECS.values()]
-    assert list(table.columns[3:4 + len(heads)]) == [heads[0], heads[1], heads[2], f"{SPECS.get('token_identifiability').display_name}: best g", heads[3]]
+    expected = [c for s in SPECS.values() for c in (headline_label(s), interval_label(s),
+                                                     *([f"{s.display_name}: best g"] if s.headline_best_of else []))]
+    assert list(table.columns[3:3 + len(expected)]) == expected
     table = table.set_index("model")
     assert sorted(table.index) == sorted(["tiny-bert", "tiny-bert-random-init", "tiny-llama", "tiny-partial", "broken-hub-model"])
     assert table.loc["tiny-bert", "status"] == "complete" and table.loc["tiny-bert", "kind"] == "encoder"
@@ -94,7 +95,8 @@ def test_one_setting_per_metric_and_the_newest_cell_per_model(results_dir, two_s
 
     first = set(Board(results_dir).stored["cell_key"])  # the cells before tiny-bert's re-runs
     shown = board.cells
-    assert (shown.groupby(["model_id", "metric"])["cell_key"].nunique() == 1).all()
+    assert (shown.groupby(["model_id", "init_seed", "metric"], dropna=False)["cell_key"].nunique() == 1).all()
+    assert shown.loc[shown["model_id"] == "tiny-bert-random-init", "init_seed"].nunique() == 3  # its three seeds
     assert board.hidden == 5  # tiny-bert: 4 older cells and the exact one
     bert = shown[shown["model_id"] == "tiny-bert"]
     assert set(bert["metric"]) == set(SPECS) and not set(bert["cell_key"]) & first  # the newer cells

@@ -1,0 +1,178 @@
+"""Leases on cells: who is computing a cell, until when (``<root>/leases/<model>/<metric>-<key>.lease``).
+
+A run takes the lease of each cell it is about to compute, so that concurrent runs and distributed
+workers on one store split the work instead of doubling it. A lease is a small JSON file created
+atomically (``O_CREAT | O_EXCL``, which network file systems honour) holding its owner, a random
+token, its host and process, and its expiry. The holder renews it while it works; a lease whose holder died expires and
+can be taken over: the expired file is renamed away first (only one taker's rename succeeds), and
+the taker checks that what it moved is the expired lease it read. A run's own lease (the same
+owner, e.g. a retried task of the same run) is taken back at once, and so is the lease of a
+process on this host that no longer runs (a killed run restarted on the same machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from results.store import CellRef, process_alive, model_folder
+
+DEFAULT_TTL = 300.0
+"""Seconds a lease lives unless renewed; the holder renews every third of it."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """``owner``: who holds it (a run id); ``token``: this holder's; ``expires``: Unix time."""
+
+    owner: str
+    token: str
+    expires: float
+    host: str = ""
+    pid: int = 0
+
+    def describe(self) -> str:
+        left = max(0.0, self.expires - time.time())
+        return f"{self.owner} ({self.host}, pid {self.pid}; {left:.0f} s left)"
+
+    def live(self) -> bool:
+        """Not expired, and (on this host, where it can be checked) its process still runs."""
+        if self.expires <= time.time():
+            return False
+        return self.host != socket.gethostname() or self.pid <= 0 or process_alive(self.pid)
+
+
+class Leases:
+    """The leases of one store, taken by ``owner`` for ``ttl`` seconds at a time."""
+
+    def __init__(self, root: str | Path, owner: str, ttl: float = DEFAULT_TTL) -> None:
+        self.root = Path(root) / "leases"
+        self.owner = owner
+        self.ttl = ttl
+        self.held: dict[CellRef, Lease] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def path(self, ref: CellRef) -> Path:
+        return self.root / model_folder(ref.model_id) / f"{ref.metric}-{ref.key}.lease"
+
+    def _new(self) -> Lease:
+        return Lease(self.owner, uuid.uuid4().hex, time.time() + self.ttl, socket.gethostname(), os.getpid())
+
+    @staticmethod
+    def read(path: Path) -> Lease | None:
+        """The lease in ``path``; None if there is none. A file being written reads as a fresh lease
+        of an unknown owner (it will be whole in a moment)."""
+        try:
+            return Lease(**json.loads(path.read_text()))
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError):
+            return Lease("?", "?", time.time() + 5)
+
+    def holder(self, ref: CellRef) -> Lease | None:
+        """The live lease on a cell, if any (expired leases and those of dead local processes do not count)."""
+        lease = self.read(self.path(ref))
+        return lease if lease is not None and lease.live() else None
+
+    def _create(self, path: Path, lease: Lease) -> bool:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as fh:
+            json.dump(lease.__dict__, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return True
+
+    def _replace(self, path: Path, lease: Lease) -> None:
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        tmp.write_text(json.dumps(lease.__dict__))
+        os.replace(tmp, path)
+
+    def acquire(self, ref: CellRef) -> bool:
+        """Take the lease of a cell: True when this owner holds it now."""
+        path, lease = self.path(ref), self._new()
+        for _ in range(3):
+            if self._create(path, lease):
+                break
+            current = self.read(path)
+            if current is None:
+                continue  # released meanwhile: try to create again
+            if current.owner == self.owner:  # our own (a retried task of this run): take it back
+                self._replace(path, lease)
+                break
+            if current.live():
+                return False
+            tomb = path.with_name(f".{path.name}.expired-{uuid.uuid4().hex}")
+            try:
+                os.rename(path, tomb)
+            except FileNotFoundError:
+                continue  # someone else moved it first
+            moved = self.read(tomb)
+            if moved is not None and moved.token != current.token:  # we moved a fresh lease: put it back
+                try:
+                    os.link(tomb, path)
+                except FileExistsError:
+                    pass
+                tomb.unlink(missing_ok=True)
+                return False
+            tomb.unlink(missing_ok=True)
+        else:
+            return False
+        with self._lock:
+            self.held[ref] = lease
+        return True
+
+    def renew(self) -> list[CellRef]:
+        """Extend every held lease; return the cells whose lease was lost (taken over after expiry)."""
+        lost = []
+        with self._lock:
+            for ref, lease in list(self.held.items()):
+                current = self.read(self.path(ref))
+                if current is None or current.token != lease.token:
+                    lost.append(ref)
+                    del self.held[ref]
+                    continue
+                renewed = Lease(lease.owner, lease.token, time.time() + self.ttl, lease.host, lease.pid)
+                self._replace(self.path(ref), renewed)
+                self.held[ref] = renewed
+        return lost
+
+    def release(self, ref: CellRef) -> None:
+        with self._lock:
+            lease = self.held.pop(ref, None)
+        if lease is not None:
+            current = self.read(self.path(ref))
+            if current is not None and current.token == lease.token:
+                self.path(ref).unlink(missing_ok=True)
+
+    def release_all(self) -> None:
+        for ref in list(self.held):
+            self.release(ref)
+
+    def __enter__(self) -> Leases:
+        """Renew the held leases in the background every third of ``ttl`` until the block ends."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._keep, name="idsuite-leases", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.release_all()
+
+    def _keep(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            self.renew()

@@ -1,0 +1,66 @@
+"""The settings shared by every model of a run, validated before anything runs."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import pydantic
+
+from suite.specs import SPECS, MetricConfig
+
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+class RunConfig(pydantic.BaseModel):
+    """``metrics`` maps metric names to config overrides; ``lease_ttl``: seconds a cell's lease
+    lives without renewal (a dead worker's cells are taken over after that)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    seed: Annotated[int, pydantic.Field(ge=0)] = 0
+    batch_size: Annotated[int, pydantic.Field(ge=1, le=4096)] = 16
+    max_tokens: Annotated[int, pydantic.Field(ge=2, le=1 << 20)] = 128
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    metrics: dict[str, dict[str, Any]] = {}
+    recompute: bool = False
+    lease_ttl: Annotated[float, pydantic.Field(gt=0)] = 300.0
+
+    @pydantic.field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not DEVICE.fullmatch(value):
+            raise ValueError(f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {value[:40]!r}")
+        return value
+
+    def check_device(self) -> None:
+        """Raise ``ValueError`` when a GPU is asked for and this machine has none (or not that one)."""
+        import torch
+
+        if self.device.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise ValueError(f"--device {self.device}: CUDA is not available on this machine")
+            index = int(self.device.partition(":")[2] or 0)
+            if index >= torch.cuda.device_count():
+                raise ValueError(f"--device {self.device}: this machine has {torch.cuda.device_count()} GPU(s)")
+
+    def resolved_device(self) -> str:
+        """``auto``: the GPU where CUDA is present, else the CPU."""
+        if self.device == "auto":
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
+    def forward_dtype(self, entry_dtype: str) -> str:
+        """The dtype of the forward pass: ``auto`` gives bfloat16 on a GPU (the metrics still run in
+        float32 / float64) and the entry's own dtype on the CPU."""
+        if self.dtype != "auto":
+            return self.dtype
+        return "bfloat16" if self.resolved_device().startswith("cuda") and entry_dtype == "float32" else entry_dtype
+
+    def metric_configs(self) -> dict[str, MetricConfig]:
+        for name in self.metrics:
+            SPECS.get(name)  # an unknown name raises, with a "did you mean"
+        return {name: spec.config_type(**self.metrics.get(name, {})) for name, spec in SPECS.items()}
