@@ -24,6 +24,13 @@ METRIC_OPTIONS = {  # command-line option -> (metric, config key, help, type)
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one line (no usage dump), exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _results_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR",
                         help=f"result store folder (default: {DEFAULT_RESULTS})")
@@ -34,7 +41,7 @@ def _zoo_option(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="idsuite", description="Identifiability in transformers, as a benchmark.")
+    parser = OneLineParser(prog="idsuite", description="Identifiability in transformers, as a benchmark.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run the battery on zoo models (default: the 'default' tag)",
                          description="Run the battery on zoo models; finished cells are never recomputed.")
@@ -58,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                      help="forward-pass dtype; 'auto': bfloat16 on a GPU, the entry's dtype on the CPU")
     run.add_argument("--recompute", action="store_true", help="recompute cells that are already finished")
+    run.add_argument("--backend", default="local", choices=["local", "ray"],
+                     help="'local' (this process, the default) or 'ray' (one task per model on a Ray cluster)")
+    run.add_argument("--address", default=None, metavar="auto|HOST:PORT",
+                     help="the Ray cluster to use with --backend ray ('auto': the one this machine belongs to; "
+                          "default: a new local one)")
     lst = sub.add_parser("list", help="show the zoo entries and any bad ones",
                          description="Show the zoo entries, whether their weights are available, and any bad entries.")
     _zoo_option(lst)

@@ -1,9 +1,15 @@
-"""``idsuite run``: the battery over the selected zoo models, then one table per metric."""
+"""``idsuite run``: the battery over the selected zoo models, then one table per metric.
+
+Every option is checked before anything runs or is written: a mistake is one line naming the
+option, with exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pydantic
@@ -15,10 +21,28 @@ from results.query import ResultQuery
 from results.selection import with_settings
 from results.store import CellRef, ResultStore
 from results.summary import run_tables
-from runners.corpus import CorpusError, CorpusSpec, load_corpus
-from runners.jobs import RunConfig, Runner
-from runners.zoo import ZooFileError, load_zoo
+from runners.corpus import Corpus, CorpusError, CorpusSpec, load_corpus
+from runners.jobs import Runner
+from runners.run_config import RunConfig
+from runners.zoo import Zoo, ZooFileError, load_zoo
 from suite.registry import RegistryError
+from suite.specs import SPECS
+
+RUN_OPTIONS = {"seed": "--seed", "batch_size": "--batch-size", "max_tokens": "--max-tokens", "device": "--device",
+               "dtype": "--dtype"}
+CORPUS_OPTIONS = {"source": "--corpus", "max_sequences": "--max-sequences", "text_column": "--text-column",
+                  "pair_column": "--pair-column", "split": "--split", "config": "--corpus-config"}
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What ``idsuite run`` was asked to do, validated."""
+
+    zoo: Zoo
+    models: list[str]
+    corpus: CorpusSpec
+    config: RunConfig
+    store: ResultStore
 
 
 def _metric_overrides(args: argparse.Namespace) -> dict[str, dict[str, int | str]]:
@@ -30,45 +54,103 @@ def _metric_overrides(args: argparse.Namespace) -> dict[str, dict[str, int | str
     return overrides
 
 
-def _stale_replaced(query: ResultQuery, plan: dict[str, list[CellRef]]) -> int:
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _option_error(e: pydantic.ValidationError, options: dict[str, str]) -> CliError:
+    """The first error of a settings model as one line naming the command-line option."""
+    err = e.errors()[0]
+    field = next((str(p) for p in reversed(err["loc"]) if str(p) in options), None)
+    name = options.get(field, ".".join(map(str, err["loc"])) or "option")
+    message = str(err["ctx"]["error"]) if err["type"] == "value_error" else err["msg"].lower()
+    got = "" if err["type"] == "value_error" else f" (got {_shown(err['input'])})"
+    return CliError(f"{name}: {message}{got}")
+
+
+def validate(args: argparse.Namespace) -> RunPlan:
+    """Every option of ``idsuite run`` checked, before anything runs; ``CliError`` names the first
+    bad one."""
+    try:
+        zoo = load_zoo(args.zoo)
+    except ZooFileError as e:
+        raise CliError(str(e)) from None
+    selected, unknown = zoo.select(args.models)
+    if unknown:
+        raise CliError(f"{args.zoo}: no entry or tag named {', '.join(map(_shown, unknown))}")
+    try:
+        corpus = CorpusSpec(source=args.corpus, config=args.corpus_config, split=args.split,
+                            text_column=args.text_column, pair_column=args.pair_column,
+                            max_sequences=args.max_sequences, seed=args.seed)
+    except pydantic.ValidationError as e:
+        raise _option_error(e, CORPUS_OPTIONS | {"seed": "--seed"}) from None
+    overrides = _metric_overrides(args)
+    for metric, values in overrides.items():
+        options = {key: f"--{option.replace('_', '-')}" for option, (m, key, _, _) in METRIC_OPTIONS.items() if m == metric}
+        try:
+            SPECS.get(metric).config_type(**values)
+        except pydantic.ValidationError as e:
+            raise _option_error(e, options) from None
+    try:
+        config = RunConfig(seed=args.seed, batch_size=args.batch_size, max_tokens=args.max_tokens,
+                           device=args.device, dtype=args.dtype, recompute=args.recompute, metrics=overrides)
+        config.metric_configs()
+    except pydantic.ValidationError as e:
+        raise _option_error(e, RUN_OPTIONS) from None
+    except RegistryError as e:
+        raise CliError(str(e)) from None
+    try:
+        config.check_device()
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    if args.address is not None and args.backend != "ray":
+        raise CliError("--address: only with --backend ray")
+    if args.backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise CliError("--backend ray: Ray is not installed (pip install -e \".[ray]\")")
+    results = Path(args.results)
+    if results.exists() and not results.is_dir():
+        raise CliError(f"--results: {str(results)!r} is a file, not a folder")
+    return RunPlan(zoo, selected, corpus, config, ResultStore(results))
+
+
+def _stale_replaced(query: ResultQuery, plan: dict[tuple[str, int | None], list[CellRef]]) -> int:
     """How many of the cells to compute replace a stored cell of an older metric version."""
     cells = with_settings(query.cells())
     stale = set(zip(cells.loc[cells["stale"], "model_id"], cells.loc[cells["stale"], "metric"], strict=True))
     return sum((ref.model_id, ref.metric) in stale for refs in plan.values() for ref in refs)
 
 
-def run_command(args: argparse.Namespace) -> int:
+def _load_corpus(spec: CorpusSpec) -> Corpus:
     try:
-        zoo = load_zoo(args.zoo)
-        selected, unknown = zoo.select(args.models)
-        if unknown:
-            raise CliError(f"{args.zoo}: no entry or tag named {', '.join(map(repr, unknown))}")
-        spec = CorpusSpec(source=args.corpus, config=args.corpus_config, split=args.split, text_column=args.text_column,
-                          pair_column=args.pair_column, max_sequences=args.max_sequences, seed=args.seed)
-        config = RunConfig(seed=args.seed, batch_size=args.batch_size, max_tokens=args.max_tokens, device=args.device,
-                           dtype=args.dtype, recompute=args.recompute, metrics=_metric_overrides(args))
-        config.metric_configs()
-        corpus = load_corpus(spec)
-    except (ZooFileError, CorpusError, RegistryError, pydantic.ValidationError) as e:
-        raise CliError(str(e).splitlines()[0]) from None
-    store = ResultStore(args.results)
-    query = ResultQuery(store)
+        return load_corpus(spec)
+    except CorpusError as e:
+        raise CliError(str(e)) from None
+
+
+def run_command(args: argparse.Namespace) -> int:
+    plan = validate(args)
+    corpus = _load_corpus(plan.corpus)
+    store, query = plan.store, ResultQuery(plan.store)
     run_id = uuid.uuid4().hex[:12]
-    runner = Runner(zoo, corpus, config, store, run_id)
-    plan = runner.plan(selected)
-    pending = sum(len(refs) for refs in plan.values())
-    print(f"run {run_id}: {len(selected)} model(s), corpus {corpus.corpus_id} ({len(corpus.items)} items, "
-          f"hash {corpus.content_hash}), results in {Path(args.results).resolve()}")
-    print(f"{pending} cell(s) to compute, {_stale_replaced(query, plan)} of them replacing stale cells "
-          "(written by an older metric version)")
-    outcomes = runner.run(selected)
-    refs = [CellRef(o.model_id, metric, key) for o in outcomes for metric, key in o.keys.items()]
-    rows = query.summary_rows(refs)  # this configuration's cells only (the store may hold others)
+    runner = Runner(plan.zoo, corpus, plan.config, store, run_id)
+    todo = runner.plan(plan.models)
+    print(f"run {run_id}: {len(plan.models)} model(s), corpus {corpus.corpus_id} ({len(corpus.items)} items, "
+          f"hash {corpus.content_hash}), results in {store.root.resolve()}")
+    print(f"{sum(len(refs) for refs in todo.values())} cell(s) to compute, {_stale_replaced(query, todo)} of them "
+          "replacing stale cells (written by an older metric version)")
+    if args.backend == "ray":
+        from runners.distributed import run_on_ray
+
+        outcomes = run_on_ray(runner, plan.models, args.address)
+    else:
+        outcomes = runner.run(plan.models)
+    rows = query.summary_rows([r for o in outcomes for r in o.refs()])  # this configuration's cells only
     for title, table in run_tables(rows):
         print(f"\n== {title}\n{fit(table)}")
     failed = [o for o in outcomes if o.failed]
     print(f"\nParquet cells: {store.cells.resolve()}")
     print(f"{len(outcomes) - len(failed)} model(s) complete, {len(failed)} with failures")
     for o in failed:
-        print(f"  {o.model_id}: {next(iter(o.failed.values()))}")
+        print(f"  {o.label}: {next(iter(o.failed.values()))}")
     return 1 if failed else 0

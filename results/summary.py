@@ -106,16 +106,27 @@ def count_label(n: object) -> str:
     return str(int(n))
 
 
+def with_interval(value: float, low: float, high: float) -> str:
+    """``0.512±0.012`` (half the interval), or the value alone when it has none."""
+    if pd.isna(value):
+        return ""
+    return f"{value:.3f}" if pd.isna(low) or pd.isna(high) else f"{value:.3f}±{(high - low) / 2:.3f}"
+
+
 def run_tables(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """One table per metric for the command line: layers down, (model, variant) across, the
-    variants each metric declares for printing."""
-    per_layer = layer_rows(rows) if len(rows) else rows
+    variants each metric declares for printing, each value with half its 95% interval (a control:
+    the mean over its init seeds, with half their range)."""
+    if rows.empty:
+        return []
+    per_layer = combine_seeds(layer_rows(rows), ["model_id", "metric", "variant", "layer"])
     tables = []
     for name, spec in SPECS.items():
-        part = per_layer[(per_layer["metric"] == name) & per_layer["variant"].isin(spec.printed_variants())] if len(rows) else []
-        if len(part) == 0:
+        part = per_layer[(per_layer["metric"] == name) & per_layer["variant"].isin(spec.printed_variants())]
+        if part.empty:
             continue
-        table = part.pivot_table(index="layer", columns=["model_id", "variant"], values="value", aggfunc="first")
+        part = part.assign(text=[with_interval(*v) for v in part[["value", "ci_low", "ci_high"]].itertuples(index=False)])
+        table = part.pivot_table(index="layer", columns=["model_id", "variant"], values="text", aggfunc="first")
         order = [(m, v) for m in sorted(set(part["model_id"])) for v in spec.printed_variants() if (m, v) in table.columns]
-        tables.append((f"{spec.display_name} ({name})", table[order].round(3)))
+        tables.append((f"{spec.display_name} ({name})", table[order].fillna("")))
     return tables

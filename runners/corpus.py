@@ -9,9 +9,12 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import datasets
 import pydantic
+
+from runners.hub import hub_reachable, offline_mode, why_unreachable
 
 LEE = "lee"
 MRPC = "mrpc"
@@ -38,8 +41,8 @@ class CorpusSpec(pydantic.BaseModel):
     split: str = "train"
     text_column: str = "text"
     pair_column: str | None = None
-    max_sequences: int = 200
-    seed: int = 0
+    max_sequences: Annotated[int, pydantic.Field(ge=2)] = 200
+    seed: Annotated[int, pydantic.Field(ge=0)] = 0
 
 
 @dataclass(frozen=True)
@@ -96,18 +99,20 @@ def _load_dataset(spec: CorpusSpec) -> datasets.Dataset:
     try:
         if spec.source == LEE:
             return datasets.load_dataset("text", data_files=str(lee_path()), split="train")
-        if spec.source == MRPC:
-            return datasets.load_dataset("nyu-mll/glue", "mrpc", split=spec.split)
         if path.suffix in LOCAL_BUILDERS:
             if not path.is_file():
-                raise CorpusError(f"corpus {spec.source!r}: no such file")
+                raise CorpusError(f"corpus {_shown(spec.source)}: no such file")
             return datasets.load_dataset(LOCAL_BUILDERS[path.suffix], data_files=str(path), split="train")
+        if not hub_reachable() and not offline_mode():  # fail at once instead of retrying for a minute
+            raise CorpusError(f"corpus {_shown(spec.source)}: {why_unreachable()}; HF_HUB_OFFLINE=1 uses a cached copy")
+        if spec.source == MRPC:
+            return datasets.load_dataset("nyu-mll/glue", "mrpc", split=spec.split)
         return datasets.load_dataset(spec.source, spec.config, split=spec.split)
     except CorpusError:
         raise
     except Exception as e:  # datasets raises many types for unreachable or malformed sources
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CorpusError(f"corpus {spec.source!r}: {first}") from e
+        raise CorpusError(f"corpus {_shown(spec.source)}: {type(e).__name__}: {first[:200]}") from e
 
 
 def load_corpus(spec: CorpusSpec) -> Corpus:
@@ -118,12 +123,22 @@ def load_corpus(spec: CorpusSpec) -> Corpus:
         text_col, pair_col = "sentence1", "sentence2"
     for col in (text_col, pair_col):
         if col is not None and col not in data.column_names:
-            raise CorpusError(f"corpus {spec.source!r}: no column {col!r} (columns: {', '.join(data.column_names)})")
+            columns = ", ".join(data.column_names[:10]) + (", ..." if len(data.column_names) > 10 else "")
+            raise CorpusError(f"corpus {_shown(spec.source)}: no column {_shown(col)} (columns: {columns[:200]})")
+    texts = [t if isinstance(t, str) else None for t in data[text_col]]
     if spec.source == LEE:
-        items = sentence_items([t for t in data[text_col] if t.strip()], spec.seed)
+        items = sentence_items([t for t in texts if t and t.strip()], spec.seed)
     else:
-        pairs = data[pair_col] if pair_col else [None] * len(data)
-        items = [(t, p) for t, p in zip(data[text_col], pairs) if t and t.strip()]
+        pairs = [p if isinstance(p, str) and p.strip() else None for p in data[pair_col]] if pair_col else [None] * len(data)
+        items = [(t, p) for t, p in zip(texts, pairs) if t and t.strip()]
+    if len(items) < 2:
+        raise CorpusError(f"corpus {_shown(spec.source)}: {len(items)} usable sentence(s) in column {_shown(text_col)}; "
+                          "at least two are needed")
     random.Random(spec.seed).shuffle(items)
     name = spec.source if spec.source in (LEE, MRPC) else Path(spec.source).name
     return Corpus(corpus_id=f"{name}:{spec.split if spec.source != LEE else 'all'}", items=items[: spec.max_sequences])
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:59] + "…"

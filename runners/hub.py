@@ -16,9 +16,14 @@ from functools import lru_cache
 CONNECT_TIMEOUT = 2.0
 
 
+def offline_mode() -> bool:
+    """``HF_HUB_OFFLINE`` is set: use cached copies only."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 @lru_cache(maxsize=1)
 def hub_reachable() -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+    if offline_mode():
         return False
     import huggingface_hub.constants
 
@@ -31,7 +36,7 @@ def hub_reachable() -> bool:
 
 
 def why_unreachable() -> str:
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+    if offline_mode():
         return "cannot reach the Hugging Face hub (HF_HUB_OFFLINE is set)"
     return "cannot reach the Hugging Face hub (no connection; checked once for this run)"
 

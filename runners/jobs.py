@@ -171,10 +171,12 @@ class Runner:
                 label = model_id if seed is None else f"{model_id} (init seed {seed})"
                 self.log(f"[{position}/{len(subjects)}] {label}")
                 outcomes.append(self.run_model(model_id, seed))
-            self._wait_for_others(outcomes)
+            self.wait_for_others(outcomes)
         return outcomes
 
-    def _wait_for_others(self, outcomes: list[ModelOutcome]) -> None:
+    def wait_for_others(self, outcomes: list[ModelOutcome]) -> None:
+        """Until no outcome has cells another run is computing: those that finish count as cached;
+        those released unfinished or whose holder died are computed here."""
         while any(o.leased for o in outcomes):
             waiting = {(o.model_id, m): who for o in outcomes for m, who in o.leased.items()}
             self.log(f"waiting for {len(waiting)} cell(s) another run is computing: "
@@ -207,7 +209,7 @@ class Runner:
             stage.name = "weights"
             weights = fingerprint(entry, self.zoo, init_seed)
         except Exception as e:  # noqa: BLE001  (any failure of one model is recorded, the run goes on)
-            self._fail_all(outcome, list(self.metric_configs), one_line(e, stage.name), weights)
+            self.fail_model(outcome, list(self.metric_configs), one_line(e, stage.name), weights)
             return outcome
         refs = {m: self._ref(model_id, init_seed, weights, m) for m in self.metric_configs}
         outcome.keys = {m: ref.key for m, ref in refs.items()}
@@ -233,7 +235,8 @@ class Runner:
                 self.leases.release(refs[m])
         return outcome
 
-    def _fail_all(self, outcome: ModelOutcome, metrics: list[str], message: str, weights: str) -> None:
+    def fail_model(self, outcome: ModelOutcome, metrics: list[str], message: str, weights: str) -> None:
+        """Record ``metrics`` of a model as failed with ``message`` (failed rows in the store)."""
         outcome.failed.update({m: message for m in metrics})
         refs = {m: self._ref(outcome.model_id, outcome.init_seed, weights, m) for m in metrics}
         outcome.keys.update({m: r.key for m, r in refs.items()})

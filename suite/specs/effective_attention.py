@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from suite.specs.base import MetricConfig, MetricSpec, Variant
 
@@ -13,7 +15,7 @@ class EffectiveAttentionConfig(MetricConfig):
     example sequence: the lowest corpus index with at most ``map_max_tokens`` tokens (none if 0)."""
 
     compute_dtype: Literal["float64", "float32"] = "float64"
-    map_max_tokens: int = 24
+    map_max_tokens: Annotated[int, Field(ge=0)] = 24
 
 
 def _mass_variants() -> dict[str, Variant]:

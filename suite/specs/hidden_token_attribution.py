@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from suite.specs.base import MetricConfig, MetricSpec, Variant
 
@@ -14,10 +16,10 @@ class AttributionConfig(MetricConfig):
     (corpus order) of at most ``max_tokens`` tokens. ``chunk_size``: products per batch."""
 
     method: Literal["exact", "estimate"] = "estimate"
-    probes: int = 32
-    max_sequences: int = 2
-    max_tokens: int = 16
-    chunk_size: int | None = None
+    probes: Annotated[int, Field(ge=1, le=65536)] = 32
+    max_sequences: Annotated[int, Field(ge=1)] = 2
+    max_tokens: Annotated[int, Field(ge=2)] = 16
+    chunk_size: Annotated[int, Field(ge=1)] | None = None
 
 
 SPEC = MetricSpec(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from suite.specs.base import MetricConfig, MetricSpec, Variant
 
@@ -19,11 +21,11 @@ class IdentifiabilityConfig(MetricConfig):
 
     mappings: tuple[Literal["naive", "linear", "mlp"], ...] = MAPPINGS
     distances: tuple[Literal["cosine", "l2"], ...] = DISTANCES
-    train_fraction: float = 0.7
-    max_train_tokens: int = 1500
-    mlp_hidden_size: int | None = 256
-    mlp_steps: int = 100
-    mlp_lr: float = 3e-3
+    train_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.7
+    max_train_tokens: Annotated[int, Field(ge=2)] = 1500
+    mlp_hidden_size: Annotated[int, Field(ge=1)] | None = 256
+    mlp_steps: Annotated[int, Field(ge=1)] = 100
+    mlp_lr: Annotated[float, Field(gt=0)] = 3e-3
 
 
 SPEC = MetricSpec(

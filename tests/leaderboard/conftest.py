@@ -10,7 +10,6 @@ import pytest
 
 from runners.corpus import Corpus
 from runners.jobs import RunConfig, Runner
-from results.query import ResultQuery
 from results.store import ResultStore
 from runners.zoo import load_zoo
 from tests.conftest import SENTENCES
