@@ -18,9 +18,9 @@ DEFAULT_RESULTS = "idsuite-results"
 METRIC_OPTIONS = {  # command-line option -> (metric, config key, help, type)
     "attribution_method": ("hidden_token_attribution", "method", "'exact' or 'estimate' Jacobian norms", str),
     "attribution_probes": ("hidden_token_attribution", "probes", "probe directions per token (estimate)", int),
-    "attribution_sequences": ("hidden_token_attribution", "max_sequences", "sequences for attribution", int),
+    "attribution_sequences": ("hidden_token_attribution", "max_sequences", "most sequences attributed (it stops earlier once the target interval is met)", int),
     "attribution_max_tokens": ("hidden_token_attribution", "max_tokens", "longest sequence for attribution", int),
-    "mlp_steps": ("token_identifiability", "mlp_steps", "training steps of the MLP mapping g", int),
+    "mlp_steps": ("token_identifiability", "mlp_max_steps", "most training steps of an MLP map g (it stops earlier once converged)", int),
 }
 
 

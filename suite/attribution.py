@@ -52,10 +52,13 @@ def jacobian_block_norms(layers_fn: LayersFn, x: torch.Tensor, chunk_size: int |
 @dataclass(frozen=True)
 class BlockNormEstimate:
     """``squared`` (L, n, n): estimates of ``||J_ij^l||_F^2``; ``rel_error`` (L, n, n): their
-    relative standard error (standard deviation over probes / sqrt(k) / mean)."""
+    relative standard error (standard deviation over probes / sqrt(k) / mean); ``leave_one_out``
+    (k, L, n, n): the estimates without probe q (the same direction index for every input token),
+    for a jackknife of anything computed from the norms."""
 
     squared: torch.Tensor
     rel_error: torch.Tensor
+    leave_one_out: torch.Tensor
 
 
 @torch.no_grad()
@@ -82,7 +85,9 @@ def estimate_block_norms(
     samples = samples.view(n, k, *samples.shape[1:]).permute(2, 3, 0, 1)  # (L, n_out, n_in, k)
     mean = samples.mean(-1)
     spread = samples.std(-1) / k**0.5 if k > 1 else torch.full_like(mean, float("nan"))
-    return BlockNormEstimate(squared=mean, rel_error=spread / mean.clamp(min=torch.finfo(mean.dtype).tiny))
+    leave_one_out = ((samples.sum(-1, keepdim=True) - samples) / max(k - 1, 1)).permute(3, 0, 1, 2)
+    return BlockNormEstimate(squared=mean, rel_error=spread / mean.clamp(min=torch.finfo(mean.dtype).tiny),
+                             leave_one_out=leave_one_out)
 
 
 def contributions(block_norms_sq: torch.Tensor, causal: bool = False) -> torch.Tensor:

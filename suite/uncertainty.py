@@ -1,22 +1,27 @@
 """Uncertainty of the suite's aggregates: seeded bootstrap intervals over the sampled unit, sentences.
 
-Every aggregate the suite reports is a ratio of sums over probe sequences (clusters): a mean over
-tokens, over (sequence, head) pairs or over sequences is ``theta = sum_s a_s / sum_s b_s`` with
-``a_s`` the sum of the values in sequence s and ``b_s`` their count. Resampling sequences with
-replacement (``B`` replicates, multinomial weights ``w``) gives ``theta* = (w a) / (w b)``; the 95%
-interval is the 2.5% and 97.5% percentiles of ``theta*``. A paired difference of two models on the
-same sequences resamples both with the same weights, so a model compared with itself has the
-interval [0, 0]. NumPy only: the leaderboard uses it without torch.
+Every aggregate the suite reports is built from ratios of sums over probe sequences (the clusters):
+a mean over tokens, over (sequence, head) pairs or over sequences is ``theta = sum_s a_s / sum_s b_s``
+with ``a_s`` the sum of the values in sequence s and ``b_s`` their count; a whole-model headline is
+the mean over layers of such ratios. Resampling the S sequences with replacement (``B`` replicates,
+multinomial weights ``w`` of shape (B, S)) gives ``theta* = (w a) / (w b)``, and the 95% interval is
+the 2.5% and 97.5% percentiles of ``theta*`` (the percentile bootstrap). A paired difference of two
+models on the same sequences resamples both with the same weights, so a model compared with itself
+has the interval [0, 0]. NumPy only: the leaderboard uses it without torch.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 REPLICATES = 1000
 LEVEL = 0.95
+Z95 = 1.959963984540054
+"""The standard normal's 97.5% quantile (a 95% interval is +- Z95 standard errors)."""
 
 
 @dataclass(frozen=True)
@@ -31,9 +36,13 @@ class Estimate:
     unit: str
     clusters: int
 
+    @property
+    def half_width(self) -> np.ndarray:
+        return (self.high - self.low) / 2
+
     def widened(self, half_width: np.ndarray) -> Estimate:
-        """The interval with ``half_width`` added in quadrature on each side (an independent error,
-        e.g. the attribution estimator's probe error)."""
+        """The interval with ``half_width`` added in quadrature on each side: an independent error,
+        e.g. the attribution estimator's probe error."""
         low = self.value - np.sqrt((self.value - self.low) ** 2 + half_width**2)
         high = self.value + np.sqrt((self.high - self.value) ** 2 + half_width**2)
         return Estimate(self.value, low, high, self.n, self.unit, self.clusters)
@@ -46,49 +55,70 @@ def resample_weights(clusters: int, replicates: int = REPLICATES, seed: int = 0)
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan)
+    safe = np.where(denominator > 0, denominator, 1.0)
+    return np.where(denominator > 0, numerator / safe, np.nan)
 
 
-def _percentiles(replicates: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+def _mean(x: np.ndarray, axis: int | None) -> np.ndarray:
+    if axis is None:
+        return x
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN slice stays NaN
+        return np.nanmean(x, axis=axis)
+
+
+def _bootstrap(statistic: Callable[[np.ndarray], np.ndarray], clusters: int, seed: int, replicates: int,
+               level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``statistic(w)`` for the plain weights (all ones) and for ``replicates`` resamples; its value
+    and percentile interval."""
+    value = statistic(np.ones((1, clusters)))[0]
+    stats = statistic(resample_weights(clusters, replicates, seed))
     tail = (1 - level) / 2 * 100
-    with np.errstate(invalid="ignore"):
-        return tuple(np.nanpercentile(replicates, [tail, 100 - tail], axis=0)) if replicates.size else (replicates, replicates)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (nothing measured) stay NaN
+        low, high = np.nanpercentile(stats, [tail, 100 - tail], axis=0)
+    return value, low, high
 
 
-def cluster_bootstrap(sums: np.ndarray, counts: np.ndarray, unit: str, seed: int = 0,
-                      replicates: int = REPLICATES, level: float = LEVEL) -> Estimate:
-    """``theta = sum_s sums[s] / sum_s counts[s]`` for every column of ``sums`` (S, ...) (``counts``
-    broadcasts against it), with its percentile interval over ``replicates`` resamples of the S
-    sequences. One sequence gives a zero-width interval (nothing to resample)."""
+def _weighted_ratio(sums: np.ndarray, counts: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    flat_sums, flat_counts = sums.reshape(len(sums), -1), counts.reshape(len(sums), -1)
+    return lambda w: _ratio(w @ flat_sums, w @ flat_counts).reshape(len(w), *sums.shape[1:])
+
+
+def ratio_of_sums(sums: np.ndarray, counts: np.ndarray, unit: str, seed: int = 0, average_axis: int | None = None,
+                  replicates: int = REPLICATES, level: float = LEVEL) -> Estimate:
+    """``theta = sum_s sums[s] / sum_s counts[s]`` for every entry of ``sums`` (S, ...) (``counts``
+    broadcasts against it), with its percentile interval over resamples of the S sequences. With
+    ``average_axis`` (an axis of the entries, e.g. layers), the mean of those ratios along it,
+    resampled as one statistic. ``n``: the units averaged (the counts' total)."""
     sums = np.asarray(sums, dtype=np.float64)
     counts = np.broadcast_to(np.asarray(counts, dtype=np.float64), sums.shape)
-    value = _ratio(sums.sum(0), counts.sum(0))
-    weights = resample_weights(len(sums), replicates, seed)
-    flat_sums, flat_counts = sums.reshape(len(sums), -1), counts.reshape(len(sums), -1)
-    stats = _ratio(weights @ flat_sums, weights @ flat_counts)
-    low, high = _percentiles(stats, level)
-    n = counts.sum(0).astype(np.int64)
-    return Estimate(value, low.reshape(value.shape), high.reshape(value.shape), n, unit, len(sums))
-
-
-def mean_over_clusters(values: np.ndarray, unit: str, seed: int = 0) -> Estimate:
-    """The mean over the leading axis (one value per sequence; NaN left out) with its interval."""
-    values = np.asarray(values, dtype=np.float64)
-    present = ~np.isnan(values)
-    return cluster_bootstrap(np.where(present, values, 0.0), present.astype(np.float64), unit, seed)
+    ratios = _weighted_ratio(sums, counts)
+    axis = None if average_axis is None else (average_axis % (sums.ndim - 1)) + 1
+    value, low, high = _bootstrap(lambda w: _mean(ratios(w), axis), len(sums), seed, replicates, level)
+    n = counts.sum(0) if axis is None else counts.sum(0).sum(axis - 1)
+    return Estimate(value, low, high, n.astype(np.int64), unit, len(sums))
 
 
 def paired_difference(sums_a: np.ndarray, counts_a: np.ndarray, sums_b: np.ndarray, counts_b: np.ndarray,
-                      seed: int = 0, replicates: int = REPLICATES, level: float = LEVEL) -> Estimate:
-    """``theta_a - theta_b`` on the same S sequences (rows of each array), with the percentile
-    interval of the paired bootstrap: both ratios resampled with the same weights."""
-    sa, sb = (np.asarray(x, dtype=np.float64) for x in (sums_a, sums_b))
-    ca, cb = (np.broadcast_to(np.asarray(c, dtype=np.float64), s.shape) for c, s in ((counts_a, sa), (counts_b, sb)))
-    value = _ratio(sa.sum(0), ca.sum(0)) - _ratio(sb.sum(0), cb.sum(0))
-    weights = resample_weights(len(sa), replicates, seed)
-    flat = [x.reshape(len(sa), -1) for x in (sa, ca, sb, cb)]
-    stats = _ratio(weights @ flat[0], weights @ flat[1]) - _ratio(weights @ flat[2], weights @ flat[3])
-    low, high = _percentiles(stats, level)
-    return Estimate(value, low.reshape(value.shape), high.reshape(value.shape), ca.sum(0).astype(np.int64),
-                    "sequences", len(sa))
+                      seed: int = 0, average_axis: int | None = None, replicates: int = REPLICATES,
+                      level: float = LEVEL) -> Estimate:
+    """``theta_a - theta_b`` (each a ``ratio_of_sums``) on the same S sequences (the rows of each
+    array), with the percentile interval of the paired bootstrap: both resampled with the same
+    weights. ``n``: the sequences."""
+    a, b = (np.asarray(x, dtype=np.float64) for x in (sums_a, sums_b))
+    ca, cb = (np.broadcast_to(np.asarray(c, dtype=np.float64), s.shape) for c, s in ((counts_a, a), (counts_b, b)))
+    ra, rb = _weighted_ratio(a, ca), _weighted_ratio(b, cb)
+    axis = None if average_axis is None else (average_axis % (a.ndim - 1)) + 1
+    value, low, high = _bootstrap(lambda w: _mean(ra(w) - rb(w), axis), len(a), seed, replicates, level)
+    return Estimate(value, low, high, np.full(np.shape(value), len(a), dtype=np.int64), "sequences", len(a))
+
+
+def jackknife_half_width(leave_one_out: np.ndarray) -> np.ndarray:
+    """Half-width of a 95% normal interval from ``k`` leave-one-out values along axis 0 (the
+    jackknife variance ``(k - 1) / k * sum_q (theta_(q) - mean)^2``)."""
+    k = len(leave_one_out)
+    if k < 2:
+        return np.full(leave_one_out.shape[1:], np.nan)
+    spread = leave_one_out - leave_one_out.mean(0)
+    return Z95 * np.sqrt((k - 1) / k * (spread**2).sum(0))

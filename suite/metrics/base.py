@@ -39,69 +39,72 @@ def metric_class(name: str) -> type[Metric]:
     return getattr(importlib.import_module(module), cls)
 
 
+IntLike = torch.Tensor | np.ndarray | Sequence[int] | int | None
+
+
+def layer_head_grid(n_layers: int, n_heads: int) -> tuple[np.ndarray, np.ndarray]:
+    """Layer (1..L) and head (0..H-1) of every entry of a flattened (L, H) array."""
+    layers, heads = np.meshgrid(np.arange(1, n_layers + 1), np.arange(n_heads), indexing="ij")
+    return layers.reshape(-1), heads.reshape(-1)
+
+
 @dataclass
 class RowBuffer:
     """Collects long-format result rows as column chunks (cheap for per-head tensors): arrays per
-    ``add``, one DataFrame at ``frame``."""
+    ``add``, one DataFrame at ``frame``. Columns a chunk does not give are null."""
 
     metric: str
     chunks: list[dict[str, Any]] = field(default_factory=list)
 
-    def add(
-        self,
-        variant: str,
-        value: torch.Tensor | float,
-        layer: int | None = None,
-        head: torch.Tensor | Sequence[int] | None = None,
-        sequence: torch.Tensor | Sequence[int] | None = None,
-        n_tokens: torch.Tensor | Sequence[int] | None = None,
-        query: torch.Tensor | Sequence[int] | None = None,
-        key: torch.Tensor | Sequence[int] | None = None,
-        label: Sequence[str] | None = None,
-    ) -> None:
-        """Add one row, or one row per element of ``value``; index columns broadcast against it."""
-        values = torch.as_tensor(value, dtype=torch.float64).reshape(-1).cpu().numpy()
+    def add(self, variant: str, value: torch.Tensor | np.ndarray | float, layer: IntLike = None, head: IntLike = None,
+            sequence: IntLike = None, n_tokens: IntLike = None, query: IntLike = None, key: IntLike = None,
+            label: Sequence[str] | None = None, n: IntLike = None, n_unit: str | None = None) -> None:
+        """Add one row, or one row per element of ``value``; the other columns broadcast against it.
+        ``n``/``n_unit``: on a per-sequence row, the units its value averages (paired comparisons
+        weight sequences by them)."""
+        values = np.asarray(torch.as_tensor(value, dtype=torch.float64).reshape(-1).cpu())
         size = len(values)
-        chunk: dict[str, Any] = {"variant": variant, "value": values, "label": None if label is None else list(label),
-                                 "estimate": None}
-        for name, x in zip(INDEX_COLUMNS, (layer, head, sequence, n_tokens, query, key), strict=True):
-            chunk[name] = None if x is None else torch.as_tensor(x).reshape(-1).cpu().expand(size).numpy().astype(np.int64)
+        chunk: dict[str, Any] = {"variant": variant, "value": values, "size": size}
+        integers = dict(zip(INDEX_COLUMNS, (layer, head, sequence, n_tokens, query, key), strict=True)) | {"n": n}
+        for name, x in integers.items():
+            if x is not None:
+                chunk[name] = np.broadcast_to(np.asarray(torch.as_tensor(x).reshape(-1).cpu()), size).astype(np.int64)
+        if label is not None:
+            chunk["label"] = list(label)
+        if n_unit is not None:
+            chunk["n_unit"] = [n_unit] * size
         self.chunks.append(chunk)
 
-    def add_estimate(self, variant: str, estimate: Estimate, layer: torch.Tensor | Sequence[int] | int | None = None,
-                     head: torch.Tensor | Sequence[int] | None = None) -> None:
+    def add_estimate(self, variant: str, estimate: Estimate, layer: IntLike = None, head: IntLike = None) -> None:
         """Add aggregate rows: ``estimate.value`` with its interval and sample size (one row per
         element; ``layer`` and ``head`` broadcast against it)."""
-        self.add(variant, torch.as_tensor(estimate.value), layer, head)
-        flat = lambda a: np.broadcast_to(np.asarray(a), np.shape(estimate.value)).reshape(-1)  # noqa: E731
-        self.chunks[-1]["estimate"] = {"ci_low": flat(estimate.low).astype(np.float64),
-                                       "ci_high": flat(estimate.high).astype(np.float64),
-                                       "n": flat(estimate.n).astype(np.int64), "n_unit": estimate.unit,
-                                       "n_clusters": estimate.clusters}
+        shape = np.shape(estimate.value)
+        flat = lambda a: np.broadcast_to(np.asarray(a), shape).reshape(-1)  # noqa: E731
+        self.add(variant, flat(estimate.value), layer, head, n=flat(estimate.n), n_unit=estimate.unit)
+        chunk = self.chunks[-1]
+        chunk["ci_low"], chunk["ci_high"] = flat(estimate.low).astype(np.float64), flat(estimate.high).astype(np.float64)
+        chunk["n_clusters"] = np.full(chunk["size"], estimate.clusters, dtype=np.int64)
 
     def frame(self) -> pd.DataFrame:
+        """Every row added, with the columns ``suite.specs.rows.ROW_COLUMNS`` in their order and types."""
         if not self.chunks:
             return pd.DataFrame({c: pd.Series(dtype="object") for c in ROW_COLUMNS})
-        sizes = [len(c["value"]) for c in self.chunks]
+        sizes = [c["size"] for c in self.chunks]
         columns: dict[str, Any] = {
             "metric": np.full(sum(sizes), self.metric, dtype=object),
             "variant": np.repeat(np.array([c["variant"] for c in self.chunks], dtype=object), sizes),
+            "value": np.concatenate([c["value"] for c in self.chunks]),
         }
-        for name in INDEX_COLUMNS:
-            data = np.concatenate([np.zeros(s, np.int64) if c[name] is None else c[name] for c, s in zip(self.chunks, sizes)])
-            missing = np.concatenate([np.full(s, c[name] is None) for c, s in zip(self.chunks, sizes)])
-            columns[name] = pd.arrays.IntegerArray(data, missing)
-        labels = [x for c, s in zip(self.chunks, sizes) for x in (c["label"] if c["label"] is not None else [None] * s)]
-        columns["label"] = pd.array(labels, dtype="string")
-        columns["value"] = np.concatenate([c["value"] for c in self.chunks])
-        for name, kind in (("ci_low", np.float64), ("ci_high", np.float64)):
-            columns[name] = np.concatenate([np.full(s, np.nan) if c["estimate"] is None else c["estimate"][name]
-                                            for c, s in zip(self.chunks, sizes)]).astype(kind)
-        present = np.concatenate([np.full(s, c["estimate"] is not None) for c, s in zip(self.chunks, sizes)])
-        for name in ("n", "n_clusters"):
-            data = np.concatenate([np.zeros(s, np.int64) if c["estimate"] is None else
-                                   np.broadcast_to(c["estimate"][name], s) for c, s in zip(self.chunks, sizes)])
-            columns[name] = pd.arrays.IntegerArray(data.astype(np.int64), ~present)
-        columns["n_unit"] = pd.array([c["estimate"]["n_unit"] if c["estimate"] is not None else None
-                                      for c, s in zip(self.chunks, sizes) for _ in range(s)], dtype="string")
+        for name, kind in ROW_COLUMNS.items():
+            if name in columns:
+                continue
+            if kind == "int64":
+                data = np.concatenate([c.get(name, np.zeros(s, np.int64)) for c, s in zip(self.chunks, sizes)])
+                missing = np.concatenate([np.full(s, name not in c) for c, s in zip(self.chunks, sizes)])
+                columns[name] = pd.arrays.IntegerArray(data, missing)
+            elif kind == "float64":
+                columns[name] = np.concatenate([c.get(name, np.full(s, np.nan)) for c, s in zip(self.chunks, sizes)])
+            else:
+                columns[name] = pd.array([x for c, s in zip(self.chunks, sizes) for x in c.get(name, [None] * s)],
+                                         dtype="string")
         return pd.DataFrame(columns)[list(ROW_COLUMNS)]

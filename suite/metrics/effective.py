@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from collections import defaultdict
+
+import numpy as np
 import pandas as pd
 import torch
 
-from suite.effective_attention import (
-    argmax_change,
-    null_share,
-    position_mass,
-    row_pearson,
-)
-from suite.metrics.base import RowBuffer
+from suite.effective_attention import argmax_change, null_share, position_mass, row_pearson
+from suite.metrics.base import RowBuffer, layer_head_grid
 from suite.metrics.rank import COMPUTE_DTYPES
 from suite.specs.effective_attention import SPEC, EffectiveAttentionConfig
 from suite.trace import BatchTrace, ModelProbe
+from suite.uncertainty import ratio_of_sums
 
 PER_SEQUENCE = ("null_share", "pearson", "argmax_change")
 
@@ -25,25 +23,39 @@ class EffectiveAttentionMetric:
 
     def __init__(self, config: EffectiveAttentionConfig, seed: int) -> None:
         self.config = config
+        self.seed = seed
         self.rows = RowBuffer(self.spec.name)
-        self.sums: dict[tuple[str, int], list[torch.Tensor]] = defaultdict(list)  # (variant, layer) -> (B, H)
-        self.example: tuple[int, list[str], list[torch.Tensor], list[torch.Tensor]] | None = None  # seq, tokens, raw, eff
+        self.values: dict[str, list[torch.Tensor]] = defaultdict(list)  # variant -> (B, L, H) per batch
+        self.example: tuple[tuple, int, list[str], list[torch.Tensor], list[torch.Tensor]] | None = None
+
+    def _example_choice(self, batch: BatchTrace) -> tuple[tuple, int] | None:
+        """The batch's best example sequence, if better than the one kept: the shortest sequence
+        longer than d_h (whose maps have a null space to show), else the longest, of at most
+        ``map_max_tokens`` tokens; ties go to the lowest corpus index."""
+        d_head = batch.layers[0].values.shape[-1]
+        best = None
+        for b, (seq, n) in enumerate(zip(batch.sequence_ids.tolist(), batch.lengths.tolist(), strict=True)):
+            if n > self.config.map_max_tokens:
+                continue
+            rank = (0, n, seq) if n > d_head else (1, -n, seq)
+            if best is None or rank < best[0]:
+                best = (rank, b)
+        return best if best is not None and (self.example is None or best[0] < self.example[0]) else None
 
     def update(self, batch: BatchTrace) -> None:
         dtype = COMPUTE_DTYPES[self.config.compute_dtype]
-        short = [(s, b) for b, s in enumerate(batch.sequence_ids.tolist()) if batch.lengths[b] <= self.config.map_max_tokens]
-        keep = min(short) if short and (self.example is None or min(short)[0] < self.example[0]) else None
+        keep = self._example_choice(batch)
         if keep is not None:
-            seq, b = keep
-            self.example = (seq, batch.tokens[b], [], [])
+            self.example = (keep[0], batch.sequence_ids[keep[1]].item(), batch.tokens[keep[1]], [], [])
+        per_layer: dict[str, list[torch.Tensor]] = defaultdict(list)
         for layer in range(1, len(batch.layers) + 1):
             allowed = batch.allowed(layer - 1)
             projection = batch.projection(layer - 1, dtype)  # ranks in ``dtype``; the summaries in float32
             raw, eff = projection.attention.float(), projection.effective.float()
             if keep is not None:
                 n = int(batch.lengths[keep[1]])
-                self.example[2].append(raw[keep[1], :, :n, :n].cpu())
-                self.example[3].append(eff[keep[1], :, :n, :n].cpu())
+                self.example[3].append(raw[keep[1], :, :n, :n].cpu())
+                self.example[4].append(eff[keep[1], :, :n, :n].cpu())
             b, h = raw.shape[:2]
             seq = batch.sequence_ids.view(-1, 1).expand(b, h)
             heads = torch.arange(h).view(1, -1).expand(b, h)
@@ -60,19 +72,26 @@ class EffectiveAttentionMetric:
             for name, value in values.items():
                 if name in PER_SEQUENCE:
                     self.rows.add(name, value, layer, heads, seq, n)
-                self.sums[(name, layer)].append(value.cpu())
+                per_layer[name].append(value.cpu())
+        for name, chunks in per_layer.items():
+            self.values[name].append(torch.stack(chunks, 1))
 
     def finish(self, probe: ModelProbe | None) -> pd.DataFrame:
-        per_variant: dict[str, list[torch.Tensor]] = defaultdict(list)
-        for (name, layer), chunks in sorted(self.sums.items()):
-            value = torch.cat(chunks)  # (sequences, H)
-            self.rows.add(name, value.nanmean(0), layer, torch.arange(value.shape[1]))
-            self.rows.add(name, value.nanmean(), layer)
-            per_variant[name].append(value)
-        for name, values in per_variant.items():
-            self.rows.add(name, torch.cat(values).nanmean())
+        """Per head, per layer and for the whole model (the mean over layers), each with its bootstrap
+        interval over sequences (a head whose value is undefined in a sequence, e.g. a Pearson
+        correlation of constant rows, is left out there); and the example sequence's maps."""
+        for name, chunks in self.values.items():
+            x = torch.cat(chunks).double().numpy()  # (S, L, H)
+            present = ~np.isnan(x)
+            x = np.where(present, x, 0.0)
+            _, n_layers, h = x.shape
+            layers, heads = layer_head_grid(n_layers, h)
+            self.rows.add_estimate(name, ratio_of_sums(x, present, "sequences", self.seed), layers, heads)
+            sums, counts = x.sum(-1), present.sum(-1)  # (S, L): over heads
+            self.rows.add_estimate(name, ratio_of_sums(sums, counts, "sequence-heads", self.seed), np.arange(1, n_layers + 1))
+            self.rows.add_estimate(name, ratio_of_sums(sums, counts, "sequence-heads", self.seed, average_axis=0))
         if self.example is not None:
-            self._add_example(*self.example)
+            self._add_example(*self.example[1:])
         return self.rows.frame()
 
     def _add_example(self, seq: int, tokens: list[str], raw: list[torch.Tensor], eff: list[torch.Tensor]) -> None:

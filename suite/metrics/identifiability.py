@@ -1,15 +1,20 @@
-"""Metric: token identifiability per layer for each mapping g and distance."""
+"""Metric: token identifiability per layer for each mapping g and distance, with intervals."""
 
 from __future__ import annotations
 
+import sys
+
+import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
-from suite.identifiability import fit_mapping, identifiability_rate
+from suite.identifiability import fit_linear, fit_mlps, fit_naive, identified_per_sequence
 from suite.masks import token_mask
 from suite.metrics.base import RowBuffer
 from suite.specs.token_identifiability import SPEC, IdentifiabilityConfig
 from suite.trace import BatchTrace, ModelProbe
+from suite.uncertainty import ratio_of_sums
 
 
 def pad_stack(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,41 +40,76 @@ class IdentifiabilityMetric:
             n = int(batch.lengths[b])
             self.sequences[seq] = (hidden[:, b, :n].clone(), batch.token_ids[b, :n].cpu())
 
-    def _split(self) -> tuple[list[int], list[int]]:
+    def split(self) -> tuple[list[int], list[int], list[int]]:
+        """Seeded split of the sequences into those the maps are fitted on, those whose loss decides
+        when an MLP stops (a share of the training sequences), and the scored (test) ones."""
         ids = sorted(self.sequences)
         gen = torch.Generator().manual_seed(self.seed)
         order = [ids[i] for i in torch.randperm(len(ids), generator=gen).tolist()]
-        n_train = min(max(1, round(self.config.train_fraction * len(ids))), len(ids) - 1)
-        return order[:n_train], order[n_train:]
+        n_train = min(max(2, round(self.config.train_fraction * len(ids))), len(ids) - 1)
+        n_held = min(max(1, round(self.config.heldout_fraction * n_train)), n_train - 1)
+        return order[n_held:n_train], order[:n_held], order[n_train:]
+
+    def _tokens(self, ids: list[int], cap: int, seed: int) -> torch.Tensor:
+        """(L+1, T, d) hidden states of a seeded sample of at most ``cap`` tokens of ``ids``."""
+        hidden = torch.cat([self.sequences[s][0] for s in ids], dim=1)
+        sample = torch.randperm(hidden.shape[1], generator=torch.Generator().manual_seed(seed))[:cap]
+        return hidden[:, sample]
 
     def finish(self, probe: ModelProbe | None) -> pd.DataFrame:
+        """Rates per layer with their bootstrap intervals over the scored sequences, the rate of each
+        scored sequence, and how each MLP map was fitted."""
+        if len(self.sequences) < 3:
+            raise ValueError("token identifiability needs at least three sequences (to fit, to stop, to score)")
         rows = RowBuffer(self.spec.name)
-        if len(self.sequences) < 2:
-            raise ValueError("token identifiability needs at least two sequences (one to fit, one to score)")
-        train, test = self._split()
-        train_h = torch.cat([self.sequences[s][0] for s in train], dim=1)  # (L+1, T, d)
-        gen = torch.Generator().manual_seed(self.seed)
-        sample = torch.randperm(train_h.shape[1], generator=gen)[: self.config.max_train_tokens]
-        train_h = train_h[:, sample]
+        fit, held, test = self.split()
+        fit_h = self._tokens(fit, self.config.max_train_tokens, self.seed)  # (L+1, T, d)
+        held_h = self._tokens(held, max(2, self.config.max_train_tokens // 4), self.seed + 1)
         test_h, lengths = pad_stack([self.sequences[s][0].transpose(0, 1) for s in test])  # (S, N, L+1, d)
         test_ids, _ = pad_stack([self.sequences[s][1] for s in test])
         valid = token_mask(lengths, test_h.shape[1])
         x_test = test_h[:, :, 0]
-        for layer in range(train_h.shape[0]):
-            for kind in self.config.mappings:
-                g = None  # naive and linear g do not depend on the distance: fit once per layer
-                for distance in self.config.distances:
-                    if g is None or kind == "mlp":
-                        g = fit_mapping(
-                            kind,
-                            train_h[layer],
-                            train_h[0],
-                            distance,
-                            seed=self.seed + layer,
-                            mlp_hidden_size=self.config.mlp_hidden_size,
-                            mlp_steps=self.config.mlp_steps,
-                            mlp_lr=self.config.mlp_lr,
-                        )
-                    rate = identifiability_rate(g, test_h[:, :, layer], x_test, test_ids, valid, distance)
-                    rows.add(f"{kind}/{distance}", rate, layer, n_tokens=[int(valid.sum())])
+        n_layers = fit_h.shape[0]
+        maps: dict[tuple[str, str, int], object] = {}
+        for layer in range(n_layers):
+            if "naive" in self.config.mappings:
+                maps.update({("naive", d, layer): fit_naive(fit_h[layer], fit_h[0]) for d in self.config.distances})
+            if "linear" in self.config.mappings:  # one affine least-squares fit serves both distances
+                linear = fit_linear(torch.cat([fit_h[layer], held_h[layer]]), torch.cat([fit_h[0], held_h[0]]))
+                maps.update({("linear", d, layer): linear for d in self.config.distances})
+        if "mlp" in self.config.mappings:
+            self._fit_mlps(fit_h, held_h, maps, rows)
+        for (kind, distance, layer), mapping in sorted(maps.items(), key=lambda item: (item[0][2], item[0][:2])):
+            hits, counts = identified_per_sequence(mapping, test_h[:, :, layer], x_test, test_ids, valid, distance)
+            hits, counts = hits.double().numpy(), counts.double().numpy()
+            variant = f"{kind}/{distance}"
+            rows.add_estimate(variant, ratio_of_sums(hits, counts, "tokens", self.seed), layer)
+            rows.add(variant, hits / counts, layer, sequence=test, n=counts.astype(np.int64), n_unit="tokens")
         return rows.frame()
+
+    def _fit_mlps(self, fit_h: torch.Tensor, held_h: torch.Tensor, maps: dict, rows: RowBuffer) -> None:
+        """Every layer's and distance's MLP in one batched fit; records how each converged."""
+        distances = list(self.config.distances)
+        groups = [(layer, d) for layer in range(fit_h.shape[0]) for d in distances]
+        hidden = torch.cat([fit_h, held_h], dim=1)[[layer for layer, _ in groups]]  # (G, T + T_held, d)
+        inputs = torch.cat([fit_h[0], held_h[0]])
+        heldout = torch.arange(hidden.shape[1]) >= fit_h.shape[1]
+        width = self.config.mlp_hidden_size or hidden.shape[-1]
+        bar = tqdm(total=len(groups), desc="  MLP maps g converged", unit="map", file=sys.stderr, leave=False)
+
+        def progress(step: int, converged: int) -> None:
+            bar.set_postfix(step=step)
+            bar.update(converged - bar.n)
+
+        try:
+            mappings, fits = fit_mlps(hidden, inputs, [d for _, d in groups], heldout, self.seed, width,
+                                      self.config.mlp_lr, self.config.mlp_max_steps, self.config.mlp_check_every,
+                                      self.config.mlp_patience, self.config.mlp_tolerance, progress,
+                                      self.config.mlp_precision)
+        finally:
+            bar.close()
+        for k, (layer, distance) in enumerate(groups):
+            maps[("mlp", distance, layer)] = mappings[k]
+            for what, value in (("train_loss", fits.train_loss[k]), ("heldout_loss", fits.heldout_loss[k]),
+                                ("steps", fits.steps[k]), ("converged", fits.converged[k])):
+                rows.add(f"mlp/{distance}:{what}", float(value), layer)

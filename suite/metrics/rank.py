@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import torch
 
-from suite.metrics.base import RowBuffer
+from suite.metrics.base import RowBuffer, layer_head_grid
 from suite.rank_deficiency import rank_deficiency
 from suite.specs.rank_deficiency import SPEC, RankConfig
 from suite.trace import BatchTrace, ModelProbe
+from suite.uncertainty import ratio_of_sums
 
 COMPUTE_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -18,13 +20,14 @@ class RankDeficiencyMetric:
 
     def __init__(self, config: RankConfig, seed: int) -> None:
         self.config = config
+        self.seed = seed
         self.rows = RowBuffer(self.spec.name)
-        self.per_layer: list[list[tuple[torch.Tensor, torch.Tensor]]] = []  # (null_dim, row null fraction) per batch
+        self.sequences: list[torch.Tensor] = []
+        self.per_batch: list[tuple[torch.Tensor, torch.Tensor]] = []  # (null_dim, row null fraction), (B, L, H)
 
     def update(self, batch: BatchTrace) -> None:
         dtype = COMPUTE_DTYPES[self.config.compute_dtype]
-        if not self.per_layer:
-            self.per_layer = [[] for _ in batch.layers]
+        nulls, fractions = [], []
         for layer in range(len(batch.layers)):
             projection = batch.projection(layer, dtype)
             deficiency = rank_deficiency(projection.row_rank, projection.context, batch.lengths)
@@ -33,21 +36,24 @@ class RankDeficiencyMetric:
             heads = torch.arange(h).view(1, -1).expand(b, h)
             for name, value in (("rank", deficiency.rank), ("null_dim", deficiency.null_dim)):
                 self.rows.add(name, value, layer + 1, heads, seq, deficiency.n)
-            self.per_layer[layer].append((deficiency.null_dim.cpu(), deficiency.row_null_fraction.cpu()))
+            nulls.append(deficiency.null_dim.cpu())
+            fractions.append(deficiency.row_null_fraction.cpu())
+        self.sequences.append(batch.sequence_ids)
+        self.per_batch.append((torch.stack(nulls, 1), torch.stack(fractions, 1)))
 
     def finish(self, probe: ModelProbe | None) -> pd.DataFrame:
-        all_null, all_fraction = [], []
-        for layer, chunks in enumerate(self.per_layer, start=1):
-            null = torch.cat([c[0] for c in chunks]).double()
-            fraction = torch.cat([c[1] for c in chunks]).double()
-            heads = torch.arange(null.shape[1])
-            self.rows.add("nonidentifiable_share", (null > 0).double().mean(0), layer, heads)
-            self.rows.add("null_fraction", fraction.mean(0), layer, heads)
-            self.rows.add("nonidentifiable_share", (null > 0).double().mean(), layer)
-            self.rows.add("null_fraction", fraction.mean(), layer)
-            all_null.append(null)
-            all_fraction.append(fraction)
-        if all_null:
-            self.rows.add("nonidentifiable_share", (torch.cat(all_null) > 0).double().mean())
-            self.rows.add("null_fraction", torch.cat(all_fraction).mean())
+        """Per head, per layer and for the whole model (the mean over layers), each with its
+        bootstrap interval over sequences; and per sequence (the share over its heads)."""
+        null = torch.cat([b[0] for b in self.per_batch]).double().numpy()  # (S, L, H)
+        fraction = torch.cat([b[1] for b in self.per_batch]).double().numpy()
+        sequences = torch.cat(self.sequences).numpy()
+        s, n_layers, h = null.shape
+        layers, heads = layer_head_grid(n_layers, h)
+        for name, x in (("nonidentifiable_share", (null > 0).astype(np.float64)), ("null_fraction", fraction)):
+            self.rows.add_estimate(name, ratio_of_sums(x, 1.0, "sequences", self.seed), layers, heads)
+            per_layer = x.sum(-1)  # (S, L): over heads
+            self.rows.add_estimate(name, ratio_of_sums(per_layer, h, "sequence-heads", self.seed), np.arange(1, n_layers + 1))
+            self.rows.add_estimate(name, ratio_of_sums(per_layer, h, "sequence-heads", self.seed, average_axis=0))
+            self.rows.add(name, per_layer / h, np.tile(np.arange(1, n_layers + 1), s), sequence=np.repeat(sequences, n_layers),
+                          n=h, n_unit="heads")
         return self.rows.frame()

@@ -11,11 +11,13 @@ from suite.specs.base import MetricConfig, MetricSpec, Variant
 
 class EffectiveAttentionConfig(MetricConfig):
     """``compute_dtype`` of the rank decision and projection (float64 by default; the divergence
-    summaries are float32). The raw and effective maps of every layer and head are stored for the
-    example sequence: the lowest corpus index with at most ``map_max_tokens`` tokens (none if 0)."""
+    summaries are float32). The raw and effective maps of every layer and head are stored for one
+    example sequence of at most ``map_max_tokens`` tokens (none if 0): the shortest longer than the
+    head size d_h, where the corpus has one (its null map shows something), else the longest; ties
+    go to the lowest corpus index."""
 
     compute_dtype: Literal["float64", "float32"] = "float64"
-    map_max_tokens: Annotated[int, Field(ge=0)] = 24
+    map_max_tokens: Annotated[int, Field(ge=0)] = 96
 
 
 def _mass_variants() -> dict[str, Variant]:
@@ -32,7 +34,7 @@ SPEC = MetricSpec(
     name="effective_attention",
     display_name="Null-space attention share",
     description="How much of raw attention A_h lies in the left null space of T_h (A_eff = A_h U_h U_h^T).",
-    version=2,
+    version=3,
     variants={
         "null_share": Variant("||A_null||_F / ||A_h||_F", "lower", (0, 1), "share", per_head=True, per_sequence=True),
         "pearson": Variant("mean Pearson correlation of raw and effective rows", "higher", (-1, 1), "r", per_head=True,

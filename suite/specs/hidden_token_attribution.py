@@ -11,14 +11,19 @@ from suite.specs.base import MetricConfig, MetricSpec, Variant
 
 class AttributionConfig(MetricConfig):
     """``method``: ``exact`` block norms cost ``n * d`` forward-mode products per sequence;
-    ``estimate`` uses ``probes`` random directions per input token (``n * probes`` products) and
-    reports its relative standard error. Runs on the first ``max_sequences`` probe sequences
-    (corpus order) of at most ``max_tokens`` tokens. ``chunk_size``: products per batch."""
+    ``estimate`` uses ``probes`` random directions per input token (``n * probes`` products) and its
+    probe error joins every interval. Sequences of at most ``max_tokens`` tokens are attributed in
+    corpus order, alternating those longer than the head size d_h and those not, until the 95%
+    interval of the last layer's mean own contribution is at most ``target_half_width`` wide on
+    each side (after at least ``min_sequences``; at most ``max_sequences``). ``chunk_size``:
+    products per batch."""
 
     method: Literal["exact", "estimate"] = "estimate"
-    probes: Annotated[int, Field(ge=1, le=65536)] = 32
-    max_sequences: Annotated[int, Field(ge=1)] = 2
-    max_tokens: Annotated[int, Field(ge=2)] = 16
+    probes: Annotated[int, Field(ge=2, le=65536)] = 8
+    max_tokens: Annotated[int, Field(ge=2)] = 96
+    min_sequences: Annotated[int, Field(ge=1)] = 8
+    max_sequences: Annotated[int, Field(ge=1)] = 48
+    target_half_width: Annotated[float, Field(gt=0)] = 0.02
     chunk_size: Annotated[int, Field(ge=1)] | None = None
 
 
@@ -27,7 +32,7 @@ SPEC = MetricSpec(
     display_name="Own-token contribution",
     description="c_ij^l = ||d e_i^l / d x_j||_F / sum_k ||d e_i^l / d x_k||_F: how much of token i's "
     "hidden state at layer l comes from its own input.",
-    version=2,
+    version=3,
     variants={
         "own": Variant("mean own contribution c_ii", "higher", (0, 1), "share", per_sequence=True),
         "own_is_top": Variant("share of tokens whose own input is the top contributor", "higher", (0, 1), "share",
@@ -35,10 +40,14 @@ SPEC = MetricSpec(
         "entropy": Variant("mean entropy of c_i. in nats (mixing)", "lower", (0, None), "nats", per_sequence=True),
         "offset": Variant("mean c_ij at relative offset j - i (variant 'offset:<k>')", "none", (0, 1), "share",
                           kind="offset"),
-        "own_rel_error": Variant(
-            "estimator only: mean relative standard error of ||J_ii||_F (about that of c_ii)", "lower", (0, None),
-            "relative error",
+        "own_probe_error": Variant(
+            "estimator only: half-width of the 95% probe-error interval of the mean own contribution (a jackknife "
+            "over the probe directions; the interval of 'own' includes it)", "lower", (0, None), "share",
         ),
+        "attributed_sequences": Variant("sequences attributed; the label says how many of each length and why it "
+                                        "stopped", "none", (0, None), "sequences", kind="count"),
+        "skipped_sequences": Variant("probe sequences left out for being longer than max_tokens", "none", (0, None),
+                                     "sequences", kind="count"),
     },
     headline="own",
     implementation="suite.metrics.attribution:AttributionMetric",

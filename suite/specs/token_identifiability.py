@@ -13,30 +13,45 @@ DISTANCES = ("cosine", "l2")
 
 
 class IdentifiabilityConfig(MetricConfig):
-    """Mappings and distances to score, the train share of sentences, and the MLP's training budget.
+    """Mappings and distances to score, the train share of sentences, and how the MLPs train.
 
     ``max_train_tokens`` caps the tokens the linear and MLP mappings are fitted on (a seeded sample);
-    ``mlp_hidden_size`` is the MLP's width (None: d).
+    ``heldout_fraction`` of the training sentences (not the scored ones) decide when an MLP stops:
+    its held-out loss is checked every ``mlp_check_every`` steps, and it has converged when it has
+    not improved by ``mlp_tolerance`` times its loss at the first check for ``mlp_patience`` checks;
+    ``mlp_max_steps`` caps the training. ``mlp_hidden_size``: the MLP's width (None: d);
+    ``mlp_precision``: of the training's matrix products (bfloat16: the weights and losses stay float32).
     """
 
     mappings: tuple[Literal["naive", "linear", "mlp"], ...] = MAPPINGS
     distances: tuple[Literal["cosine", "l2"], ...] = DISTANCES
     train_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.7
+    heldout_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
     max_train_tokens: Annotated[int, Field(ge=2)] = 1500
     mlp_hidden_size: Annotated[int, Field(ge=1)] | None = 256
-    mlp_steps: Annotated[int, Field(ge=1)] = 100
+    mlp_max_steps: Annotated[int, Field(ge=1)] = 1000
+    mlp_check_every: Annotated[int, Field(ge=1)] = 10
+    mlp_patience: Annotated[int, Field(ge=1)] = 5
+    mlp_tolerance: Annotated[float, Field(ge=0)] = 1e-2
     mlp_lr: Annotated[float, Field(gt=0)] = 3e-3
+    mlp_precision: Literal["float32", "bfloat16"] = "bfloat16"
 
 
 SPEC = MetricSpec(
     name="token_identifiability",
     display_name="Token identifiability",
     description="Share of held-out tokens whose input embedding is recovered from the layer-l hidden state.",
-    version=2,
+    version=3,
     variants={
-        f"{g}/{dist}": Variant(f"identifiability rate with g = {g}, {dist} distance", "higher", (0, 1), "rate")
-        for g in MAPPINGS
-        for dist in DISTANCES
+        **{f"{g}/{dist}": Variant(f"identifiability rate with g = {g}, {dist} distance", "higher", (0, 1), "rate",
+                                  per_sequence=True)
+           for g in MAPPINGS for dist in DISTANCES},
+        **{f"mlp/{dist}:{what}": Variant(f"MLP map g for the {dist} distance: {text}", "none", unit=unit, kind="fit")
+           for dist in DISTANCES
+           for what, text, unit in (("train_loss", "training loss at the kept weights", "loss"),
+                                    ("heldout_loss", "held-out loss at the kept weights (the lowest seen)", "loss"),
+                                    ("steps", "training steps taken", "steps"),
+                                    ("converged", "1 if the held-out loss stopped improving before the step cap", "flag"))},
     },
     headline="mlp/cosine",
     implementation="suite.metrics.identifiability:IdentifiabilityMetric",

@@ -10,11 +10,12 @@ import pytest
 from results.identity import cell_key
 from results.schema import KEY_COLUMNS
 from results.store import CellRef, ResultStore
+from suite.specs import SPECS
 
 
 def identity(model_id: str = "m", metric: str = "rank_deficiency", **changes) -> dict[str, object]:
     base = {"model_fingerprint": f"local:sha256={model_id}", "trust_remote_code": False, "corpus_hash": "c0ffee",
-            "metric": metric, "metric_version": 2, "metric_config": json.dumps({"compute_dtype": "float64"}),
+            "metric": metric, "metric_version": SPECS.get(metric).version, "metric_config": json.dumps({"compute_dtype": "float64"}),
             "seed": 0, "max_tokens": 128, "dtype": "float32", "suite_version": "0.1.0", "torch_version": "2.13.0",
             "transformers_version": "5.0"}
     assert set(base) == set(KEY_COLUMNS)

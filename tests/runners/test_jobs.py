@@ -13,8 +13,8 @@ from suite.specs import SPECS
 from tests.conftest import SENTENCES
 
 FAST = {
-    "token_identifiability": {"mlp_steps": 20, "max_train_tokens": 200},
-    "hidden_token_attribution": {"max_sequences": 2, "max_tokens": 10},
+    "token_identifiability": {"mlp_max_steps": 20, "max_train_tokens": 200},
+    "hidden_token_attribution": {"min_sequences": 2, "max_sequences": 2, "max_tokens": 10},
     "effective_attention": {"map_max_tokens": 8},
 }
 
@@ -135,7 +135,7 @@ def test_killed_run_restarts_without_recomputing_finished_cells(zoo, corpus, tmp
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
 
     # a new metric version or config is a new cell: only that metric is recomputed
-    changed = dict(FAST, token_identifiability={"mlp_steps": 21, "max_train_tokens": 200})
+    changed = dict(FAST, token_identifiability={"mlp_max_steps": 21, "max_train_tokens": 200})
     again = Runner(zoo, corpus, RunConfig(metrics=changed, batch_size=4), ResultStore(root), "t2", log=lambda s: None)
     outcome = again.run(["tiny"])[0]
     assert outcome.computed == ["token_identifiability"]
@@ -185,3 +185,21 @@ def test_bfloat16_forward_with_float32_metrics(zoo, corpus, tmp_path):
     assert difference.xs(("effective_attention", "null_share"), level=("metric", "variant")).max() < 5e-3
     assert difference.xs(("effective_attention", "pearson"), level=("metric", "variant")).max() < 2e-2
     assert difference.xs(("effective_attention", "null_share"), level=("metric", "variant")).max() > 0  # it did run in bfloat16
+
+
+def test_an_unreadable_cell_is_quarantined_and_recomputed_the_rest_kept(zoo, corpus, tmp_path):
+    root = tmp_path / "results"
+    make_runner(zoo, corpus, root).run(["tiny"])
+    store = ResultStore(root)
+    cells = {store.ref_of(p).metric: p for p in store.cell_files()}
+    broken = cells["effective_attention"]
+    broken.write_bytes(broken.read_bytes()[:100])  # truncated on disk
+    stamps = {m: p.stat().st_mtime_ns for m, p in cells.items() if m != "effective_attention"}
+    assert len(ResultQuery(root).cells()) == 4  # readers still list it (its summary is whole) ...
+    outcome = make_runner(zoo, corpus, root).run(["tiny"])[0]
+    assert outcome.computed == ["effective_attention"] and sorted(outcome.cached) == sorted(
+        m for m in SPECS if m != "effective_attention")
+    assert {m: p.stat().st_mtime_ns for m, p in cells.items() if m != "effective_attention"} == stamps
+    assert [p.suffix for p in sorted(store.quarantined.iterdir())].count(".reason") == 1
+    rows = ResultQuery(root).all_rows()
+    assert set(rows["metric"]) == set(SPECS) and (rows["status"] == "ok").all()

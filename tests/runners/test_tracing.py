@@ -59,7 +59,7 @@ def test_exact_attribution_metric_matches_reverse_mode(family, tiny_bert_dir, ti
     the model's own function by reverse mode, summarised the same way."""
     tracer, _, tokenizer = tracer_for(tiny_bert_dir if family == "bert" else tiny_llama_dir)
     ids = encode(tracer, tokenizer, [(SENTENCES[1], None)])
-    metric = AttributionMetric(AttributionConfig(method="exact", max_sequences=1, max_tokens=20), seed=0)
+    metric = AttributionMetric(AttributionConfig(method="exact", min_sequences=1, max_sequences=1, max_tokens=20), seed=0)
     metric.update(tracer.trace(ids))
     rows = metric.finish(tracer)
     x, layers_fn = tracer.layers_fn(ids[0])

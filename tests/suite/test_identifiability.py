@@ -1,8 +1,9 @@
-"""Token identifiability: exact recoveries on constructed data, and the scoring rule itself."""
+"""Token identifiability: exact recoveries on constructed data, MLP maps that converge to a known
+exact solution, and the scoring rule itself."""
 
 import torch
 
-from suite.identifiability import fit_mapping, identifiability_rate, identified
+from suite.identifiability import fit_linear, fit_mlps, fit_naive, identified, identified_per_sequence
 from suite.masks import token_mask
 
 
@@ -16,11 +17,17 @@ def make_sequences(s=12, n=9, d=16, seed=0):
     return x, ids, valid
 
 
+def rate(mapping, hidden, x, ids, valid, distance):
+    hits, counts = identified_per_sequence(mapping, hidden, x, ids, valid, distance)
+    return (hits.sum() / counts.sum()).item()
+
+
 def test_naive_cosine_at_embedding_layer_is_one():
     x, ids, valid = make_sequences()
-    g = fit_mapping("naive", x[valid], x[valid], "cosine", seed=0)
-    assert identifiability_rate(g, x, x, ids, valid, "cosine") == 1.0
-    assert identifiability_rate(g, x, x, ids, valid, "l2") == 1.0
+    g = fit_naive(x[valid], x[valid])
+    assert rate(g, x, x, ids, valid, "cosine") == 1.0 and rate(g, x, x, ids, valid, "l2") == 1.0
+    hits, counts = identified_per_sequence(g, x, x, ids, valid, "l2")
+    assert torch.equal(hits, counts) and torch.equal(counts, valid.sum(-1))  # per sequence
 
 
 def test_linear_map_of_inputs_is_identified_by_linear_g():
@@ -29,21 +36,58 @@ def test_linear_map_of_inputs_is_identified_by_linear_g():
     m = torch.randn(16, 16, generator=g)
     hidden = (x @ m + torch.randn(16, generator=g)) * valid.unsqueeze(-1)  # e = x M + b, exactly
     train, test = slice(0, 8), slice(8, 12)
-    mapping = fit_mapping("linear", hidden[train][valid[train]], x[train][valid[train]], "cosine", seed=0)
+    mapping = fit_linear(hidden[train][valid[train]], x[train][valid[train]])
     for distance in ("cosine", "l2"):
-        assert identifiability_rate(mapping, hidden[test], x[test], ids[test], valid[test], distance) == 1.0
-    # the naive map does not undo M
-    naive = fit_mapping("naive", hidden, x, "l2", seed=0)
-    assert identifiability_rate(naive, hidden[test], x[test], ids[test], valid[test], "l2") < 1.0
+        assert rate(mapping, hidden[test], x[test], ids[test], valid[test], distance) == 1.0
+    assert rate(fit_naive(hidden, x), hidden[test], x[test], ids[test], valid[test], "l2") < 1.0  # M is not undone
 
 
-def test_mlp_learns_an_easy_map_and_is_seeded():
-    x, ids, valid = make_sequences(s=40, d=8, seed=1)
-    hidden = 2.0 * x + 1.0
-    a = fit_mapping("mlp", hidden[valid], x[valid], "l2", seed=5, mlp_steps=300, mlp_lr=1e-2)
-    b = fit_mapping("mlp", hidden[valid], x[valid], "l2", seed=5, mlp_steps=300, mlp_lr=1e-2)
-    torch.testing.assert_close(a(hidden), b(hidden))
-    assert identifiability_rate(a, hidden, x, ids, valid, "l2") > 0.95
+def exact_mlp_problem(tokens=1200, d=8, width=6, seed=0):
+    """Targets ``x = relu(e A + a) B + b`` that a one-hidden-layer MLP represents exactly."""
+    g = torch.Generator().manual_seed(seed)
+    e = torch.randn(tokens, d, generator=g)
+    a, b1 = torch.randn(d, width, generator=g), torch.randn(width, generator=g)
+    b, b2 = torch.randn(width, d, generator=g), torch.randn(d, generator=g)
+    return e, torch.relu(e @ a + b1) @ b + b2
+
+
+def test_batched_mlp_maps_converge_to_a_known_exact_solution():
+    e, x = exact_mlp_problem()
+    hidden = torch.stack([e, e, x])  # maps 0-1: from e (the exact MLP), map 2: from x itself
+    heldout = torch.arange(len(e)) >= 1000
+    maps, fits = fit_mlps(hidden, x, ["l2", "cosine", "l2"], heldout, seed=1, width=64, lr=1e-2, max_steps=3000,
+                          tolerance=1e-3)
+    assert fits.converged.all() and (fits.steps < 3000).all()
+    initial = x[heldout].var(0).sum()  # the loss of predicting the mean
+    assert fits.heldout_loss[0] < 0.02 * initial and fits.heldout_loss[2] < 0.02 * initial
+    assert fits.heldout_loss[1] < 0.01  # 1 - cos
+    ids = torch.arange(200).view(20, 10)
+    valid = torch.ones(20, 10, dtype=torch.bool)
+    test_e, test_x = e[heldout].view(20, 10, -1), x[heldout].view(20, 10, -1)
+    assert rate(maps[0], test_e, test_x, ids, valid, "l2") == 1.0
+    assert rate(maps[1], test_e, test_x, ids, valid, "cosine") == 1.0
+    torch.testing.assert_close(maps[0](e[:5]), fit_mlps(hidden, x, ["l2", "cosine", "l2"], heldout, seed=1, width=64,
+                                                        lr=1e-2, max_steps=3000, tolerance=1e-3)[0][0](e[:5]))  # seeded
+
+
+def test_a_map_stopped_by_the_step_cap_is_not_converged_and_keeps_its_best_weights():
+    e, x = exact_mlp_problem(seed=2)
+    heldout = torch.arange(len(e)) >= 1000
+    maps, fits = fit_mlps(e.unsqueeze(0), x, ["l2"], heldout, seed=0, width=64, lr=1e-2, max_steps=30,
+                          check_every=10, patience=5)
+    assert not fits.converged.any() and fits.steps.tolist() == [30]
+    held = ((maps[0](e[heldout]) - x[heldout]).square().sum(-1).mean())
+    torch.testing.assert_close(held, fits.heldout_loss[0], rtol=1e-2, atol=1e-4)  # the kept weights are the best seen
+
+
+def test_bfloat16_products_give_the_same_maps_to_bfloat16_accuracy():
+    e, x = exact_mlp_problem(seed=3)
+    heldout = torch.arange(len(e)) >= 1000
+    _, full = fit_mlps(e.unsqueeze(0), x, ["l2"], heldout, seed=0, width=64, lr=1e-2, max_steps=400)
+    _, half = fit_mlps(e.unsqueeze(0), x, ["l2"], heldout, seed=0, width=64, lr=1e-2, max_steps=400,
+                       precision="bfloat16")
+    initial = x[heldout].var(0).sum()
+    assert half.heldout_loss[0] < 0.05 * initial and abs(half.heldout_loss[0] - full.heldout_loss[0]) < 0.02 * initial
 
 
 def test_repeated_token_counts_when_nearest_has_same_id_and_padding_is_never_nearest():
