@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import textwrap
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,11 @@ import pydantic
 
 from cli.errors import CliError
 from cli.main import METRIC_OPTIONS
-from cli.tables import fit
+from cli.tables import fit, terminal_width
 from results.query import ResultQuery
 from results.selection import with_settings
 from results.store import CellRef, ResultStore
-from results.summary import run_tables
+from results.summary import run_notes, run_tables
 from runners.corpus import Corpus, CorpusError, CorpusSpec, load_corpus
 from runners.jobs import Runner
 from runners.run_config import RunConfig
@@ -148,6 +149,10 @@ def run_command(args: argparse.Namespace) -> int:
     rows = query.summary_rows([r for o in outcomes for r in o.refs()])  # this configuration's cells only
     for title, table in run_tables(rows):
         print(f"\n== {title}\n{fit(table)}")
+    notes = run_notes(rows)
+    if notes:
+        print("\n== Data and fits (values above: mean ± half the 95% interval)")
+        print("\n".join(textwrap.fill(line, terminal_width(), subsequent_indent="    ") for line in notes))
     failed = [o for o in outcomes if o.failed]
     print(f"\nParquet cells: {store.cells.resolve()}")
     print(f"{len(outcomes) - len(failed)} model(s) complete, {len(failed)} with failures")

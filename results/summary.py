@@ -130,3 +130,23 @@ def run_tables(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         order = [(m, v) for m in sorted(set(part["model_id"])) for v in spec.printed_variants() if (m, v) in table.columns]
         tables.append((f"{spec.display_name} ({name})", table[order].fillna("")))
     return tables
+
+
+def run_notes(rows: pd.DataFrame) -> list[str]:
+    """One line per model (and init seed) on how much data and which fits its numbers rest on: the
+    sequences each metric counted (variants of kind ``count``, their labels) and how many iterative
+    fits converged (``fit`` variants named ``...:converged``)."""
+    if rows.empty:
+        return []
+    done = rows[rows["status"] == "ok"]
+    lines = []
+    for (model, seed), part in done.groupby(["model_id", "init_seed"], dropna=False, sort=True):
+        label = model if pd.isna(seed) else f"{model} (init seed {int(seed)})"
+        for name, spec in SPECS.items():
+            counted = part[(part["metric"] == name) & part["variant"].isin(spec.variants_of("count"))]
+            lines += [f"{label}: {name}: {text}" for text in counted["label"].dropna() if text]
+            fits = part[(part["metric"] == name) & part["variant"].str.endswith(":converged")]
+            if len(fits):
+                lines.append(f"{label}: {name}: {int(fits['value'].sum())} of {len(fits)} iterative fits converged "
+                             "(held-out loss stopped improving before the step cap)")
+    return lines

@@ -132,7 +132,8 @@ class AttributionMetric:
                 rows.add_estimate(f"offset:{k:+d}", ratio_of_sums(sums, counts, "token pairs", self.seed), layers)
         half = estimates["own"].half_width[-1]
         long = sum(a.n > (self.d_head or 0) for a in done)
-        reason = ("the target interval was met" if half <= self.config.target_half_width else
+        met = len(done) >= self.config.min_sequences and half <= self.config.target_half_width
+        reason = ("the target interval was met" if met else
                   "all eligible sequences were used" if len(done) == eligible else
                   f"max_sequences ({self.config.max_sequences}) was reached")
         label = (f"{len(done)} of {eligible} eligible sequences ({long} longer than d_h = {self.d_head} tokens, "

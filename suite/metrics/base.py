@@ -42,6 +42,13 @@ def metric_class(name: str) -> type[Metric]:
 IntLike = torch.Tensor | np.ndarray | Sequence[int] | int | None
 
 
+def _flat(x: torch.Tensor | np.ndarray | Sequence | float) -> np.ndarray:
+    """A tensor, array, sequence or number as a flat NumPy array (on the CPU)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().reshape(-1).cpu().numpy()
+    return np.asarray(x).reshape(-1)
+
+
 def layer_head_grid(n_layers: int, n_heads: int) -> tuple[np.ndarray, np.ndarray]:
     """Layer (1..L) and head (0..H-1) of every entry of a flattened (L, H) array."""
     layers, heads = np.meshgrid(np.arange(1, n_layers + 1), np.arange(n_heads), indexing="ij")
@@ -62,13 +69,13 @@ class RowBuffer:
         """Add one row, or one row per element of ``value``; the other columns broadcast against it.
         ``n``/``n_unit``: on a per-sequence row, the units its value averages (paired comparisons
         weight sequences by them)."""
-        values = np.asarray(torch.as_tensor(value, dtype=torch.float64).reshape(-1).cpu())
+        values = _flat(value).astype(np.float64)
         size = len(values)
         chunk: dict[str, Any] = {"variant": variant, "value": values, "size": size}
         integers = dict(zip(INDEX_COLUMNS, (layer, head, sequence, n_tokens, query, key), strict=True)) | {"n": n}
         for name, x in integers.items():
             if x is not None:
-                chunk[name] = np.broadcast_to(np.asarray(torch.as_tensor(x).reshape(-1).cpu()), size).astype(np.int64)
+                chunk[name] = np.broadcast_to(_flat(x), size).astype(np.int64)
         if label is not None:
             chunk["label"] = list(label)
         if n_unit is not None:

@@ -20,8 +20,8 @@ class AttributionConfig(MetricConfig):
 
     method: Literal["exact", "estimate"] = "estimate"
     probes: Annotated[int, Field(ge=2, le=65536)] = 8
-    max_tokens: Annotated[int, Field(ge=2)] = 96
-    min_sequences: Annotated[int, Field(ge=1)] = 8
+    max_tokens: Annotated[int, Field(ge=2)] = 80
+    min_sequences: Annotated[int, Field(ge=1)] = 10
     max_sequences: Annotated[int, Field(ge=1)] = 48
     target_half_width: Annotated[float, Field(gt=0)] = 0.02
     chunk_size: Annotated[int, Field(ge=1)] | None = None

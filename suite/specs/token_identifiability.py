@@ -31,8 +31,8 @@ class IdentifiabilityConfig(MetricConfig):
     mlp_hidden_size: Annotated[int, Field(ge=1)] | None = 256
     mlp_max_steps: Annotated[int, Field(ge=1)] = 1000
     mlp_check_every: Annotated[int, Field(ge=1)] = 10
-    mlp_patience: Annotated[int, Field(ge=1)] = 5
-    mlp_tolerance: Annotated[float, Field(ge=0)] = 1e-2
+    mlp_patience: Annotated[int, Field(ge=1)] = 3
+    mlp_tolerance: Annotated[float, Field(ge=0)] = 2e-2
     mlp_lr: Annotated[float, Field(gt=0)] = 3e-3
     mlp_precision: Literal["float32", "bfloat16"] = "bfloat16"
 
