@@ -23,11 +23,24 @@ def leaderboard_command(args: argparse.Namespace) -> int:
 
 def export_command(args: argparse.Namespace) -> int:
     from leaderboard.data import Board
-    from leaderboard.export import export
+    from leaderboard.export import export, export_paired
 
     board = Board(args.results)
     if board.cells.empty:
         raise CliError(f"no results in {args.results!r} (run `idsuite run` first)")
-    for path in export(board, Path(args.out)):
+    if args.compare is not None:
+        if len(args.compare) > 2:
+            raise CliError("--compare: one or two models")
+        unknown = [m for m in args.compare if m not in board.models()]
+        if unknown:
+            raise CliError(f"--compare: no finished results for {', '.join(map(repr, unknown))}")
+    paths = export(board, Path(args.out))
+    if args.compare:
+        try:
+            paths += export_paired(board, args.compare[0], args.compare[1] if len(args.compare) > 1 else None,
+                                   Path(args.out))
+        except ValueError as e:
+            raise CliError(f"--compare: {e}") from None
+    for path in paths:
         print(path)
     return 0

@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Paper export; per metric, the setting most models have.")
     _results_option(export)
     export.add_argument("--out", default="paper", metavar="DIR", help="output folder (default: paper)")
+    export.add_argument("--compare", nargs="+", metavar="MODEL",
+                        help="also write MODEL_A minus MODEL_B (default: A's random-init control) per layer with "
+                             "paired bootstrap intervals")
     return parser
 
 

@@ -69,17 +69,36 @@ def _layer_axis(normalise: bool) -> alt.X:
 
 def _line_chart(curves: pd.DataFrame, title: str, y_title: str, normalise: bool = False,
                 controls: frozenset[str] = frozenset()) -> alt.Chart:
-    """One line per model; random-init controls drawn wide, dashed and pale beneath, so that a
-    trained model's line stays visible on top of an equal control."""
+    """One line per model with its band (the 95% interval; a control's: the range over its init
+    seeds); controls drawn wide, dashed and pale beneath, so that a trained model's line stays
+    visible on top of an equal control."""
     frame = curves.assign(role=["control" if m in controls else "trained" for m in curves["model"]])
     legend = alt.Legend(orient="bottom", labelLimit=0, columns=1, title=None)
     base = alt.Chart(frame, title=title).encode(
-        x=_layer_axis(normalise), y=alt.Y("value:Q", title=y_title),
-        color=alt.Color("model:N", legend=legend), tooltip=["model", "layer", alt.Tooltip("value:Q", format=".4f")])
-    control = base.transform_filter(alt.datum.role == "control").mark_line(
+        x=_layer_axis(normalise), color=alt.Color("model:N", legend=legend),
+        tooltip=["model", "layer", alt.Tooltip("value:Q", format=".4f"), alt.Tooltip("ci_low:Q", format=".4f"),
+                 alt.Tooltip("ci_high:Q", format=".4f")])
+    band = base.mark_area(opacity=0.18).encode(y=alt.Y("ci_low:Q", title=y_title), y2="ci_high:Q")
+    line = base.encode(y=alt.Y("value:Q", title=y_title))
+    control = line.transform_filter(alt.datum.role == "control").mark_line(
         strokeWidth=6, opacity=0.35, strokeDash=[6, 3], point=alt.OverlayMarkDef(size=60, opacity=0.5))
-    trained = base.transform_filter(alt.datum.role == "trained").mark_line(strokeWidth=2, point=True)
-    return alt.layer(control, trained)
+    trained = line.transform_filter(alt.datum.role == "trained").mark_line(strokeWidth=2, point=True)
+    return alt.layer(band, control, trained)
+
+
+def _difference_chart(diff: pd.DataFrame, title: str) -> alt.Chart:
+    """A paired difference per layer with its interval; layers whose interval excludes zero filled."""
+    frame = diff[diff["layer"].notna()].astype({"layer": int, "excludes_zero": bool})
+    frame = frame.assign(depth=frame["layer"].astype(float),
+                         significant=frame["excludes_zero"].map({True: "interval excludes 0", False: "includes 0"}))
+    base = alt.Chart(frame, title=title).encode(x=_layer_axis(False))
+    zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="gray").encode(y="y:Q")
+    bars = base.mark_errorbar().encode(y=alt.Y("ci_low:Q", title="difference"), y2="ci_high:Q")
+    points = base.mark_point(size=70, filled=True).encode(
+        y="difference:Q", shape=alt.Shape("significant:N", legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=["layer", alt.Tooltip("difference:Q", format=".4f"), alt.Tooltip("ci_low:Q", format=".4f"),
+                 alt.Tooltip("ci_high:Q", format=".4f"), "sequences"])
+    return alt.layer(zero, bars, points)
 
 
 def _heatmap(grid: pd.DataFrame, x: str, y: str, title: str, labels: list[str] | None = None) -> alt.Chart:
@@ -233,6 +252,21 @@ def compare_view(board: data.Board) -> None:
         if curves.empty:
             continue
         st.altair_chart(_line_chart(curves, f"{spec.display_name}: {spec.headline}", spec.headline, normalise, controls),
+                        width="stretch")
+    st.subheader(f"Paired difference: {chosen[0]} minus {chosen[1]}")
+    st.caption("On the sentences both models were measured on, with a paired bootstrap 95% interval (a control's "
+               "init seeds pooled); filled points: layers where the interval excludes zero.")
+    for name, spec in SPECS.items():
+        diff = board.paired(chosen[0], chosen[1], name)
+        if diff.empty:
+            st.info(f"{spec.display_name}: no shared sentences, or the models have different numbers of layers.")
+            continue
+        head = diff[diff["layer"].isna()].iloc[0]
+        where = "last layer" if spec.headline_layer == "last" else "mean over layers"
+        st.caption(f"{spec.display_name} ({spec.headline}, {where}): {head['difference']:+.3f} "
+                   f"[{head['ci_low']:+.3f}, {head['ci_high']:+.3f}] on {int(head['sequences'])} sentences"
+                   + (" (excludes zero)" if head["excludes_zero"] else ""))
+        st.altair_chart(_difference_chart(diff, f"{spec.display_name}: {spec.headline}, {chosen[0]} - {chosen[1]}"),
                         width="stretch")
 
 

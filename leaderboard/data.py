@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from results.compare import PAIRED_COLUMNS, paired
 from results.query import ResultQuery, refs
 from results.schema import SIZE_FACTS
 from results.selection import ranked_settings, select, with_settings
@@ -147,6 +148,16 @@ class Board:
         part["depth"] = part["layer"] / part["n_layers"].astype(float) if normalise_depth else part["layer"].astype(float)
         return part[CURVE_COLUMNS].reset_index(drop=True)
 
+    def paired(self, model_a: str, model_b: str, metric: str, variant: str | None = None) -> pd.DataFrame:
+        """``model_a`` minus ``model_b`` on the same sentences, per layer and for the headline, with
+        paired bootstrap intervals (``results.compare.paired``; a control's init seeds pooled)."""
+        spec = SPECS.get(metric)
+        variant = variant or spec.headline
+        sides = [refs(self._cell(m, metric)) for m in (model_a, model_b)]
+        if not all(sides):
+            return pd.DataFrame(columns=PAIRED_COLUMNS)
+        return paired(self.query, sides[0], sides[1], variant)
+
     def _cell(self, model_id: str, metric: str) -> pd.DataFrame:
         return self.cells[(self.cells["model_id"] == model_id) & (self.cells["metric"] == metric) & self.cells["ok"]]
 
@@ -216,6 +227,12 @@ def _latex_cell(value: object, integer: bool) -> str:
     return f"{value:.3f}" if isinstance(value, float | np.floating) else str(value)
 
 
+def _latex_interval(value: object, half: object) -> str:
+    if value is None or pd.isna(value):
+        return "--"
+    return f"{value:.3f}" if half is None or pd.isna(half) else f"{value:.3f} $\\pm$ {half:.3f}"
+
+
 LATEX_ARROWS = {"higher": r" $\uparrow$", "lower": r" $\downarrow$", "none": ""}
 
 
@@ -233,6 +250,10 @@ def latex_table(table: pd.DataFrame, caption: str) -> str:
     columns = ["model", "family", "kind", "trained", "n_params", "n_layers", "n_heads", "d_head", *heads]
     frame = table[[c for c in columns if c in table]].copy()
     frame["n_params"] = frame["n_params"].map(count_label)
+    for spec in SPECS.values():  # the value with half its 95% interval
+        column, half = headline_label(spec), interval_label(spec)
+        if column in frame and half in table:
+            frame[column] = [_latex_interval(v, w) for v, w in zip(table[column], table[half], strict=True)]
     integers = {"n_layers", "n_heads", "d_head"}
     names = {"n_params": "params", "n_layers": "layers", "n_heads": "heads", "d_head": r"$d_h$"} | heads
     escape = lambda text: str(text).replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")  # noqa: E731
@@ -242,7 +263,9 @@ def latex_table(table: pd.DataFrame, caption: str) -> str:
     for row in frame.itertuples(index=False):
         cells = (escape(_latex_cell(v, c in integers)) for c, v in zip(frame.columns, row, strict=True))
         lines.append(" & ".join(cells) + r" \\")
-    note = r" $\uparrow$/$\downarrow$: higher/lower means more identifiable; (last): at the last layer, else the mean over layers."
+    note = (r" $\uparrow$/$\downarrow$: higher/lower means more identifiable; (last): at the last layer, else the mean"
+            r" over layers; $\pm$: half the 95\% bootstrap interval over sentences (a control: half the range over"
+            r" its init seeds).")
     lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{escape(caption)}{note}}}", r"\label{tab:idsuite}",
               r"\end{table}"]
     return "\n".join(lines) + "\n"

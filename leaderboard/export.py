@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from leaderboard.data import Board, latex_table
 from leaderboard.figures import Curve, LayerFigure, draw
+from results.compare import PAIRED_COLUMNS
+from results.store import model_folder
 from suite.specs import SPECS
 
 
@@ -39,3 +43,35 @@ def export(board: Board, out: Path) -> list[Path]:
         if figure is not None:
             written += draw(figure, out / f"{name}__{spec.headline.replace('/', '-')}")
     return written
+
+
+def export_paired(board: Board, model_a: str, model_b: str | None, out: Path) -> list[Path]:
+    """``paired__<a>__vs__<b>.csv`` and ``.tex``: per metric headline, ``a - b`` per layer and for the
+    headline on the same sentences, with paired bootstrap 95% intervals; layers whose interval
+    excludes zero are starred in the LaTeX table. ``model_b`` None: ``a``'s random-init control."""
+    model_b = model_b or board.control_for(model_a)
+    if model_b is None:
+        raise ValueError(f"{model_a!r} has no random-init control in these results; name the second model")
+    frames = []
+    for name, spec in SPECS.items():
+        diff = board.paired(model_a, model_b, name)
+        if len(diff):
+            frames.append(diff.assign(metric=name, variant=spec.headline))
+    if not frames:
+        raise ValueError(f"{model_a!r} and {model_b!r} share no sentences (or their layers differ)")
+    table = pd.concat(frames, ignore_index=True)[["metric", "variant", *PAIRED_COLUMNS]]
+    stem = out / f"paired__{model_folder(model_a)}__vs__{model_folder(model_b)}"
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(stem.with_suffix(".csv"), index=False)
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{llrl}", r"\toprule",
+             r"metric & layer & difference & 95\% interval \\", r"\midrule"]
+    for row in table.itertuples(index=False):
+        layer = "headline" if pd.isna(row.layer) else str(int(row.layer))
+        star = "$^*$" if row.excludes_zero else ""
+        lines.append(f"{SPECS.get(row.metric).display_name} & {layer} & {row.difference:+.3f}{star} & "
+                     f"[{row.ci_low:+.3f}, {row.ci_high:+.3f}] \\\\")
+    caption = (f"{model_a} minus {model_b} on the same sentences, paired bootstrap 95\\% intervals; "
+               "$^*$: the interval excludes zero.").replace("_", r"\_")
+    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{caption}}}", r"\end{table}"]
+    stem.with_suffix(".tex").write_text("\n".join(lines) + "\n")
+    return [stem.with_suffix(".csv"), stem.with_suffix(".tex")]

@@ -39,6 +39,12 @@ models:
     assert main(["export", "--results", str(tmp_path / "out"), "--out", str(tmp_path / "paper")]) == 0
     assert (tmp_path / "paper" / "leaderboard.tex").exists()
     assert main(["export", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "p2")]) == 2
+    paper = ["export", "--results", str(tmp_path / "out"), "--out", str(tmp_path / "paper")]
+    assert main([*paper, "--compare", "tiny", "tiny"]) == 0  # a model against itself: differences of zero
+    assert "0.000" in (tmp_path / "paper" / "paired__tiny__vs__tiny.tex").read_text()
+    capsys.readouterr()
+    assert main([*paper, "--compare", "tiny"]) == 2  # no control in this store
+    assert capsys.readouterr().err.strip().endswith("has no random-init control in these results; name the second model")
 
 
 def test_bad_zoo_is_one_line_and_exit_code_two(tmp_path, capsys):

@@ -53,8 +53,9 @@ def test_model_view_shows_curves_heatmaps_and_maps(app):
     assert all(layer.get("title") or spec.get("title") for spec in specs for layer in _layers(spec))  # titled
     curves = [s for s in specs if "layer" in s]
     assert len(curves) == 4
-    for curve in curves:  # integer layer ticks; the control drawn wide and dashed beneath the model
-        control, trained = curve["layer"]
+    for curve in curves:  # a band, integer layer ticks; the control drawn wide and dashed beneath the model
+        band, control, trained = curve["layer"]
+        assert band["mark"]["type"] == "area" and band["encoding"]["y2"]["field"] == "ci_high"
         assert control["encoding"]["x"]["axis"] == {"format": "d", "tickMinStep": 1}
         assert control["mark"]["strokeDash"] and control["mark"]["strokeWidth"] > trained["mark"]["strokeWidth"]
         assert control["encoding"]["color"]["legend"]["labelLimit"] == 0  # full legend labels
@@ -86,9 +87,11 @@ def test_compare_view_with_normalised_depth(app):
     assert app.multiselect[0].value == ["tiny-bert", "tiny-bert-random-init"]
     app.checkbox[0].check().run()
     specs = _specs(app)
-    assert not app.exception and len(specs) == 4
-    assert all(s["layer"][0]["title"] for s in specs)
+    assert not app.exception and len(specs) == 4 + 4  # a curve and a paired difference per metric
+    assert all(s["layer"][0].get("title") or s["layer"][1].get("title") for s in specs)
     assert specs[0]["layer"][0]["encoding"]["x"]["title"] == "layer / L"
+    captions = " ".join(c.value for c in app.caption)
+    assert "Own-token contribution (own, last layer): " in captions and "sentences" in captions
 
 
 def test_empty_results_give_a_message(tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 and partial models, filters, curves with normalised depth, the stored example maps, and the exports."""
 
 import numpy as np
+import pandas as pd
 
 from leaderboard.data import DETAIL_COLUMNS, LEAD_COLUMNS, Board, filter_table, interval_label
 from leaderboard.export import export
@@ -115,3 +116,18 @@ def test_one_setting_per_metric_and_the_newest_cell_per_model(results_dir, two_s
     assert np.isnan(table.loc["tiny-llama", own]) and table.loc["tiny-llama", "status"] == "partial"
     provenance = with_exact.provenance("tiny-bert")
     assert len(provenance) == len(SPECS) and provenance["metric_config"].str.contains('"method": "exact"').sum() == 1
+
+
+def test_paired_differences_and_their_export(results_dir, tmp_path):
+    from leaderboard.export import export_paired
+
+    board = Board(results_dir)
+    same = board.paired("tiny-bert", "tiny-bert", "rank_deficiency")
+    assert len(same) == 3 and (same["difference"] == 0).all() and (same["ci_high"] - same["ci_low"] == 0).all()
+    versus = board.paired("tiny-bert", "tiny-bert-random-init", "effective_attention")  # three control seeds pooled
+    assert versus["layer"].tolist()[:2] == [1, 2] and (versus["ci_low"] <= versus["difference"]).all()
+    assert board.paired("tiny-bert", "tiny-llama", "hidden_token_attribution").shape[0] == 3  # same depth: layers pair
+    paths = export_paired(board, "tiny-bert", None, tmp_path)
+    csv = pd.read_csv(paths[0])
+    assert set(csv["metric"]) == set(SPECS) and paths[1].read_text().startswith("\\begin{table}")
+    assert "tiny-bert minus tiny-bert-random-init" in paths[1].read_text().replace("\\_", "_")
