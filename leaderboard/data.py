@@ -18,6 +18,7 @@ from results.query import ResultQuery, refs
 from results.schema import SIZE_FACTS
 from results.selection import ranked_settings, select, with_settings
 from results.summary import aggregate_rows, combine_seeds, count_label, headline_label, headlines, layer_rows
+from suite.context_mixing import MEASURES
 from suite.specs import SPECS, MetricSpec
 
 LEAD_COLUMNS = ["model", "kind", "n_params"]
@@ -25,12 +26,19 @@ LEAD_COLUMNS = ["model", "kind", "n_params"]
 DETAIL_COLUMNS = ["family", "model_type", *[f for f in SIZE_FACTS if f != "n_params"], "trained", "control_of",
                   "remote_code", "stale", "note"]
 """The rest of the facts, behind a toggle."""
+MIXING = "context_mixing"
 EFFECTIVE_MAPS = {"raw": "map_raw", "effective": "map_eff"}
 """The effective-attention metric's two example maps (the null map is their difference)."""
 AGGREGATE_COLUMNS = ["model_id", "init_seed", "metric", "variant", "layer", "head", "sequence", "value", "ci_low",
                      "ci_high", "n", "n_unit", "status", "n_layers"]
 """What the main table and the curves read from the summaries."""
 CURVE_COLUMNS = ["model", "layer", "depth", "value", "ci_low", "ci_high", "seeds"]
+
+
+TABLE_SPECS = [spec for spec in SPECS.values() if spec.in_main_table]
+"""The metrics with a column in the main table (context mixing has a view of its own)."""
+PAIRED_SPECS = [spec for spec in SPECS.values() if spec.variant(spec.headline).per_sequence]
+"""The metrics whose headline can be compared sentence by sentence."""
 
 
 def _true(value: object) -> bool:
@@ -75,7 +83,7 @@ class Board:
         return self._table.copy()
 
     def _model_table(self) -> pd.DataFrame:
-        heads = [c for s in SPECS.values()
+        heads = [c for s in TABLE_SPECS
                  for c in (headline_label(s), interval_label(s), *([best_of_label(s)] if s.headline_best_of else []))]
         if self.cells.empty:
             return pd.DataFrame(columns=LEAD_COLUMNS + heads + ["status"] + DETAIL_COLUMNS)
@@ -91,8 +99,8 @@ class Board:
             causal = facts["causal"]
             record = {"model": model_id, "kind": None if pd.isna(causal) else ("decoder" if causal else "encoder")}
             record |= {c: facts[c] for c in ["family", "model_type", *SIZE_FACTS]}
-            for name, spec in SPECS.items():
-                found = best.get((model_id, name))
+            for spec in TABLE_SPECS:
+                found = best.get((model_id, spec.name))
                 record[headline_label(spec)] = found.value if found is not None else np.nan
                 record[interval_label(spec)] = (found.ci_high - found.ci_low) / 2 if found is not None else np.nan
                 if spec.headline_best_of:
@@ -157,6 +165,37 @@ class Board:
         if not all(sides):
             return pd.DataFrame(columns=PAIRED_COLUMNS)
         return paired(self.query, sides[0], sides[1], variant)
+
+    def mixing_agreement(self, score: str = "spearman", local: bool = False) -> pd.DataFrame:
+        """(model, measure, last, mean): each context-mixing measure's agreement with attribution
+        (``score``; rolled out against ``c^l``, or with ``local`` one layer against the one-layer
+        Jacobian) at the last layer and its mean over layers, for every model."""
+        where = ":local" if local else ""
+        rows = self.per_layer[self.per_layer["metric"] == MIXING]
+        out = []
+        for measure in MEASURES:
+            part = rows[rows["variant"] == f"{measure}{where}/{score}"]
+            for model, curve in part.groupby("model_id", sort=True):
+                curve = curve.sort_values("layer")
+                out.append({"model": model, "measure": measure, "last": float(curve["value"].iloc[-1]),
+                            "mean": float(curve["value"].mean())})
+        return pd.DataFrame(out, columns=["model", "measure", "last", "mean"])
+
+    def mixing_matrices(self, model_id: str, layer: int) -> dict[str, np.ndarray]:
+        """The example sequence's rolled-out matrix of every measure and the attribution it is scored
+        against, at ``layer`` (read from that model's context-mixing cell only); {} if none."""
+        cell = self._cell(model_id, MIXING)
+        if cell.empty:
+            return {}
+        rows = self.query.cell_rows(refs(cell), where="variant LIKE 'matrix:%' AND layer = ?",
+                                    columns=["variant", "query", "key", "value"], parameters=[layer])
+        out = {}
+        for variant, part in rows.groupby("variant"):
+            n = int(part["query"].max()) + 1
+            grid = np.full((n, n), np.nan)
+            grid[part["query"].astype(int), part["key"].astype(int)] = part["value"]
+            out[variant.split(":", 1)[1]] = grid
+        return out
 
     def _cell(self, model_id: str, metric: str) -> pd.DataFrame:
         return self.cells[(self.cells["model_id"] == model_id) & (self.cells["metric"] == metric) & self.cells["ok"]]
@@ -246,11 +285,11 @@ def latex_header(spec: MetricSpec) -> str:
 def latex_table(table: pd.DataFrame, caption: str) -> str:
     """The main table as a LaTeX ``table`` (booktabs) with a caption: sizes as integers, the
     parameter count as 22.7M, headlines to three decimals."""
-    heads = {headline_label(s): latex_header(s) for s in SPECS.values()}
+    heads = {headline_label(s): latex_header(s) for s in TABLE_SPECS}
     columns = ["model", "family", "kind", "trained", "n_params", "n_layers", "n_heads", "d_head", *heads]
     frame = table[[c for c in columns if c in table]].copy()
     frame["n_params"] = frame["n_params"].map(count_label)
-    for spec in SPECS.values():  # the value with half its 95% interval
+    for spec in TABLE_SPECS:  # the value with half its 95% interval
         column, half = headline_label(spec), interval_label(spec)
         if column in frame and half in table:
             frame[column] = [_latex_interval(v, w) for v, w in zip(table[column], table[half], strict=True)]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from leaderboard.data import Board, latex_table
+from leaderboard.data import PAIRED_SPECS, Board, latex_table
 from leaderboard.figures import Curve, LayerFigure, draw
 from results.compare import PAIRED_COLUMNS
 from results.store import model_folder
@@ -53,7 +53,8 @@ def export_paired(board: Board, model_a: str, model_b: str | None, out: Path) ->
     if model_b is None:
         raise ValueError(f"{model_a!r} has no random-init control in these results; name the second model")
     frames = []
-    for name, spec in SPECS.items():
+    for spec in PAIRED_SPECS:
+        name = spec.name
         diff = board.paired(model_a, model_b, name)
         if len(diff):
             frames.append(diff.assign(metric=name, variant=spec.headline))

@@ -8,11 +8,13 @@ and K) are handled the same way for every family (DESIGN.md section 1).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
+from suite.context_mixing import BlockForm
 from suite.registry import Registry, RegistryError
 
 ValueLayout = Literal["separate", "fused_qkv", "fused_per_head"]
@@ -37,6 +39,12 @@ class Adapter:
     ``feed_forward``: the block's per-token feed-forward map (a module, or a method such as BERT's
     ``feed_forward_chunk`` that also adds the residual and normalises), which exact attribution
     linearises once per token (``runners/linearized_feed_forward.py``); None: products go through it.
+    For the context-mixing measures (``suite/context_mixing.py``): ``mixing``, the block's form
+    (``post``: a norm after each residual; ``pre``: norms before attention and FFN only; ``sandwich``:
+    also a norm on the attention output before the residual); ``attention_norm``, the norm module
+    that acts on the attention output (post: after the residual; sandwich: before it);
+    ``ffn_norm`` (post), the norm after the FFN's residual; ``final_norm``, the model's norm after
+    the last block (a decoder reports its last hidden state through it).
     """
 
     embeddings: tuple[str, ...]
@@ -48,6 +56,10 @@ class Adapter:
     conv1d: bool = False
     shared_layers: bool = False
     feed_forward: str | None = None
+    mixing: BlockForm = "pre"
+    attention_norm: str | None = None
+    ffn_norm: str | None = None
+    final_norm: str | None = None
 
     def embedding_module(self, model: torch.nn.Module) -> torch.nn.Module:
         for path in self.embeddings:
@@ -79,8 +91,10 @@ class Adapter:
 
 
 ADAPTERS: Registry[Adapter] = Registry("architecture")
+_BERT_NORMS = {"mixing": "post", "attention_norm": "attention.output.LayerNorm", "ffn_norm": "output.LayerNorm"}
 _BERT_LIKE = Adapter(
-    ("embeddings",), "encoder.layer", "attention.self.value", "attention.output.dense", feed_forward="feed_forward_chunk"
+    ("embeddings",), "encoder.layer", "attention.self.value", "attention.output.dense", feed_forward="feed_forward_chunk",
+    **_BERT_NORMS,
 )
 for _name in ("bert", "roberta", "xlm-roberta", "camembert"):
     ADAPTERS.register(_name, _BERT_LIKE)
@@ -92,6 +106,7 @@ ADAPTERS.register(
         "attention.self.value",
         "attention.output.dense",
         feed_forward="feed_forward_chunk",
+        **_BERT_NORMS,
     ),
 )
 ADAPTERS.register(
@@ -103,16 +118,22 @@ ADAPTERS.register(
         "attention.dense",
         shared_layers=True,
         feed_forward="ff_chunk",
+        mixing="post",
+        attention_norm="attention.LayerNorm",
+        ffn_norm="full_layer_layer_norm",
     ),
 )
 ADAPTERS.register(
-    "distilbert", Adapter(("embeddings",), "transformer.layer", "attention.v_lin", "attention.out_lin", feed_forward="ffn")
+    "distilbert", Adapter(("embeddings",), "transformer.layer", "attention.v_lin", "attention.out_lin", feed_forward="ffn",
+                          mixing="post", attention_norm="sa_layer_norm", ffn_norm="output_layer_norm")
 )
-ADAPTERS.register("mpnet", Adapter(("embeddings",), "encoder.layer", "attention.attn.v", "attention.attn.o"))
+ADAPTERS.register("mpnet", Adapter(("embeddings",), "encoder.layer", "attention.attn.v", "attention.attn.o",
+                                   mixing="post", attention_norm="attention.LayerNorm", ffn_norm="output.LayerNorm"))
 ADAPTERS.register(
     "gpt2",
     Adapter(
-        ("drop",), "h", "attn.c_attn", "attn.c_proj", causal=True, value_layout="fused_qkv", conv1d=True, feed_forward="mlp"
+        ("drop",), "h", "attn.c_attn", "attn.c_proj", causal=True, value_layout="fused_qkv", conv1d=True, feed_forward="mlp",
+        final_norm="ln_f",
     ),
 )
 ADAPTERS.register(
@@ -125,13 +146,17 @@ ADAPTERS.register(
         causal=True,
         value_layout="fused_per_head",
         feed_forward="mlp",
+        final_norm="final_layer_norm",
     ),
 )
 _LLAMA_LIKE = Adapter(
-    ("embed_tokens",), "layers", "self_attn.v_proj", "self_attn.o_proj", causal=True, feed_forward="mlp"
+    ("embed_tokens",), "layers", "self_attn.v_proj", "self_attn.o_proj", causal=True, feed_forward="mlp",
+    final_norm="norm",
 )
-for _name in ("llama", "mistral", "qwen2", "qwen3", "gemma3_text"):
+for _name in ("llama", "mistral", "qwen2", "qwen3"):
     ADAPTERS.register(_name, _LLAMA_LIKE)
+ADAPTERS.register("gemma3_text", dataclasses.replace(_LLAMA_LIKE, mixing="sandwich",
+                                                     attention_norm="post_attention_layernorm"))
 
 
 def adapter_for(model_type: str) -> Adapter:

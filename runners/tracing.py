@@ -12,7 +12,9 @@ import transformers
 from runners.adapters import Adapter, attention_windows
 from runners.health import check_activations
 from runners.linearized_feed_forward import LinearizedFeedForward, pays_off
+from runners.mixing_probe import MixingProbe
 from suite.attribution import LayersFn
+from suite.context_mixing import MixingLayer
 from suite.masks import token_mask
 from suite.null_space import output_factor
 from suite.trace import BatchTrace, LayerTrace
@@ -55,6 +57,7 @@ class Tracer:
         self.windows = attention_windows(config, len(self.blocks))
         self.punct = punctuation_ids(tokenizer)
         self.encodings: dict[int, dict[str, list[int]]] = {}
+        self._mixing: MixingProbe | None = None
         if tokenizer.pad_token is None:  # decoders often have none; padded positions are masked anyway
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
         special = {
@@ -118,6 +121,16 @@ class Tracer:
             tokens=[self.tokenizer.convert_ids_to_tokens(self.encodings[s]["input_ids"]) for s in sequence_ids],
         )
 
+    def inputs(self, sequence_id: int) -> dict[str, torch.Tensor]:
+        """The model inputs of one sequence (a batch of one)."""
+        return {k: torch.tensor([v], device=self.device) for k, v in self.encodings[sequence_id].items()}
+
+    def mixing_layers(self, sequence_id: int) -> list[MixingLayer]:
+        """Every layer of one sequence as the context-mixing measures need it (``MixingProbe``)."""
+        if self._mixing is None:
+            self._mixing = MixingProbe(self.model, self.adapter, self.blocks, self.w_out, self.n_heads, self.d_head)
+        return self._mixing.layers(self.inputs(sequence_id))
+
     def layers_fn(self, sequence_id: int, products_per_token: int = 0) -> tuple[torch.Tensor, LayersFn]:
         """``x`` (n, d) of one sequence and ``x -> e^1..e^L`` (L, n, d), for forward-mode products.
 
@@ -125,7 +138,7 @@ class Tracer:
         block norms). Where forming the feed-forward maps' per-token Jacobians pays off, they are formed
         now, at ``x``, and the function's products are valid there only (``LinearizedFeedForward``).
         """
-        inputs = {k: torch.tensor([v], device=self.device) for k, v in self.encodings[sequence_id].items()}
+        inputs = self.inputs(sequence_id)
         embeddings = self.adapter.embedding_module(self.model)
         n = inputs["input_ids"].shape[1]
         itemsize = next(self.model.parameters()).element_size()

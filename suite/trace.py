@@ -8,6 +8,7 @@ from typing import Protocol
 import torch
 
 from suite.attribution import LayersFn
+from suite.context_mixing import MixingLayer
 from suite.masks import pair_mask
 from suite.null_space import Projection, project_attention
 
@@ -87,4 +88,8 @@ class ModelProbe(Protocol):
 
         ``products_per_token``: forward-mode products the caller will push per input token; the probe
         may then prepare the function for them, valid at ``x`` only."""
+        ...
+
+    def mixing_layers(self, sequence_id: int) -> list[MixingLayer]:
+        """Every layer of the sequence as the context-mixing measures need it."""
         ...

@@ -17,11 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.stats
 
 REPLICATES = 1000
 LEVEL = 0.95
-Z95 = 1.959963984540054
-"""The standard normal's 97.5% quantile (a 95% interval is +- Z95 standard errors)."""
 
 
 @dataclass(frozen=True)
@@ -114,11 +113,12 @@ def paired_difference(sums_a: np.ndarray, counts_a: np.ndarray, sums_b: np.ndarr
     return Estimate(value, low, high, np.full(np.shape(value), len(a), dtype=np.int64), "sequences", len(a))
 
 
-def jackknife_half_width(leave_one_out: np.ndarray) -> np.ndarray:
-    """Half-width of a 95% normal interval from ``k`` leave-one-out values along axis 0 (the
-    jackknife variance ``(k - 1) / k * sum_q (theta_(q) - mean)^2``)."""
+def jackknife_half_width(leave_one_out: np.ndarray, level: float = LEVEL) -> np.ndarray:
+    """Half-width of a ``level`` interval from ``k`` leave-one-out values along axis 0: Student's t
+    quantile with ``k - 1`` degrees of freedom times the jackknife standard error
+    ``sqrt((k - 1) / k * sum_q (theta_(q) - mean)^2)``."""
     k = len(leave_one_out)
     if k < 2:
         return np.full(leave_one_out.shape[1:], np.nan)
     spread = leave_one_out - leave_one_out.mean(0)
-    return Z95 * np.sqrt((k - 1) / k * (spread**2).sum(0))
+    return scipy.stats.t.ppf(1 - (1 - level) / 2, k - 1) * np.sqrt((k - 1) / k * (spread**2).sum(0))

@@ -6,11 +6,17 @@ line below, and the implementation in ``suite/metrics/``.
 """
 
 from suite.registry import Registry
-from suite.specs import effective_attention, hidden_token_attribution, rank_deficiency, token_identifiability
+from suite.specs import (
+    context_mixing,
+    effective_attention,
+    hidden_token_attribution,
+    rank_deficiency,
+    token_identifiability,
+)
 from suite.specs.base import MetricConfig, MetricSpec, Variant, VariantKind
 
 SPECS: Registry[MetricSpec] = Registry("metric")
-for _module in (rank_deficiency, effective_attention, token_identifiability, hidden_token_attribution):
+for _module in (rank_deficiency, effective_attention, token_identifiability, hidden_token_attribution, context_mixing):
     SPECS.register(_module.SPEC.name, _module.SPEC)
 
 __all__ = ["SPECS", "MetricConfig", "MetricSpec", "Variant", "VariantKind"]

@@ -50,7 +50,8 @@ class MetricSpec:
     ``headline_best_of``, the best of those variants (by their direction) is shown instead.
     ``implementation``: ``module:Class`` of the accumulator (imported by ``suite.metrics``).
     ``paper``: where the quantity is defined (for the docs and help texts); ``summary_variants``:
-    what ``idsuite run`` prints per layer (default: the headline).
+    what ``idsuite run`` prints per layer (default: the headline); ``in_main_table``: whether the
+    leaderboard's main table has a column for it (else it has a view of its own).
     """
 
     name: str
@@ -66,6 +67,7 @@ class MetricSpec:
     needs_model: bool = False
     paper: str = ""
     summary_variants: tuple[str, ...] = ()
+    in_main_table: bool = True
 
     def variant(self, name: str) -> Variant:
         """The declaration of a stored variant name (``offset:+1`` belongs to the family ``offset``)."""

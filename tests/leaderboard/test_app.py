@@ -8,7 +8,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import leaderboard
-from leaderboard.data import Board
+from leaderboard.data import PAIRED_SPECS, Board
+from suite.specs import SPECS
 
 APP = str(Path(leaderboard.__file__).parent / "app.py")
 
@@ -49,10 +50,10 @@ def test_model_view_shows_curves_heatmaps_and_maps(app):
     assert app.selectbox[0].value == "tiny-bert"
     assert "tiny-bert-random-init" in app.caption[0].value
     specs = _specs(app)
-    assert len(specs) >= 4 + 1 + 3  # a curve per metric, a head heatmap, raw/effective/null maps
+    assert len(specs) >= len(SPECS) + 1 + 3  # a curve per metric, a head heatmap, raw/effective/null maps
     assert all(layer.get("title") or spec.get("title") for spec in specs for layer in _layers(spec))  # titled
     curves = [s for s in specs if "layer" in s]
-    assert len(curves) == 4
+    assert len(curves) == len(SPECS)
     for curve in curves:  # a band, integer layer ticks; the control drawn wide and dashed beneath the model
         band, control, trained = curve["layer"]
         assert band["mark"]["type"] == "area" and band["encoding"]["y2"]["field"] == "ci_high"
@@ -87,7 +88,7 @@ def test_compare_view_with_normalised_depth(app):
     assert app.multiselect[0].value == ["tiny-bert", "tiny-bert-random-init"]
     app.checkbox[0].check().run()
     specs = _specs(app)
-    assert not app.exception and len(specs) == 4 + 4  # a curve and a paired difference per metric
+    assert not app.exception and len(specs) == len(SPECS) + len(PAIRED_SPECS)  # curves, and paired differences
     assert all(s["layer"][0].get("title") or s["layer"][1].get("title") for s in specs)
     assert specs[0]["layer"][0]["encoding"]["x"]["title"] == "layer / L"
     captions = " ".join(c.value for c in app.caption)
@@ -110,7 +111,21 @@ def test_a_metric_stored_under_two_configurations_gets_a_selector(two_settings_d
     selector = app.selectbox[0]
     assert selector.label == "Own-token contribution: configuration"
     assert selector.options == ["method=estimate", "method=exact"] and "method=estimate" in selector.value
-    assert "5 stored cell(s) of other configurations or older runs are not shown." in [c.value for c in app.caption]
+    assert f"{len(SPECS) + 1} stored cell(s) of other configurations or older runs are not shown." in [
+        c.value for c in app.caption]
     selector.set_value(Board(two_settings_dir).settings["hidden_token_attribution"][1]).run()
     after = app.dataframe[0].value.set_index("model")
     assert not app.exception and after.loc["tiny-bert", own] != before and after.loc["tiny-llama", "status"] == "partial"
+
+
+def test_context_mixing_view_shows_the_agreement_heat_maps_curves_and_matrices(app):
+    app.run()
+    app.radio[0].set_value("Context mixing").run()
+    assert not app.exception
+    specs = _specs(app)
+    heat = [s for s in specs if str(_layers(s)[0].get("title", "")).startswith("spearman, ")]
+    assert len(heat) == 2  # last layer, mean over layers
+    assert any(str(s.get("title", "")).startswith("attribution, layer") for s in specs)  # the reference matrix
+    assert len([s for s in specs if ", layer " in str(s.get("title", ""))]) == 7  # attribution + six measures
+    app.radio[1].set_value("one-layer Jacobian (local)").run()
+    assert not app.exception

@@ -4,7 +4,7 @@ and partial models, filters, curves with normalised depth, the stored example ma
 import numpy as np
 import pandas as pd
 
-from leaderboard.data import DETAIL_COLUMNS, LEAD_COLUMNS, Board, filter_table, interval_label
+from leaderboard.data import DETAIL_COLUMNS, LEAD_COLUMNS, PAIRED_SPECS, TABLE_SPECS, Board, filter_table, interval_label
 from leaderboard.export import export
 from results.identity import SETTING_SEPARATOR, short_setting_names
 from results.query import ResultQuery
@@ -16,7 +16,7 @@ def test_main_table_has_one_row_per_model_and_one_column_per_headline(results_di
     board = Board(results_dir)
     table = board.model_table()
     assert list(table.columns[:3]) == LEAD_COLUMNS and table.columns[-len(DETAIL_COLUMNS):].tolist() == DETAIL_COLUMNS
-    expected = [c for s in SPECS.values() for c in (headline_label(s), interval_label(s),
+    expected = [c for s in TABLE_SPECS for c in (headline_label(s), interval_label(s),
                                                      *([f"{s.display_name}: best g"] if s.headline_best_of else []))]
     assert list(table.columns[3:3 + len(expected)]) == expected
     table = table.set_index("model")
@@ -98,7 +98,7 @@ def test_one_setting_per_metric_and_the_newest_cell_per_model(results_dir, two_s
     shown = board.cells
     assert (shown.groupby(["model_id", "init_seed", "metric"], dropna=False)["cell_key"].nunique() == 1).all()
     assert shown.loc[shown["model_id"] == "tiny-bert-random-init", "init_seed"].nunique() == 3  # its three seeds
-    assert board.hidden == 5  # tiny-bert: 4 older cells and the exact one
+    assert board.hidden == len(SPECS) + 1  # tiny-bert: an older cell of every metric and the exact one
     bert = shown[shown["model_id"] == "tiny-bert"]
     assert set(bert["metric"]) == set(SPECS) and not set(bert["cell_key"]) & first  # the newer cells
     assert shown[shown["model_id"] != "tiny-bert"]["cell_key"].isin(first).all()
@@ -129,5 +129,5 @@ def test_paired_differences_and_their_export(results_dir, tmp_path):
     assert board.paired("tiny-bert", "tiny-llama", "hidden_token_attribution").shape[0] == 3  # same depth: layers pair
     paths = export_paired(board, "tiny-bert", None, tmp_path)
     csv = pd.read_csv(paths[0])
-    assert set(csv["metric"]) == set(SPECS) and paths[1].read_text().startswith("\\begin{table}")
+    assert set(csv["metric"]) == {s.name for s in PAIRED_SPECS} and paths[1].read_text().startswith("\\begin{table}")
     assert "tiny-bert minus tiny-bert-random-init" in paths[1].read_text().replace("\\_", "_")

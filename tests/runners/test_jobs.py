@@ -13,6 +13,7 @@ from suite.specs import SPECS
 from tests.conftest import SENTENCES
 
 FAST = {
+    "context_mixing": {"max_sequences": 2, "max_tokens": 12},
     "token_identifiability": {"mlp_max_steps": 20, "max_train_tokens": 200},
     "hidden_token_attribution": {"min_sequences": 2, "max_sequences": 2, "max_tokens": 10},
     "effective_attention": {"map_max_tokens": 8},

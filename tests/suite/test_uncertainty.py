@@ -3,7 +3,7 @@ zero for a model paired with itself, means over layers, and the jackknife."""
 
 import numpy as np
 
-from suite.uncertainty import Z95, jackknife_half_width, paired_difference, ratio_of_sums
+from suite.uncertainty import jackknife_half_width, paired_difference, ratio_of_sums
 
 
 def clustered_sample(rng, clusters=40, mean=0.5):
@@ -54,8 +54,8 @@ def test_one_sequence_or_none_measured():
     assert np.isnan(empty.value).all() and np.isnan(empty.low).all()
 
 
-def test_jackknife_of_a_mean_is_its_standard_error():
+def test_jackknife_of_a_mean_is_its_t_interval():
     x = np.random.default_rng(4).normal(size=(50, 2))
     leave_one_out = (x.sum(0) - x) / (len(x) - 1)
-    expected = Z95 * x.std(0, ddof=1) / np.sqrt(len(x))
+    expected = 2.009575234489209 * x.std(0, ddof=1) / np.sqrt(len(x))  # t quantile, 49 degrees of freedom
     assert np.allclose(jackknife_half_width(leave_one_out), expected)

@@ -1,0 +1,92 @@
+"""Each context-mixing measure's cost against one forward pass of the same sentence (MiniLM, a
+16-token sentence; all layers), and the two references it is scored against."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmarks.conftest import NOTES, record, ratio
+from suite.attribution import estimate_block_norms, jacobian_block_norms
+from suite.context_mixing import (
+    alti_contributions,
+    decomposed,
+    globenc_norms,
+    head_mixed,
+    row_normalise,
+    value_zeroing_distances,
+)
+
+SENTENCE = "The minister said on Tuesday that the talks would resume next week."
+
+
+@pytest.fixture(scope="module")
+def sentence(minilm):
+    tracer, _ = minilm
+    tracer.encodings[-2] = dict(tracer.tokenizer(SENTENCE))
+    return tracer, tracer.mixing_layers(-2)
+
+
+def _u_t(layer):
+    u = head_mixed(layer.attention.double(), layer.transformed.double())
+    return u, decomposed(layer, u)
+
+
+MEASURES = {
+    "attention": lambda layer: row_normalise(layer.attention.double().mean(0), False),
+    "norm": lambda layer: row_normalise(torch.linalg.vector_norm(_u_t(layer)[0], dim=-1), False),
+    "norm_resln": lambda layer: row_normalise(torch.linalg.vector_norm(_u_t(layer)[1], dim=-1), False),
+    "globenc": lambda layer: globenc_norms(layer, _u_t(layer)[1]),
+    "alti": lambda layer: alti_contributions(_u_t(layer)[1], layer.output.double()),
+    "value_zeroing": lambda layer: value_zeroing_distances(
+        layer.target, layer.rerun(head_mixed(layer.attention, layer.transformed).transpose(0, 1))),
+}
+for _name in MEASURES:
+    ratio(f"(15) context mixing: {_name} (all layers) / one forward pass", f"mixing_{_name}", "mixing_forward", "reported")
+ratio("(15) the hooked capture of a sentence / one forward pass", "mixing_capture", "mixing_forward", "reported")
+ratio("(15) exact attribution c^l (the global reference) / one forward pass", "mixing_exact_reference",
+      "mixing_forward", "reported")
+ratio("(15) one-layer Jacobians, estimated (the local reference) / one forward pass", "mixing_local_reference",
+      "mixing_forward", "reported")
+
+
+@torch.no_grad()
+def test_mixing_forward(benchmark, sentence):
+    tracer, _ = sentence
+    inputs = tracer.inputs(-2)
+    benchmark.pedantic(lambda: tracer.model(**inputs, output_attentions=True), rounds=20, warmup_rounds=2)
+    record(benchmark, "mixing_forward")
+    NOTES.append(f"(15) sentence of {inputs['input_ids'].shape[1]} tokens")
+
+
+def test_mixing_capture(benchmark, sentence):
+    tracer, _ = sentence
+    benchmark.pedantic(tracer.mixing_layers, args=(-2,), rounds=5, warmup_rounds=1)
+    record(benchmark, "mixing_capture")
+
+
+@pytest.mark.parametrize("measure", list(MEASURES))
+@torch.no_grad()
+def test_mixing_measure(benchmark, sentence, measure):
+    _, layers = sentence
+    benchmark.pedantic(lambda: [MEASURES[measure](layer) for layer in layers], rounds=5, warmup_rounds=1)
+    record(benchmark, f"mixing_{measure}")
+
+
+def test_mixing_exact_reference(benchmark, sentence):
+    tracer, _ = sentence
+
+    def exact():
+        x, fn = tracer.layers_fn(-2, tracer.hidden_size)
+        return jacobian_block_norms(fn, x)
+
+    benchmark.pedantic(exact, rounds=1)
+    record(benchmark, "mixing_exact_reference")
+
+
+@torch.no_grad()
+def test_mixing_local_reference(benchmark, sentence):
+    _, layers = sentence
+    benchmark.pedantic(lambda: [estimate_block_norms(lambda h, layer=layer: layer.block(h).unsqueeze(0), layer.residual,
+                                                     8, 0).squared for layer in layers], rounds=3, warmup_rounds=1)
+    record(benchmark, "mixing_local_reference")

@@ -1,0 +1,68 @@
+"""Declaration of the context-mixing metric: the measures people use instead of attention, scored
+against Jacobian attribution layer by layer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from suite.context_mixing import MEASURES
+from suite.specs.base import MetricConfig, MetricSpec, Variant
+
+SCORES = {
+    "spearman": ("mean over tokens of the Spearman correlation of the measure's row with the attribution row",
+                 "higher", (-1, 1), "rho"),
+    "top_agreement": ("share of tokens whose top contributor is the same", "higher", (0, 1), "share"),
+    "own_error": ("mean absolute error of the own share M_ii against c_ii", "lower", (0, 1), "share"),
+}
+NAMES = {"attention": "raw attention (rolled out with the residual)", "norm": "Kobayashi et al. 2020 norm ||sum_h A f(x)||",
+         "norm_resln": "Kobayashi et al. 2021 AttnResLn-N (pre-norm: AttnRes-N)", "globenc": "GlobEnc",
+         "alti": "ALTI", "value_zeroing": "value zeroing"}
+
+
+class ContextMixingConfig(MetricConfig):
+    """The first ``max_sequences`` probe sequences (corpus order) of at most ``max_tokens`` tokens are
+    scored. Global scores compare each measure's rolled-out matrix with the attribution ``c^l``
+    (``reference``: exact block norms, or the estimator with ``probes`` directions); local scores
+    compare each one-layer matrix with the one-layer Jacobian ``||d e_i^l / d e_j^(l-1)||_F``,
+    estimated with ``probes`` directions per token."""
+
+    max_sequences: Annotated[int, Field(ge=1)] = 3
+    max_tokens: Annotated[int, Field(ge=3)] = 16
+    reference: Literal["exact", "estimate"] = "exact"
+    probes: Annotated[int, Field(ge=2)] = 8
+
+
+def _variants() -> dict[str, Variant]:
+    out = {}
+    for measure in MEASURES:
+        for where, what in (("", "rolled out, against c^l"), (":local", "one layer, against the one-layer Jacobian")):
+            for score, (text, direction, bounds, unit) in SCORES.items():
+                out[f"{measure}{where}/{score}"] = Variant(f"{NAMES[measure]}, {what}: {text}", direction, bounds, unit)
+        out[f"matrix:{measure}"] = Variant(f"example sequence: {NAMES[measure]}, rolled out, row query, column key",
+                                           kind="map")
+    out["matrix:attribution"] = Variant("example sequence: the attribution c^l it is scored against", kind="map")
+    out["norm_resln/mixing_ratio"] = Variant("mean share of context in the attention block output (Kobayashi et al. "
+                                             "2021)", "none", (0, 1), "share")
+    return out
+
+
+SPEC = MetricSpec(
+    name="context_mixing",
+    display_name="Context-mixing agreement",
+    description="How well attention, norm-based, GlobEnc, ALTI and value-zeroing mixing matrices agree with "
+    "Jacobian attribution, per layer (rolled out against c^l, and one layer against the one-layer Jacobian).",
+    version=1,
+    variants=_variants(),
+    headline="alti/spearman",
+    implementation="suite.metrics.context_mixing:ContextMixingMetric",
+    headline_layer="last",
+    headline_best_of=tuple(f"{m}/spearman" for m in MEASURES),
+    config_type=ContextMixingConfig,
+    needs_model=True,
+    in_main_table=False,
+    summary_variants=tuple(f"{m}/spearman" for m in MEASURES),
+    paper="Abnar & Zuidema 2020; Kobayashi et al. 2020, 2021; Modarressi et al. 2022; Ferrando et al. 2022; "
+          "Mohebbi et al. 2023",
+)
