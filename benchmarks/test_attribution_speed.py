@@ -5,7 +5,7 @@ import pytest
 import torch
 import transformers
 
-from benchmarks.conftest import NOTES, TIMES, record, ratio
+from benchmarks.conftest import NOTES, TIMES, ratio, record
 from runners.adapters import adapter_for
 from runners.tracing import Tracer
 from suite.attribution import contributions, estimate_block_norms, jacobian_block_norms
@@ -13,7 +13,8 @@ from suite.attribution import contributions, estimate_block_norms, jacobian_bloc
 SENTENCE = "The cat sat on the mat."  # 9 tokens with [CLS] and [SEP]
 PROBES = 12
 ratio("(2) naive reverse-mode Jacobian / exact forward mode", "reverse_mode_jacobian", "exact_forward_mode", ">= 50x")
-ratio(f"(3) exact / estimator ({PROBES} probes)", "exact_forward_mode", "estimator", ">= 20x")
+ratio(f"(3) exact / estimator ({PROBES} probes)", "exact_forward_mode", "estimator",
+      ">= 10x (issue 12; per-layer coverage in test_uncertainty_and_cost)")
 RESULTS: dict[str, torch.Tensor] = {}
 
 

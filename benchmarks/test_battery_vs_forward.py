@@ -5,10 +5,10 @@ items; skipped where it is not installed); and how the projection scales in n.""
 import pytest
 import torch
 
-from benchmarks.conftest import record, ratio
+from benchmarks.conftest import ratio, record
 from suite.metrics import metric_class
-from suite.specs import SPECS
 from suite.null_space import project_attention
+from suite.specs import SPECS
 
 BATTERY = ("rank_deficiency", "effective_attention", "token_identifiability")
 ratio("(1) battery per batch / plain forward", "battery_per_batch", "plain_forward", "<= 1.5x")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmarks.conftest import NOTES, record, ratio
+from benchmarks.conftest import NOTES, ratio, record
 from suite.attribution import estimate_block_norms, jacobian_block_norms
 from suite.context_mixing import (
     alti_contributions,

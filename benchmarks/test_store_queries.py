@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from benchmarks.conftest import NOTES, record, ratio
+from benchmarks.conftest import NOTES, ratio, record
 from leaderboard.data import Board
 from results.identity import cell_key
 from results.schema import KEY_COLUMNS

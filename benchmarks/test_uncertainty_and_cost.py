@@ -8,10 +8,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pytest
 import torch
 
-from benchmarks.conftest import NOTES, record, ratio
+from benchmarks.conftest import NOTES, ratio, record
 from benchmarks.test_battery_vs_forward import BATTERY, _battery, _plain
 from suite.metrics.attribution import AttributionMetric
 from suite.specs.hidden_token_attribution import AttributionConfig
@@ -44,7 +43,7 @@ def _sentences(tracer, lengths: tuple[int, int], count: int) -> list[tuple[int, 
     pool = sorted((s, len(e["input_ids"])) for s, e in tracer.encodings.items() if lengths[0] <= len(e["input_ids"]) <= lengths[1])
     middle = (lengths[0] + lengths[1]) / 2
     low, high = [p for p in pool if p[1] <= middle], [p for p in pool if p[1] > middle]
-    return [p for pair in zip(high, low) for p in pair][:count]
+    return [p for pair in zip(high, low, strict=False) for p in pair][:count]
 
 
 def _coverage(name: str, tracer, sentences: list[tuple[int, int]]) -> None:
@@ -59,7 +58,7 @@ def _coverage(name: str, tracer, sentences: list[tuple[int, int]]) -> None:
     covered, widths, start = [], [], time.perf_counter()
     for seed in SEEDS:
         runs = [AttributionMetric(AttributionConfig(probes=PROBES), seed)._attribute(tracer, s, n) for s, n in sentences]
-        mean = sum(a.sums["own"] for a in runs) / tokens
+        mean = sum(a.sums["own"] for a in runs) / tokens  # the metric's (jackknife bias-corrected) means
         half = jackknife_half_width(sum(a.leave_one_out["own"] for a in runs) / tokens)
         covered += list(np.abs(mean - truth) <= half)
         widths.append(half.mean())

@@ -18,7 +18,8 @@ DEFAULT_RESULTS = "idsuite-results"
 METRIC_OPTIONS = {  # command-line option -> (metric, config key, help, type)
     "attribution_method": ("hidden_token_attribution", "method", "'exact' or 'estimate' Jacobian norms", str),
     "attribution_probes": ("hidden_token_attribution", "probes", "probe directions per token (estimate)", int),
-    "attribution_sequences": ("hidden_token_attribution", "max_sequences", "most sequences attributed (it stops earlier once the target interval is met)", int),
+    "attribution_sequences": ("hidden_token_attribution", "max_sequences",
+                              "most sequences attributed (it stops earlier once the target interval is met)", int),
     "attribution_max_tokens": ("hidden_token_attribution", "max_tokens", "longest sequence for attribution", int),
     "mixing_reference": ("context_mixing", "reference", "'exact' or 'estimate' attribution the context-mixing "
                          "measures are scored against", str),

@@ -16,8 +16,8 @@ import streamlit as st
 from leaderboard import data
 from results.identity import short_setting_names
 from results.summary import headline_label
-from suite.context_mixing import MEASURES
 from suite.specs import SPECS
+from suite.specs.context_mixing import MEASURES
 
 st.set_page_config(page_title="idsuite leaderboard", layout="wide", initial_sidebar_state="collapsed")
 RESULTS = os.environ.get("IDSUITE_RESULTS", "idsuite-results")

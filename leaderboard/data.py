@@ -18,8 +18,8 @@ from results.query import ResultQuery, refs
 from results.schema import SIZE_FACTS
 from results.selection import ranked_settings, select, with_settings
 from results.summary import aggregate_rows, combine_seeds, count_label, headline_label, headlines, layer_rows
-from suite.context_mixing import MEASURES
 from suite.specs import SPECS, MetricSpec
+from suite.specs.context_mixing import MEASURES
 
 LEAD_COLUMNS = ["model", "kind", "n_params"]
 """First in the main table: what the model is and its size; then the headlines, then ``status``."""

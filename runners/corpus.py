@@ -130,7 +130,7 @@ def load_corpus(spec: CorpusSpec) -> Corpus:
         items = sentence_items([t for t in texts if t and t.strip()], spec.seed)
     else:
         pairs = [p if isinstance(p, str) and p.strip() else None for p in data[pair_col]] if pair_col else [None] * len(data)
-        items = [(t, p) for t, p in zip(texts, pairs) if t and t.strip()]
+        items = [(t, p) for t, p in zip(texts, pairs, strict=True) if t and t.strip()]
     if len(items) < 2:
         raise CorpusError(f"corpus {_shown(spec.source)}: {len(items)} usable sentence(s) in column {_shown(text_col)}; "
                           "at least two are needed")

@@ -29,7 +29,6 @@ from typing import Literal
 import torch
 
 BlockForm = Literal["post", "pre", "sandwich"]
-MEASURES = ("attention", "norm", "norm_resln", "globenc", "alti", "value_zeroing")
 ROLLOUT_WITH_IDENTITY = {"attention"}
 RAW_PRODUCT = {"globenc"}
 """GlobEnc multiplies its raw norm matrices and row-normalises the products (for reporting)."""

@@ -3,7 +3,10 @@
 Sequences are attributed one at a time until the last layer's mean own contribution is known to
 the target precision (``AttributionConfig``); every aggregate carries its bootstrap interval over
 the attributed sequences, and for the estimator also its probe error (a jackknife over the probe
-directions, added in quadrature).
+directions, added in quadrature). The estimator's per-token summaries are jackknife bias-corrected
+(``k theta - (k - 1) mean_q theta_(q)``): a contribution is a ratio of square roots of unbiased
+estimates, biased by O(1/k), and without the correction the probe-error intervals covered the
+exact per-layer means of MiniLM in only 83% of cases (97% with it; ``benchmarks``).
 """
 
 from __future__ import annotations
@@ -81,7 +84,11 @@ class AttributionMetric:
             loo = [_token_sums(mixing_summary(contributions(q, probe.causal), probe.causal)) for q in estimate.leave_one_out]
             leave_one_out = {name: np.stack([q[name] for q in loo]) for name in PER_TOKEN}
         summary = mixing_summary(contributions(norms, probe.causal), probe.causal)
-        return _Attributed(seq, n, _token_sums(summary), summary.offset_sum.double().cpu().numpy(),
+        sums = _token_sums(summary)
+        if leave_one_out is not None:  # c is a ratio of square roots of unbiased estimates: remove its O(1/k) bias
+            k = len(next(iter(leave_one_out.values())))
+            sums = {name: k * sums[name] - (k - 1) * leave_one_out[name].mean(0) for name in PER_TOKEN}
+        return _Attributed(seq, n, sums, summary.offset_sum.double().cpu().numpy(),
                            summary.offset_count.cpu().numpy(), leave_one_out)
 
     def _estimates(self, done: list[_Attributed]) -> dict[str, Estimate]:

@@ -17,8 +17,8 @@ import torch
 
 from suite.specs import SPECS, MetricSpec
 from suite.specs.rows import INDEX_COLUMNS, ROW_COLUMNS
-from suite.uncertainty import Estimate
 from suite.trace import BatchTrace, ModelProbe
+from suite.uncertainty import Estimate
 
 
 class Metric(Protocol):
@@ -106,12 +106,12 @@ class RowBuffer:
             if name in columns:
                 continue
             if kind == "int64":
-                data = np.concatenate([c.get(name, np.zeros(s, np.int64)) for c, s in zip(self.chunks, sizes)])
-                missing = np.concatenate([np.full(s, name not in c) for c, s in zip(self.chunks, sizes)])
+                data = np.concatenate([c.get(name, np.zeros(s, np.int64)) for c, s in zip(self.chunks, sizes, strict=True)])
+                missing = np.concatenate([np.full(s, name not in c) for c, s in zip(self.chunks, sizes, strict=True)])
                 columns[name] = pd.arrays.IntegerArray(data, missing)
             elif kind == "float64":
-                columns[name] = np.concatenate([c.get(name, np.full(s, np.nan)) for c, s in zip(self.chunks, sizes)])
+                columns[name] = np.concatenate([c.get(name, np.full(s, np.nan)) for c, s in zip(self.chunks, sizes, strict=True)])
             else:
-                columns[name] = pd.array([x for c, s in zip(self.chunks, sizes) for x in c.get(name, [None] * s)],
+                columns[name] = pd.array([x for c, s in zip(self.chunks, sizes, strict=True) for x in c.get(name, [None] * s)],
                                          dtype="string")
         return pd.DataFrame(columns)[list(ROW_COLUMNS)]

@@ -16,7 +16,6 @@ import torch
 
 from suite.attribution import contributions, estimate_block_norms, jacobian_block_norms
 from suite.context_mixing import (
-    MEASURES,
     RAW_PRODUCT,
     ROLLOUT_WITH_IDENTITY,
     agreement,
@@ -28,10 +27,9 @@ from suite.context_mixing import (
     row_normalise,
 )
 from suite.metrics.base import RowBuffer
-from suite.specs.context_mixing import SCORES, SPEC, ContextMixingConfig
+from suite.specs.context_mixing import MEASURES, SCORES, SPEC, ContextMixingConfig
 from suite.trace import BatchTrace, ModelProbe
 from suite.uncertainty import ratio_of_sums
-
 
 AGREEMENT_FIELDS = {"spearman": "spearman", "top_agreement": "top", "own_error": "own_error"}
 

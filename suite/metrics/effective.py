@@ -99,6 +99,6 @@ class EffectiveAttentionMetric:
         positions = torch.arange(n)
         self.rows.add("token", torch.zeros(n), sequence=[seq], key=positions, label=tokens, n_tokens=[n])
         heads, query, key = torch.meshgrid(torch.arange(raw[0].shape[0]), positions, positions, indexing="ij")
-        for layer, (r, e) in enumerate(zip(raw, eff), start=1):
+        for layer, (r, e) in enumerate(zip(raw, eff, strict=True), start=1):
             for name, maps in (("map_raw", r), ("map_eff", e)):
                 self.rows.add(name, maps, layer, heads, [seq], [n], query, key)

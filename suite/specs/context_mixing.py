@@ -7,9 +7,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from suite.context_mixing import MEASURES
 from suite.specs.base import MetricConfig, MetricSpec, Variant
 
+MEASURES = ("attention", "norm", "norm_resln", "globenc", "alti", "value_zeroing")
+"""The context-mixing measures (their maths: ``suite/context_mixing.py``)."""
 SCORES = {
     "spearman": ("mean over tokens of the Spearman correlation of the measure's row with the attribution row",
                  "higher", (-1, 1), "rho"),

@@ -15,7 +15,9 @@ import pandas as pd
 
 from results.query import ResultQuery
 from results.store import ResultStore
+from suite.specs import SPECS
 from tests.processes import ROOT, cli, env, results_of, run_args
+
 STALLED_WRITE = """
 import io, pathlib, sys, time
 import pyarrow.parquet as pq
@@ -41,7 +43,7 @@ def test_sigkill_in_the_middle_of_a_cell_write_then_restart(run_setup):
     clean, interrupted = run_setup / "clean", run_setup / "interrupted"
     assert cli(*run_args(run_setup, clean)).returncode == 0
     marker = run_setup / "marker"
-    kill_at = 11  # each cell is two writes (cell, summary): the 2nd model's 2nd cell, half written
+    kill_at = 2 * len(SPECS) + 3  # each cell is two writes (cell, summary): the 2nd model's 2nd cell, half written
     process = subprocess.Popen([sys.executable, "-c", STALLED_WRITE, str(marker), str(kill_at),
                                 *run_args(run_setup, interrupted)], cwd=ROOT, env=env(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -55,9 +57,9 @@ def test_sigkill_in_the_middle_of_a_cell_write_then_restart(run_setup):
     partial = Path(marker.read_text())
     assert partial.parent == store.staging and partial.exists()  # half a file, where no reader looks
     before = {p: p.stat().st_mtime_ns for p in store.cell_files()}
-    assert len(before) == 5  # the first model's four cells and the one written before the kill
+    assert len(before) == len(SPECS) + 1  # the first model's cells and the one written before the kill
     cells = ResultQuery(store).cells()
-    assert len(cells) == 5 and cells["ok"].all()  # readers see whole cells only
+    assert len(cells) == len(SPECS) + 1 and cells["ok"].all()  # readers see whole cells only
 
     restarted = cli(*run_args(run_setup, interrupted))
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
@@ -88,7 +90,7 @@ def test_two_runs_on_one_store_compute_each_cell_once(run_setup):
     assert [r.returncode for r in runs] == [0, 0], logs
     done = [computed_cells(log) for log in logs]
     every = [cell for cells in done for cell in cells]
-    assert len(every) == len(set(every)) == 4 * 4, done  # four models (two control seeds), four metrics, once each
+    assert len(every) == len(set(every)) == 4 * len(SPECS), done  # four models (two control seeds), once each
     rows = ResultQuery(results).cells()
-    assert len(rows) == 16 and rows["ok"].all()
+    assert len(rows) == 4 * len(SPECS) and rows["ok"].all()
     assert sorted(rows["run_id"].value_counts().tolist()) == sorted(len(cells) for cells in done if cells)

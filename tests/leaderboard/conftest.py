@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from results.store import ResultStore
 from runners.corpus import Corpus
 from runners.jobs import RunConfig, Runner
-from results.store import ResultStore
 from runners.zoo import load_zoo
 from tests.conftest import SENTENCES
 
@@ -25,7 +25,7 @@ MODELS = ["tiny-bert", "tiny-bert-random-init", "tiny-llama", "tiny-partial", "b
 
 def fixture_corpus() -> Corpus:
     """The test sentences, alone and as pairs."""
-    return Corpus("tiny", [(s, None) for s in SENTENCES] + list(zip(SENTENCES[::2], SENTENCES[1::2])))
+    return Corpus("tiny", [(s, None) for s in SENTENCES] + list(zip(SENTENCES[::2], SENTENCES[1::2], strict=False)))
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from runners.tracing import Tracer
-from suite.context_mixing import MEASURES, decomposed, head_mixed, local_matrices
+from suite.context_mixing import decomposed, head_mixed, local_matrices
 from suite.metrics.context_mixing import ContextMixingMetric
-from suite.specs.context_mixing import SPEC, ContextMixingConfig
+from suite.specs.context_mixing import MEASURES, SPEC, ContextMixingConfig
 from tests.conftest import SENTENCES, TINY_CONFIGS, save_tiny
 from tests.runners.test_tracing import encode, tracer_for
 

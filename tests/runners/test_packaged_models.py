@@ -9,16 +9,16 @@ embeddings touch only Q and K): there ``null_dim = n - (number of distinct token
 import pytest
 import torch
 
-from runners.corpus import Corpus
-from runners.jobs import RunConfig, Runner
-from runners.loading import load_model
 from results.query import ResultQuery
 from results.store import ResultStore
 from runners.adapters import adapter_for
+from runners.corpus import Corpus
+from runners.jobs import RunConfig, Runner
+from runners.loading import load_model
 from runners.tracing import Tracer
 from runners.zoo import load_zoo
-from suite.specs import SPECS
 from suite.rank_deficiency import rank_deficiency
+from suite.specs import SPECS
 from tests.conftest import SENTENCES
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ from runners.adapters import adapter_for
 from runners.tracing import Tracer
 from suite.attribution import contributions, mixing_summary
 from suite.metrics.attribution import AttributionMetric
-from suite.specs.hidden_token_attribution import AttributionConfig
 from suite.rank_deficiency import rank_deficiency
+from suite.specs.hidden_token_attribution import AttributionConfig
 from tests.conftest import SENTENCES
 
 LONG = " ".join(SENTENCES)  # about 90 tokens

@@ -18,7 +18,7 @@ def tiny_mixer(n, d, layers=3, seed=0, causal=False):
 
     def layers_fn(x):
         out, h = [], x
-        for w, q in zip(ws, qs):
+        for w, q in zip(ws, qs, strict=True):
             scores = (h @ q) @ h.T
             if causal:
                 scores = scores.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
