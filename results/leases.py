@@ -1,13 +1,14 @@
 """Leases on cells: who is computing a cell, until when (``<root>/leases/<model>/<metric>-<key>.lease``).
 
 A run takes the lease of each cell it is about to compute, so that concurrent runs and distributed
-workers on one store split the work instead of doubling it. A lease is a small JSON file created
-atomically (``O_CREAT | O_EXCL``, which network file systems honour) holding its owner, a random
-token, its host and process, and its expiry. The holder renews it while it works; a lease whose holder died expires and
-can be taken over: the expired file is renamed away first (only one taker's rename succeeds), and
-the taker checks that what it moved is the expired lease it read. A run's own lease (the same
-owner, e.g. a retried task of the same run) is taken back at once, and so is the lease of a
-process on this host that no longer runs (a killed run restarted on the same machine).
+workers on one store split the work instead of doubling it. A lease is a small JSON file holding its
+owner, a random token, its host and process, and its expiry, created atomically (written whole, then
+hard-linked into place, which fails when it exists, also on network file systems). The holder renews
+it while it works; a lease whose holder died expires and can be taken over: the expired file is
+renamed away first (only one taker's rename succeeds), and the taker checks that what it moved is
+the expired lease it read. A run's own lease (the same owner, e.g. a retried task of the same run)
+is taken back at once, and so is the lease of a process on this host that no longer runs (a killed
+run restarted on the same machine).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from results.store import CellRef, model_folder, process_alive
 
 DEFAULT_TTL = 300.0
 """Seconds a lease lives unless renewed; the holder renews every third of it."""
+UNREADABLE_GRACE = 5.0
+"""Seconds a lease file that does not parse still counts as held after it was last written."""
 
 
 @dataclass(frozen=True)
@@ -68,14 +71,18 @@ class Leases:
 
     @staticmethod
     def read(path: Path) -> Lease | None:
-        """The lease in ``path``; None if there is none. A file being written reads as a fresh lease
-        of an unknown owner (it will be whole in a moment)."""
+        """The lease in ``path``; None if there is none. A file that does not parse (damaged on disk)
+        is the lease of an unknown owner that expires ``UNREADABLE_GRACE`` seconds after the file
+        was last written, so that a broken file never blocks its cell for good."""
         try:
             return Lease(**json.loads(path.read_text()))
         except FileNotFoundError:
             return None
         except (ValueError, TypeError):
-            return Lease("?", "?", time.time() + 5)
+            try:
+                return Lease("?", "?", path.stat().st_mtime + UNREADABLE_GRACE)
+            except FileNotFoundError:
+                return None
 
     def holder(self, ref: CellRef) -> Lease | None:
         """The live lease on a cell, if any (expired leases and those of dead local processes do not count)."""
@@ -83,15 +90,20 @@ class Leases:
         return lease if lease is not None and lease.live() else None
 
     def _create(self, path: Path, lease: Lease) -> bool:
+        """Create ``path`` holding ``lease`` unless it exists: written whole to a private file first,
+        then hard-linked into place (exclusive, and never visible half written)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "w") as fh:
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        with open(tmp, "w") as fh:
             json.dump(lease.__dict__, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
         return True
 
     def _replace(self, path: Path, lease: Lease) -> None:

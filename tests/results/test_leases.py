@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 
-from results.leases import Lease, Leases
+from results.leases import UNREADABLE_GRACE, Lease, Leases
 from results.store import CellRef
 
 REF = CellRef("model/x", "rank_deficiency", "abc")
@@ -64,6 +64,18 @@ def test_the_lease_of_a_dead_local_process_is_taken_over_at_once(tmp_path):
     b = Leases(tmp_path, "run-b")
     write(b, Lease("run-a", "t", time.time() + 600, os.uname().nodename, int(dead.stdout)))
     assert b.holder(REF) is None and b.acquire(REF)
+
+
+def test_an_unreadable_lease_file_blocks_only_for_its_grace(tmp_path):
+    b = Leases(tmp_path, "run-b")
+    path = b.path(REF)
+    path.parent.mkdir(parents=True)
+    path.write_text("")  # e.g. a truncated file on a damaged disk
+    assert b.holder(REF) is not None and not b.acquire(REF)  # just written: it may still be whole in a moment
+    stale = time.time() - UNREADABLE_GRACE - 1
+    os.utime(path, (stale, stale))
+    assert b.holder(REF) is None and b.acquire(REF) and b.holder(REF).owner == "run-b"
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no private or moved files left
 
 
 def test_renewal_extends_and_a_lost_lease_is_reported(tmp_path):
