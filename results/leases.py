@@ -102,6 +102,13 @@ class Leases:
             os.link(tmp, path)
         except FileExistsError:
             return False
+        except OSError:  # a file system without hard links: exclusive create (a kill mid-write is the grace's case)
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "w") as fh:
+                json.dump(lease.__dict__, fh)
         finally:
             tmp.unlink(missing_ok=True)
         return True
