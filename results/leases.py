@@ -2,13 +2,13 @@
 
 A run takes the lease of each cell it is about to compute, so that concurrent runs and distributed
 workers on one store split the work instead of doubling it. A lease is a small JSON file holding its
-owner, a random token, its host and process, and its expiry, created atomically (written whole, then
-hard-linked into place, which fails when it exists, also on network file systems). The holder renews
-it while it works; a lease whose holder died expires and can be taken over: the expired file is
-renamed away first (only one taker's rename succeeds), and the taker checks that what it moved is
-the expired lease it read. A run's own lease (the same owner, e.g. a retried task of the same run)
-is taken back at once, and so is the lease of a process on this host that no longer runs (a killed
-run restarted on the same machine).
+owner, a random token, its host and process, and its expiry, created atomically (``O_CREAT |
+O_EXCL``, which network file systems honour; a file left half written by a killed creator expires
+after a short grace). The holder renews it while it works; a lease whose holder died expires and can
+be taken over: the expired file is renamed away first (only one taker's rename succeeds), and the
+taker checks that what it moved is the expired lease it read. A run's own lease (the same owner,
+e.g. a retried task of the same run) is taken back at once, and so is the lease of a process on this
+host that no longer runs (a killed run restarted on the same machine).
 """
 
 from __future__ import annotations
@@ -90,27 +90,15 @@ class Leases:
         return lease if lease is not None and lease.live() else None
 
     def _create(self, path: Path, lease: Lease) -> bool:
-        """Create ``path`` holding ``lease`` unless it exists: written whole to a private file first,
-        then hard-linked into place (exclusive, and never visible half written)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-        with open(tmp, "w") as fh:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as fh:
             json.dump(lease.__dict__, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        except OSError:  # a file system without hard links: exclusive create (a kill mid-write is the grace's case)
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                return False
-            with os.fdopen(fd, "w") as fh:
-                json.dump(lease.__dict__, fh)
-        finally:
-            tmp.unlink(missing_ok=True)
         return True
 
     def _replace(self, path: Path, lease: Lease) -> None:

@@ -86,7 +86,7 @@ class AttributionMetric:
         summary = mixing_summary(contributions(norms, probe.causal), probe.causal)
         sums = _token_sums(summary)
         if leave_one_out is not None:  # c is a ratio of square roots of unbiased estimates: remove its O(1/k) bias
-            k = len(next(iter(leave_one_out.values())))
+            k = len(loo)
             sums = {name: k * sums[name] - (k - 1) * leave_one_out[name].mean(0) for name in PER_TOKEN}
         return _Attributed(seq, n, sums, summary.offset_sum.double().cpu().numpy(),
                            summary.offset_count.cpu().numpy(), leave_one_out)

@@ -97,6 +97,7 @@ class RowBuffer:
         if not self.chunks:
             return pd.DataFrame({c: pd.Series(dtype="object") for c in ROW_COLUMNS})
         sizes = [c["size"] for c in self.chunks]
+        sized = list(zip(self.chunks, sizes, strict=True))
         columns: dict[str, Any] = {
             "metric": np.full(sum(sizes), self.metric, dtype=object),
             "variant": np.repeat(np.array([c["variant"] for c in self.chunks], dtype=object), sizes),
@@ -106,12 +107,12 @@ class RowBuffer:
             if name in columns:
                 continue
             if kind == "int64":
-                data = np.concatenate([c.get(name, np.zeros(s, np.int64)) for c, s in zip(self.chunks, sizes, strict=True)])
-                missing = np.concatenate([np.full(s, name not in c) for c, s in zip(self.chunks, sizes, strict=True)])
+                data = np.concatenate([c.get(name, np.zeros(s, np.int64)) for c, s in sized])
+                missing = np.concatenate([np.full(s, name not in c) for c, s in sized])
                 columns[name] = pd.arrays.IntegerArray(data, missing)
             elif kind == "float64":
-                columns[name] = np.concatenate([c.get(name, np.full(s, np.nan)) for c, s in zip(self.chunks, sizes, strict=True)])
+                columns[name] = np.concatenate([c.get(name, np.full(s, np.nan)) for c, s in sized])
             else:
-                columns[name] = pd.array([x for c, s in zip(self.chunks, sizes, strict=True) for x in c.get(name, [None] * s)],
+                columns[name] = pd.array([x for c, s in sized for x in c.get(name, [None] * s)],
                                          dtype="string")
         return pd.DataFrame(columns)[list(ROW_COLUMNS)]
