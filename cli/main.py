@@ -24,7 +24,8 @@ METRIC_OPTIONS = {  # command-line option -> (metric, config key, help, type)
     "mixing_reference": ("context_mixing", "reference", "'exact' or 'estimate' attribution the context-mixing "
                          "measures are scored against", str),
     "mixing_sequences": ("context_mixing", "max_sequences", "sequences the context-mixing measures are scored on", int),
-    "mlp_steps": ("token_identifiability", "mlp_max_steps", "most training steps of an MLP map g (it stops earlier once converged)", int),
+    "mlp_epochs": ("token_identifiability", "mlp_max_epochs",
+                   "most training epochs of an MLP map g (it stops earlier once converged)", int),
 }
 
 

@@ -148,5 +148,5 @@ def run_notes(rows: pd.DataFrame) -> list[str]:
             fits = part[(part["metric"] == name) & part["variant"].str.endswith(":converged")]
             if len(fits):
                 lines.append(f"{label}: {name}: {int(fits['value'].sum())} of {len(fits)} iterative fits converged "
-                             "(held-out loss stopped improving before the step cap)")
+                             "(held-out loss stopped improving before the cap)")
     return lines

@@ -12,6 +12,7 @@ has the interval [0, 0]. NumPy only: the leaderboard uses it without torch.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,10 +48,14 @@ class Estimate:
         return Estimate(self.value, low, high, self.n, self.unit, self.clusters)
 
 
+@functools.lru_cache(maxsize=4)
 def resample_weights(clusters: int, replicates: int = REPLICATES, seed: int = 0) -> np.ndarray:
-    """(replicates, clusters) multinomial counts: how often each sequence is drawn in a replicate."""
+    """(replicates, clusters) multinomial counts: how often each sequence is drawn in a replicate.
+    Read-only and cached: a metric resamples the same sequences for every variant and layer."""
     rng = np.random.default_rng(seed)
-    return rng.multinomial(clusters, np.full(clusters, 1 / clusters), size=replicates).astype(np.float64)
+    weights = rng.multinomial(clusters, np.full(clusters, 1 / clusters), size=replicates).astype(np.float64)
+    weights.flags.writeable = False
+    return weights
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from suite.identifiability import fit_linear, fit_mlps, fit_naive, identified_per_sequence
+from suite.identifiability import fit_linear, fit_mlps, fit_naive, identified_per_sequence, predict
 from suite.masks import token_mask
 from suite.metrics.base import RowBuffer
 from suite.specs.token_identifiability import SPEC, IdentifiabilityConfig
@@ -73,14 +73,19 @@ class IdentifiabilityMetric:
         maps: dict[tuple[str, str, int], object] = {}
         for layer in range(n_layers):
             if "naive" in self.config.mappings:
-                maps.update({("naive", d, layer): fit_naive(fit_h[layer], fit_h[0]) for d in self.config.distances})
+                naive = fit_naive(fit_h[layer], fit_h[0])
+                maps.update({("naive", d, layer): naive for d in self.config.distances})
             if "linear" in self.config.mappings:  # one affine least-squares fit serves both distances
                 linear = fit_linear(torch.cat([fit_h[layer], held_h[layer]]), torch.cat([fit_h[0], held_h[0]]))
                 maps.update({("linear", d, layer): linear for d in self.config.distances})
         if "mlp" in self.config.mappings:
             self._fit_mlps(fit_h, held_h, maps, rows)
+        predictions: dict[tuple[int, int], torch.Tensor] = {}  # (map, layer) -> g(e): a map serving both distances runs once
         for (kind, distance, layer), mapping in sorted(maps.items(), key=lambda item: (item[0][2], item[0][:2])):
-            hits, counts = identified_per_sequence(mapping, test_h[:, :, layer], x_test, test_ids, valid, distance)
+            if (id(mapping), layer) not in predictions:
+                predictions[id(mapping), layer] = predict(mapping, test_h[:, :, layer], valid)
+            pred = predictions[id(mapping), layer]
+            hits, counts = identified_per_sequence(pred, x_test, test_ids, valid, distance)
             hits, counts = hits.double().numpy(), counts.double().numpy()
             variant = f"{kind}/{distance}"
             rows.add_estimate(variant, ratio_of_sums(hits, counts, "tokens", self.seed), layer)
@@ -97,13 +102,13 @@ class IdentifiabilityMetric:
         width = self.config.mlp_hidden_size or hidden.shape[-1]
         bar = tqdm(total=len(groups), desc="  MLP maps g converged", unit="map", file=sys.stderr, leave=False)
 
-        def progress(step: int, converged: int) -> None:
-            bar.set_postfix(step=step)
+        def progress(epoch: int, converged: int) -> None:
+            bar.set_postfix(epoch=epoch)
             bar.update(converged - bar.n)
 
         try:
             mappings, fits = fit_mlps(hidden, inputs, [d for _, d in groups], heldout, self.seed, width,
-                                      self.config.mlp_lr, self.config.mlp_max_steps, self.config.mlp_check_every,
+                                      self.config.mlp_lr, self.config.mlp_batch_size, self.config.mlp_max_epochs,
                                       self.config.mlp_patience, self.config.mlp_tolerance, progress,
                                       self.config.mlp_precision)
         finally:
@@ -111,5 +116,5 @@ class IdentifiabilityMetric:
         for k, (layer, distance) in enumerate(groups):
             maps[("mlp", distance, layer)] = mappings[k]
             for what, value in (("train_loss", fits.train_loss[k]), ("heldout_loss", fits.heldout_loss[k]),
-                                ("steps", fits.steps[k]), ("converged", fits.converged[k])):
+                                ("epochs", fits.epochs[k]), ("converged", fits.converged[k])):
                 rows.add(f"mlp/{distance}:{what}", float(value), layer)

@@ -16,11 +16,13 @@ class IdentifiabilityConfig(MetricConfig):
     """Mappings and distances to score, the train share of sentences, and how the MLPs train.
 
     ``max_train_tokens`` caps the tokens the linear and MLP mappings are fitted on (a seeded sample);
-    ``heldout_fraction`` of the training sentences (not the scored ones) decide when an MLP stops:
-    its held-out loss is checked every ``mlp_check_every`` steps, and it has converged when it has
-    not improved by ``mlp_tolerance`` times its loss at the first check for ``mlp_patience`` checks;
-    ``mlp_max_steps`` caps the training. ``mlp_hidden_size``: the MLP's width (None: d);
-    ``mlp_precision``: of the training's matrix products (bfloat16: the weights and losses stay float32).
+    ``heldout_fraction`` of the training sentences (not the scored ones) decide when an MLP stops
+    (early stopping): the MLPs train by Adam (learning rate ``mlp_lr``) on minibatches of
+    ``mlp_batch_size`` tokens, their held-out loss is checked after every epoch, and a map has
+    converged when it has not improved by ``mlp_tolerance`` times its loss at the start for
+    ``mlp_patience`` epochs; ``mlp_max_epochs`` caps the training. ``mlp_hidden_size``: the MLP's
+    width (None: d); ``mlp_precision``: of the training's matrix products (bfloat16: the weights and
+    losses stay float32).
     """
 
     mappings: tuple[Literal["naive", "linear", "mlp"], ...] = MAPPINGS
@@ -29,11 +31,11 @@ class IdentifiabilityConfig(MetricConfig):
     heldout_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
     max_train_tokens: Annotated[int, Field(ge=2)] = 1500
     mlp_hidden_size: Annotated[int, Field(ge=1)] | None = 256
-    mlp_max_steps: Annotated[int, Field(ge=1)] = 1000
-    mlp_check_every: Annotated[int, Field(ge=1)] = 10
+    mlp_max_epochs: Annotated[int, Field(ge=1)] = 100
+    mlp_batch_size: Annotated[int, Field(ge=1)] = 128
     mlp_patience: Annotated[int, Field(ge=1)] = 3
     mlp_tolerance: Annotated[float, Field(ge=0)] = 2e-2
-    mlp_lr: Annotated[float, Field(gt=0)] = 3e-3
+    mlp_lr: Annotated[float, Field(gt=0)] = 5e-3
     mlp_precision: Literal["float32", "bfloat16"] = "bfloat16"
 
 
@@ -41,7 +43,7 @@ SPEC = MetricSpec(
     name="token_identifiability",
     display_name="Token identifiability",
     description="Share of held-out tokens whose input embedding is recovered from the layer-l hidden state.",
-    version=3,
+    version=4,
     variants={
         **{f"{g}/{dist}": Variant(f"identifiability rate with g = {g}, {dist} distance", "higher", (0, 1), "rate",
                                   per_sequence=True)
@@ -50,8 +52,8 @@ SPEC = MetricSpec(
            for dist in DISTANCES
            for what, text, unit in (("train_loss", "training loss at the kept weights", "loss"),
                                     ("heldout_loss", "held-out loss at the kept weights (the lowest seen)", "loss"),
-                                    ("steps", "training steps taken", "steps"),
-                                    ("converged", "1 if the held-out loss stopped improving before the step cap", "flag"))},
+                                    ("epochs", "training epochs (passes over the training tokens) taken", "epochs"),
+                                    ("converged", "1 if the held-out loss stopped improving before the epoch cap", "flag"))},
     },
     headline="mlp/cosine",
     implementation="suite.metrics.identifiability:IdentifiabilityMetric",

@@ -15,7 +15,7 @@ models:
     corpus = tmp_path / "probe.txt"
     corpus.write_text("\n".join(SENTENCES) + "\n")
     args = ["run", "--zoo", str(tmp_path / "models.yaml"), "--results", str(tmp_path / "out"), "--corpus", str(corpus),
-            "--mlp-steps", "5", "--attribution-max-tokens", "10"]
+            "--mlp-epochs", "5", "--attribution-max-tokens", "10"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "== Non-identifiable heads (rank_deficiency)" in out and "== Own-token contribution" in out
@@ -67,7 +67,7 @@ def test_stale_cells_are_counted_listed_and_recomputed(tmp_path, tiny_bert_dir, 
     corpus = tmp_path / "probe.txt"
     corpus.write_text("\n".join(SENTENCES) + "\n")
     args = ["run", "--zoo", str(tmp_path / "models.yaml"), "--results", str(tmp_path / "out"), "--corpus", str(corpus),
-            "--mlp-steps", "5", "--attribution-max-tokens", "10"]
+            "--mlp-epochs", "5", "--attribution-max-tokens", "10"]
     listing = ["list", "--zoo", str(tmp_path / "models.yaml"), "--results", str(tmp_path / "out")]
     assert main(args) == 0
     assert f"{len(SPECS)} cell(s) to compute, 0 of them replacing stale cells" in capsys.readouterr().out

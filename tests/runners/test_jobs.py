@@ -14,7 +14,7 @@ from tests.conftest import SENTENCES
 
 FAST = {
     "context_mixing": {"max_sequences": 2, "max_tokens": 12},
-    "token_identifiability": {"mlp_max_steps": 20, "max_train_tokens": 200},
+    "token_identifiability": {"mlp_max_epochs": 5, "max_train_tokens": 200},
     "hidden_token_attribution": {"min_sequences": 2, "max_sequences": 2, "max_tokens": 10},
     "effective_attention": {"map_max_tokens": 8},
 }
@@ -136,7 +136,7 @@ def test_killed_run_restarts_without_recomputing_finished_cells(zoo, corpus, tmp
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
 
     # a new metric version or config is a new cell: only that metric is recomputed
-    changed = dict(FAST, token_identifiability={"mlp_max_steps": 21, "max_train_tokens": 200})
+    changed = dict(FAST, token_identifiability={"mlp_max_epochs": 6, "max_train_tokens": 200})
     again = Runner(zoo, corpus, RunConfig(metrics=changed, batch_size=4), ResultStore(root), "t2", log=lambda s: None)
     outcome = again.run(["tiny"])[0]
     assert outcome.computed == ["token_identifiability"]

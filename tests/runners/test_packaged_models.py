@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 FAST = {
     "context_mixing": {"max_sequences": 2, "max_tokens": 12},
-    "token_identifiability": {"mlp_max_steps": 10, "max_train_tokens": 300, "mlp_hidden_size": 64},
+    "token_identifiability": {"mlp_max_epochs": 10, "max_train_tokens": 300, "mlp_hidden_size": 64},
     "hidden_token_attribution": {"min_sequences": 2, "max_sequences": 2, "max_tokens": 12, "probes": 4},
 }
 TEXTS = [

@@ -1,9 +1,22 @@
 """Token identifiability: exact recoveries on constructed data, MLP maps that converge to a known
 exact solution, and the scoring rule itself."""
 
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import torch
 
-from suite.identifiability import fit_linear, fit_mlps, fit_naive, identified, identified_per_sequence
+from suite.identifiability import (
+    fit_linear,
+    fit_mlps,
+    fit_naive,
+    identified,
+    identified_per_sequence,
+    nearest_order,
+    predict,
+)
 from suite.masks import token_mask
 
 
@@ -18,7 +31,7 @@ def make_sequences(s=12, n=9, d=16, seed=0):
 
 
 def rate(mapping, hidden, x, ids, valid, distance):
-    hits, counts = identified_per_sequence(mapping, hidden, x, ids, valid, distance)
+    hits, counts = identified_per_sequence(predict(mapping, hidden, valid), x, ids, valid, distance)
     return (hits.sum() / counts.sum()).item()
 
 
@@ -26,7 +39,7 @@ def test_naive_cosine_at_embedding_layer_is_one():
     x, ids, valid = make_sequences()
     g = fit_naive(x[valid], x[valid])
     assert rate(g, x, x, ids, valid, "cosine") == 1.0 and rate(g, x, x, ids, valid, "l2") == 1.0
-    hits, counts = identified_per_sequence(g, x, x, ids, valid, "l2")
+    hits, counts = identified_per_sequence(predict(g, x, valid), x, ids, valid, "l2")
     assert torch.equal(hits, counts) and torch.equal(counts, valid.sum(-1))  # per sequence
 
 
@@ -55,9 +68,9 @@ def test_batched_mlp_maps_converge_to_a_known_exact_solution():
     e, x = exact_mlp_problem()
     hidden = torch.stack([e, e, x])  # maps 0-1: from e (the exact MLP), map 2: from x itself
     heldout = torch.arange(len(e)) >= 1000
-    maps, fits = fit_mlps(hidden, x, ["l2", "cosine", "l2"], heldout, seed=1, width=64, lr=1e-2, max_steps=3000,
-                          tolerance=1e-3)
-    assert fits.converged.all() and (fits.steps < 3000).all()
+    fit = dict(seed=1, width=64, lr=1e-2, max_epochs=300, tolerance=1e-3)
+    maps, fits = fit_mlps(hidden, x, ["l2", "cosine", "l2"], heldout, **fit)
+    assert fits.converged.all() and (fits.epochs < 300).all()
     initial = x[heldout].var(0).sum()  # the loss of predicting the mean
     assert fits.heldout_loss[0] < 0.02 * initial and fits.heldout_loss[2] < 0.02 * initial
     assert fits.heldout_loss[1] < 0.01  # 1 - cos
@@ -66,25 +79,56 @@ def test_batched_mlp_maps_converge_to_a_known_exact_solution():
     test_e, test_x = e[heldout].view(20, 10, -1), x[heldout].view(20, 10, -1)
     assert rate(maps[0], test_e, test_x, ids, valid, "l2") == 1.0
     assert rate(maps[1], test_e, test_x, ids, valid, "cosine") == 1.0
-    torch.testing.assert_close(maps[0](e[:5]), fit_mlps(hidden, x, ["l2", "cosine", "l2"], heldout, seed=1, width=64,
-                                                        lr=1e-2, max_steps=3000, tolerance=1e-3)[0][0](e[:5]))  # seeded
+    again = fit_mlps(hidden, x, ["l2", "cosine", "l2"], heldout, **fit)[0][0]
+    torch.testing.assert_close(maps[0](e[:5]), again(e[:5]))  # seeded
 
 
-def test_a_map_stopped_by_the_step_cap_is_not_converged_and_keeps_its_best_weights():
+def test_a_map_stopped_by_the_epoch_cap_is_not_converged_and_keeps_its_best_weights():
     e, x = exact_mlp_problem(seed=2)
     heldout = torch.arange(len(e)) >= 1000
-    maps, fits = fit_mlps(e.unsqueeze(0), x, ["l2"], heldout, seed=0, width=64, lr=1e-2, max_steps=30,
-                          check_every=10, patience=5)
-    assert not fits.converged.any() and fits.steps.tolist() == [30]
+    maps, fits = fit_mlps(e.unsqueeze(0), x, ["l2"], heldout, seed=0, width=64, lr=1e-2, max_epochs=3, patience=5)
+    assert not fits.converged.any() and fits.epochs.tolist() == [3]
     held = ((maps[0](e[heldout]) - x[heldout]).square().sum(-1).mean())
     torch.testing.assert_close(held, fits.heldout_loss[0], rtol=1e-2, atol=1e-4)  # the kept weights are the best seen
+
+
+def test_a_map_that_training_only_worsens_keeps_its_least_squares_start():
+    """Early stopping includes the start: with a step size that wrecks the map, the held-out loss
+    never improves, the map stops after ``patience`` epochs and keeps the least-squares output layer."""
+    e, x = exact_mlp_problem(seed=4)
+    heldout = torch.arange(len(e)) >= 1000
+    maps, fits = fit_mlps(e.unsqueeze(0), x, ["l2"], heldout, seed=0, width=64, lr=10.0, patience=2)
+    assert fits.converged.tolist() == [True] and fits.epochs.tolist() == [2]
+    _, start = fit_mlps(e.unsqueeze(0), x, ["l2"], heldout, seed=0, width=64, lr=1e-12, max_epochs=1)
+    torch.testing.assert_close(fits.heldout_loss, start.heldout_loss)  # lr ~ 0: the loss of the start itself
+    held = ((maps[0](e[heldout]) - x[heldout]).square().sum(-1).mean())
+    torch.testing.assert_close(held, fits.heldout_loss[0], rtol=1e-4, atol=1e-4)
+
+
+def test_the_least_squares_start_survives_an_explicit_thread_count():
+    """MKL's batched LU (``torch.linalg.solve`` on a stack of matrices of order 160 or more) fails in a
+    process that called ``torch.set_num_threads(n > 1)`` before its first batched solve, in some builds
+    (torch 2.13's CPU wheel here); the start's symmetric positive definite system (201 x 201 here) is
+    solved by Cholesky instead. A fresh process, so that no earlier solve has initialised MKL."""
+    script = textwrap.dedent("""
+        import torch
+        torch.set_num_threads(2)
+        from suite.identifiability import fit_mlps
+        e = torch.randn(600, 8, generator=torch.Generator().manual_seed(0))
+        _, fits = fit_mlps(torch.stack([e, e]), e, ["l2", "cosine"], torch.arange(600) >= 500, seed=0, width=200,
+                           max_epochs=2)
+        assert torch.isfinite(fits.heldout_loss).all() and fits.epochs.tolist() == [2, 2]
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_bfloat16_products_give_the_same_maps_to_bfloat16_accuracy():
     e, x = exact_mlp_problem(seed=3)
     heldout = torch.arange(len(e)) >= 1000
-    _, full = fit_mlps(e.unsqueeze(0), x, ["l2"], heldout, seed=0, width=64, lr=1e-2, max_steps=400)
-    _, half = fit_mlps(e.unsqueeze(0), x, ["l2"], heldout, seed=0, width=64, lr=1e-2, max_steps=400,
+    _, full = fit_mlps(e.unsqueeze(0), x, ["l2"], heldout, seed=0, width=64, lr=1e-2, max_epochs=100)
+    _, half = fit_mlps(e.unsqueeze(0), x, ["l2"], heldout, seed=0, width=64, lr=1e-2, max_epochs=100,
                        precision="bfloat16")
     initial = x[heldout].var(0).sum()
     assert half.heldout_loss[0] < 0.05 * initial and abs(half.heldout_loss[0] - full.heldout_loss[0]) < 0.02 * initial
@@ -99,3 +143,14 @@ def test_repeated_token_counts_when_nearest_has_same_id_and_padding_is_never_nea
     assert hits.tolist() == [[True, True, True, False]]
     ids_distinct = torch.tensor([[7, 8, 9, 0]])
     assert identified(pred, x, ids_distinct, valid, "cosine").tolist() == [[True, True, False, False]]
+
+
+def test_nearest_order_ranks_as_the_distances_do():
+    """The scores that pick the nearest input order every row as ``torch.cdist`` and the cosine
+    distance computed directly do."""
+    g = torch.Generator().manual_seed(7)
+    pred, targets = torch.randn(5, 11, 16, generator=g) * 3, torch.randn(5, 11, 16, generator=g) * 3
+    l2 = torch.cdist(pred.double(), targets.double())
+    cosine = 1 - torch.nn.functional.cosine_similarity(pred.double().unsqueeze(2), targets.double().unsqueeze(1), dim=-1)
+    for distance, reference in (("l2", l2), ("cosine", cosine)):
+        assert torch.equal(nearest_order(pred, targets, distance).argsort(-1), reference.argsort(-1))
