@@ -58,14 +58,16 @@ def template(tmp_path_factory) -> ResultStore:
 
 
 @pytest.fixture(scope="session")
-def synthetic(template, tmp_path_factory) -> Path:
-    """``MODELS`` model ids, each a copy of a template model's cells under a new id and weights."""
+def synthetic(request, tmp_path_factory) -> Path:
+    """``MODELS`` model ids, each a copy of a template model's cells under a new id and weights (the
+    template is made only when the store is built)."""
     kept = os.environ.get("IDSUITE_BENCH_STORE")
     root = Path(kept) if kept else tmp_path_factory.mktemp("synthetic")
     done = root / f"built-{MODELS}-models"
     if done.exists():
         NOTES.append(f"(14) synthetic store reused from {root}: {done.read_text()}")
         return root
+    template = request.getfixturevalue("template")
     store = ResultStore(root)
     by_model: dict[str, list[pd.DataFrame]] = {}
     for path in template.cell_files():

@@ -24,8 +24,9 @@ def leaderboard_command(args: argparse.Namespace) -> int:
 def export_command(args: argparse.Namespace) -> int:
     from leaderboard.data import Board
     from leaderboard.export import export, export_paired
+    from results.summary import headline_variants
 
-    board = Board(args.results)
+    board = Board(args.results, variants=headline_variants())  # the table and figures show headlines only
     if board.cells.empty:
         raise CliError(f"no results in {args.results!r} (run `idsuite run` first)")
     if args.compare is not None:

@@ -8,6 +8,7 @@ maps from that model's cells only. Columns and help texts come from each metric'
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -58,16 +59,24 @@ def interval_label(spec: MetricSpec) -> str:
 
 class Board:
     """One store's data for the leaderboard, with one setting per metric (``chosen``: metric ->
-    setting label; default the setting most models finished) and the newest cell per model."""
+    setting label; default the setting most models finished) and the newest cell per model.
+    ``variants``: the (metric, variant) pairs whose aggregated rows are read (default: all; the paper
+    export needs only the headlines, ``results.summary.headline_variants``)."""
 
-    def __init__(self, root: str | Path, chosen: dict[str, str] | None = None) -> None:
+    def __init__(self, root: str | Path, chosen: dict[str, str] | None = None,
+                 variants: Collection[tuple[str, str]] | None = None) -> None:
         self.root = Path(root)
         self.query = ResultQuery(root)
         self.stored = with_settings(self.query.cells())
         self.settings = ranked_settings(self.stored)
         self.cells = select(self.stored, chosen)
         self.hidden = len(self.stored) - len(self.cells)
-        rows = self.query.summary_rows(refs(self.cells), where="head IS NULL", columns=AGGREGATE_COLUMNS)
+        where, names = "head IS NULL", sorted({v for _, v in variants or ()})
+        if variants is not None:
+            where += f" AND variant IN ({', '.join('?' * len(names))})" if names else " AND false"
+        rows = self.query.summary_rows(refs(self.cells), where=where, columns=AGGREGATE_COLUMNS, parameters=names)
+        if variants is not None:  # the exact pairs (a variant name may recur in another metric)
+            rows = rows[pd.MultiIndex.from_arrays([rows["metric"], rows["variant"]]).isin(list(variants))]
         self.aggregates = aggregate_rows(rows)
         layers = layer_rows(self.aggregates)
         self.per_layer = combine_seeds(layers, ["model_id", "metric", "variant", "layer", "n_layers"])

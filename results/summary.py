@@ -29,14 +29,22 @@ HEADLINE_COLUMNS = ["model_id", "metric", "variant", "value", "ci_low", "ci_high
 _ESTIMATE = ["value", "ci_low", "ci_high", "n", "n_unit"]
 
 
+def headline_variants() -> set[tuple[str, str]]:
+    """The (metric, variant) pairs a headline can come from: each metric's headline, or its
+    ``headline_best_of`` candidates."""
+    return {(name, v) for name, spec in SPECS.items() for v in (spec.headline_best_of or (spec.headline,))}
+
+
 def headline_values(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Every headline candidate of every group ``by`` (e.g. model and init seed): for ``last`` the
     last layer's row, for ``mean`` the whole-model row (else the mean of the per-layer values),
     with their intervals; columns ``by + [metric, variant] + _ESTIMATE``."""
     keys = [*by, "metric", "variant"]
     rows = aggregate_rows(rows) if len(rows) else rows
-    wanted = {(name, v) for name, spec in SPECS.items() for v in (spec.headline_best_of or (spec.headline,))}
-    rows = rows[[(m, v) in wanted for m, v in zip(rows["metric"], rows["variant"], strict=True)]] if len(rows) else rows
+    wanted = headline_variants()
+    if len(rows):  # a vectorised first cut by variant, then the exact (metric, variant) pairs on what is left
+        rows = rows[rows["variant"].isin({v for _, v in wanted})]
+        rows = rows[[(m, v) in wanted for m, v in zip(rows["metric"], rows["variant"], strict=True)]]
     if rows.empty:
         return pd.DataFrame(columns=[*keys, *_ESTIMATE])
     last_layer = {name for name, spec in SPECS.items() if spec.headline_layer == "last"}

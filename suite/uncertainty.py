@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.stats
 
 REPLICATES = 1000
 LEVEL = 0.95
@@ -122,6 +121,8 @@ def jackknife_half_width(leave_one_out: np.ndarray, level: float = LEVEL) -> np.
     """Half-width of a ``level`` interval from ``k`` leave-one-out values along axis 0: Student's t
     quantile with ``k - 1`` degrees of freedom times the jackknife standard error
     ``sqrt((k - 1) / k * sum_q (theta_(q) - mean)^2)``."""
+    import scipy.stats  # here, not at the top: a second of import that reading results never needs
+
     k = len(leave_one_out)
     if k < 2:
         return np.full(leave_one_out.shape[1:], np.nan)

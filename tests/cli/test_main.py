@@ -1,7 +1,15 @@
 """``idsuite run`` and ``idsuite list`` end to end on a tiny model and a local corpus."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from cli.main import main
+from suite.specs import SPECS
 from tests.conftest import SENTENCES
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_run_prints_summary_and_where_results_went(tmp_path, tiny_bert_dir, capsys):
@@ -45,6 +53,17 @@ models:
     capsys.readouterr()
     assert main([*paper, "--compare", "tiny"]) == 2  # no control in this store
     assert capsys.readouterr().err.strip().endswith("has no random-init control in these results; name the second model")
+
+    # the console command (its read-only commands skip the interpreter's teardown): output flushed, files whole
+    command = [sys.executable, "-m", "cli.main", "export", "--results", str(tmp_path / "out"), "--out", str(tmp_path / "p3")]
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a terminal user's shell has it
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300, env=buffered)
+    printed = done.stdout.splitlines()
+    assert done.returncode == 0 and len(printed) == 1 + 2 * len(SPECS)  # the table, a figure per metric (PNG, PDF)
+    assert all(Path(p).stat().st_size > 0 for p in printed) and Path(printed[-1]).read_bytes().rstrip().endswith(b"%%EOF")
+    done = subprocess.run([*command[:4], "--results", str(tmp_path / "none")], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300, env=buffered)
+    assert done.returncode == 2 and done.stderr.startswith("error: no results in")
 
 
 def test_bad_zoo_is_one_line_and_exit_code_two(tmp_path, capsys):
