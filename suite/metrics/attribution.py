@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from suite.attribution import MixingSummary, contributions, estimate_block_norms, jacobian_block_norms, mixing_summary
-from suite.metrics.base import RowBuffer
+from suite.metrics.base import RowBuffer, progress_bar
 from suite.specs.hidden_token_attribution import SPEC, AttributionConfig
 from suite.trace import BatchTrace, ModelProbe
 from suite.uncertainty import Estimate, jackknife_half_width, ratio_of_sums
@@ -111,12 +111,15 @@ class AttributionMetric:
         if not order:
             raise ValueError(f"no probe sequence has at most {self.config.max_tokens} tokens for attribution")
         done: list[_Attributed] = []
-        for seq, n in order[: self.config.max_sequences]:
-            done.append(self._attribute(probe, seq, n))
-            if len(done) >= self.config.min_sequences:
-                own = self._estimates(done)["own"]
-                if own.half_width[-1] <= self.config.target_half_width:
-                    break
+        with progress_bar("attribution", min(len(order), self.config.max_sequences), "sequence") as bar:
+            for seq, n in order[: self.config.max_sequences]:
+                done.append(self._attribute(probe, seq, n))
+                bar.update()
+                if len(done) >= self.config.min_sequences:
+                    half = self._estimates(done)["own"].half_width[-1]
+                    bar.set_postfix_str(f"last-layer own +-{half:.3f}, target {self.config.target_half_width}")
+                    if half <= self.config.target_half_width:
+                        break
         return self._rows(done, len(order))
 
     def _rows(self, done: list[_Attributed], eligible: int) -> pd.DataFrame:

@@ -7,6 +7,7 @@ implementation a declaration names.
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -14,6 +15,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from suite.specs import SPECS, MetricSpec
 from suite.specs.rows import INDEX_COLUMNS, ROW_COLUMNS
@@ -31,6 +33,12 @@ class Metric(Protocol):
     def update(self, batch: BatchTrace) -> None: ...
 
     def finish(self, probe: ModelProbe | None) -> pd.DataFrame: ...
+
+
+def progress_bar(description: str, total: int, unit: str) -> tqdm:
+    """A progress bar on standard error for the long steps inside ``finish`` (fits, attribution),
+    cleared when it closes."""
+    return tqdm(total=total, desc=f"  {description}", unit=unit, file=sys.stderr, leave=False)
 
 
 def metric_class(name: str) -> type[Metric]:

@@ -26,7 +26,7 @@ from suite.context_mixing import (
     rollout,
     row_normalise,
 )
-from suite.metrics.base import RowBuffer
+from suite.metrics.base import RowBuffer, progress_bar
 from suite.specs.context_mixing import MEASURES, SCORES, SPEC, ContextMixingConfig
 from suite.trace import BatchTrace, ModelProbe
 from suite.uncertainty import ratio_of_sums
@@ -75,36 +75,38 @@ class ContextMixingMetric:
         sums: dict[str, list[np.ndarray]] = defaultdict(list)  # variant -> per sequence (L,) sums over tokens
         counts: dict[str, list[np.ndarray]] = defaultdict(list)
         example = min(chosen, key=lambda c: (c[1], c[0]))
-        for seq, n in chosen:
-            layers = probe.mixing_layers(seq)
-            local = [local_matrices(layer, probe.causal) for layer in layers]
-            reference = self._reference(probe, seq)
-            local_reference = [self._local_reference(layer, probe.causal, self.seed + seq + 7919 * i)
-                               for i, layer in enumerate(layers)]
-            for measure in MEASURES:
-                series = [m[measure] for m in local if measure in m]
-                if len(series) != len(layers):
-                    continue
-                rolled = rollout(series, probe.causal, identity=measure in ROLLOUT_WITH_IDENTITY,
-                                 normalise_each=measure not in RAW_PRODUCT)
-                for where, matrices, refs in (("", rolled, reference), (":local", series, local_reference)):
-                    scored = [agreement(self._normalised(m, measure, where, probe.causal), r, probe.causal)
-                              for m, r in zip(matrices, refs, strict=True)]
-                    for score in SCORES:
-                        values = np.stack([getattr(a, AGREEMENT_FIELDS[score]).double().numpy()
-                                           for a in scored])  # (L, n)
-                        present = ~np.isnan(values)
-                        sums[f"{measure}{where}/{score}"].append(np.where(present, values, 0).sum(-1))
-                        counts[f"{measure}{where}/{score}"].append(present.sum(-1).astype(np.float64))
+        with progress_bar("context mixing", len(chosen), "sequence") as bar:
+            for seq, n in chosen:
+                layers = probe.mixing_layers(seq)
+                local = [local_matrices(layer, probe.causal) for layer in layers]
+                reference = self._reference(probe, seq)
+                local_reference = [self._local_reference(layer, probe.causal, self.seed + seq + 7919 * i)
+                                   for i, layer in enumerate(layers)]
+                for measure in MEASURES:
+                    series = [m[measure] for m in local if measure in m]
+                    if len(series) != len(layers):
+                        continue
+                    rolled = rollout(series, probe.causal, identity=measure in ROLLOUT_WITH_IDENTITY,
+                                     normalise_each=measure not in RAW_PRODUCT)
+                    for where, matrices, refs in (("", rolled, reference), (":local", series, local_reference)):
+                        scored = [agreement(self._normalised(m, measure, where, probe.causal), r, probe.causal)
+                                  for m, r in zip(matrices, refs, strict=True)]
+                        for score in SCORES:
+                            values = np.stack([getattr(a, AGREEMENT_FIELDS[score]).double().numpy()
+                                               for a in scored])  # (L, n)
+                            present = ~np.isnan(values)
+                            sums[f"{measure}{where}/{score}"].append(np.where(present, values, 0).sum(-1))
+                            counts[f"{measure}{where}/{score}"].append(present.sum(-1).astype(np.float64))
+                    if (seq, n) == example:
+                        self._add_matrices(rows, f"matrix:{measure}", rolled, seq)
+                ratios = np.stack([mixing_ratio(decomposed(layer, head_mixed(layer.attention.double(),
+                                                                              layer.transformed.double())), probe.causal)
+                                   .numpy() for layer in layers])
+                sums["norm_resln/mixing_ratio"].append(ratios.sum(-1))
+                counts["norm_resln/mixing_ratio"].append(np.full(len(layers), float(n)))
                 if (seq, n) == example:
-                    self._add_matrices(rows, f"matrix:{measure}", rolled, seq)
-            ratios = np.stack([mixing_ratio(decomposed(layer, head_mixed(layer.attention.double(),
-                                                                          layer.transformed.double())), probe.causal)
-                               .numpy() for layer in layers])
-            sums["norm_resln/mixing_ratio"].append(ratios.sum(-1))
-            counts["norm_resln/mixing_ratio"].append(np.full(len(layers), float(n)))
-            if (seq, n) == example:
-                self._add_matrices(rows, "matrix:attribution", reference, seq)
+                    self._add_matrices(rows, "matrix:attribution", reference, seq)
+                bar.update()
         for variant, chunks in sums.items():
             layer_index = np.arange(1, len(chunks[0]) + 1)
             rows.add_estimate(variant, ratio_of_sums(np.stack(chunks), np.stack(counts[variant]), "tokens", self.seed),

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from suite.identifiability import fit_linear, fit_mlps, fit_naive, identified_per_sequence, predict
 from suite.masks import token_mask
-from suite.metrics.base import RowBuffer
+from suite.metrics.base import RowBuffer, progress_bar
 from suite.specs.token_identifiability import SPEC, IdentifiabilityConfig
 from suite.trace import BatchTrace, ModelProbe
 from suite.uncertainty import ratio_of_sums
@@ -100,19 +97,16 @@ class IdentifiabilityMetric:
         inputs = torch.cat([fit_h[0], held_h[0]])
         heldout = torch.arange(hidden.shape[1]) >= fit_h.shape[1]
         width = self.config.mlp_hidden_size or hidden.shape[-1]
-        bar = tqdm(total=len(groups), desc="  MLP maps g converged", unit="map", file=sys.stderr, leave=False)
+        with progress_bar("MLP maps g converged", len(groups), "map") as bar:
 
-        def progress(epoch: int, converged: int) -> None:
-            bar.set_postfix(epoch=epoch)
-            bar.update(converged - bar.n)
+            def progress(epoch: int, converged: int) -> None:
+                bar.set_postfix(epoch=epoch)
+                bar.update(converged - bar.n)
 
-        try:
             mappings, fits = fit_mlps(hidden, inputs, [d for _, d in groups], heldout, self.seed, width,
                                       self.config.mlp_lr, self.config.mlp_batch_size, self.config.mlp_max_epochs,
                                       self.config.mlp_patience, self.config.mlp_tolerance, progress,
                                       self.config.mlp_precision)
-        finally:
-            bar.close()
         for k, (layer, distance) in enumerate(groups):
             maps[("mlp", distance, layer)] = mappings[k]
             for what, value in (("train_loss", fits.train_loss[k]), ("heldout_loss", fits.heldout_loss[k]),

@@ -25,7 +25,9 @@ models:
     args = ["run", "--zoo", str(tmp_path / "models.yaml"), "--results", str(tmp_path / "out"), "--corpus", str(corpus),
             "--mlp-epochs", "5", "--attribution-max-tokens", "10"]
     assert main(args) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    for step in ("forward + metrics", "MLP maps g converged", "attribution", "context mixing"):  # progress of each long step
+        assert f"  {step}:" in err, step
     assert "== Non-identifiable heads (rank_deficiency)" in out and "== Own-token contribution" in out
     assert str(tmp_path / "out" / "cells") in out and "1 model(s) complete, 0 with failures" in out
     assert main(args) == 0  # second run: everything cached
