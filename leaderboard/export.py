@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from leaderboard.data import PAIRED_SPECS, Board, latex_table
-from leaderboard.figures import Curve, LayerFigure, draw
+from leaderboard.figures import Curve, LayerFigure, draw_all
 from results.compare import PAIRED_COLUMNS
 from results.store import model_folder
 from suite.specs import SPECS
@@ -38,11 +38,9 @@ def export(board: Board, out: Path) -> list[Path]:
     models = board.cells["model_id"].nunique()
     written[0].write_text(latex_table(board.model_table(), f"Identifiability headlines of {models} "
                                                            f"model{'s' if models != 1 else ''}."))
-    for name, spec in SPECS.items():
-        figure = layer_figure(board, name, spec.headline)
-        if figure is not None:
-            written += draw(figure, out / f"{name}__{spec.headline.replace('/', '-')}")
-    return written
+    jobs = [(figure, out / f"{name}__{spec.headline.replace('/', '-')}") for name, spec in SPECS.items()
+            if (figure := layer_figure(board, name, spec.headline)) is not None]
+    return written + draw_all(jobs)
 
 
 def export_paired(board: Board, model_a: str, model_b: str | None, out: Path) -> list[Path]:

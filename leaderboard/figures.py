@@ -1,11 +1,14 @@
 """Per-layer figures for papers, drawn from plain arrays with matplotlib (no pyplot, no global state).
 
-``draw`` writes one figure as PNG and PDF; ``leaderboard.export`` shapes the data into
-``LayerFigure`` objects.
+``draw`` writes one figure as PNG and PDF, ``draw_all`` many (on Linux the PDFs in a forked child
+while this process draws the PNGs); ``leaderboard.export`` shapes the data into ``LayerFigure``
+objects.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,8 +44,8 @@ class LayerFigure:
     curves: tuple[Curve, ...] = field(default_factory=tuple)
 
 
-def draw(figure: LayerFigure, stem: Path) -> list[Path]:
-    """Write ``stem.png`` and ``stem.pdf``: every curve, controls dashed; return the paths."""
+def draw(figure: LayerFigure, stem: Path, formats: tuple[str, ...] = FORMATS) -> list[Path]:
+    """Write ``stem.png`` and ``stem.pdf`` (``formats``): every curve, controls dashed; return the paths."""
     fig = Figure(figsize=(6.5, 3.5))  # no pyplot: nothing global, no GUI backend
     fig.subplots_adjust(left=0.1, right=0.7, bottom=0.14, top=0.9)
     ax = fig.subplots()
@@ -65,7 +68,39 @@ def draw(figure: LayerFigure, stem: Path) -> list[Path]:
     ax.set_title(figure.title, fontsize=9)
     entries = len(ax.get_legend_handles_labels()[1])
     ax.legend(fontsize=6, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncols=2 if entries > 14 else 1)
-    paths = [stem.with_suffix(f".{suffix}") for suffix in FORMATS]
+    paths = [stem.with_suffix(f".{suffix}") for suffix in formats]
     for path in paths:
         fig.savefig(path, dpi=PNG_DPI)
     return paths
+
+
+def draw_all(jobs: list[tuple[LayerFigure, Path]]) -> list[Path]:
+    """``draw`` for every (figure, stem); the paths, PNG and PDF of each in turn. Each format renders
+    the whole figure again, so on Linux a forked child draws the PDFs while this process draws the
+    PNGs (the export's largest cost, halved on two cores); the child only draws and writes, and
+    reports a failure as one line."""
+    if not sys.platform.startswith("linux") or not jobs:
+        return [path for figure, stem in jobs for path in draw(figure, stem)]
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: PDFs only, then leave at once (nothing of the parent's runs here)
+        os.close(read)
+        code = 0
+        try:
+            for figure, stem in jobs:
+                draw(figure, stem, ("pdf",))
+        except BaseException as e:  # reported to the parent, which raises
+            os.write(write, f"{type(e).__name__}: {e}".encode()[:2000])
+            code = 1
+        os._exit(code)
+    os.close(write)
+    try:
+        for figure, stem in jobs:
+            draw(figure, stem, ("png",))
+    finally:
+        with os.fdopen(read, "rb") as pipe:
+            reason = pipe.read().decode(errors="replace")
+        _, status = os.waitpid(child, 0)
+    if status != 0:
+        raise RuntimeError(f"drawing the PDF figures failed: {reason or f'child exit status {status}'}")
+    return [stem.with_suffix(f".{suffix}") for _, stem in jobs for suffix in FORMATS]
