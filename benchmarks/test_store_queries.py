@@ -4,7 +4,7 @@ the previous path (every cell concatenated with pandas, then the setting and new
 pandas), and ``idsuite list --results`` / ``idsuite export`` on it.
 
 The real cells come from the job loop on the packaged MiniLM and its control (the MLP trained for
-5 steps: the values do not matter here), or from the store at ``$IDSUITE_BENCH_TEMPLATE``. Each
+at most 5 epochs: the values do not matter here), or from the store at ``$IDSUITE_BENCH_TEMPLATE``. Each
 model id copies a template model's cells with its per-sequence rows replicated to about 300k rows
 per model (the offline zoo's eight models hold 2.3M rows). ``$IDSUITE_BENCH_MODELS`` sets the count;
 ``$IDSUITE_BENCH_STORE`` keeps the synthetic store in that folder and reuses it in later runs.

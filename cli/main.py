@@ -126,8 +126,11 @@ def command() -> None:
     args = build_parser().parse_args()
     code = _dispatch(args)
     if args.command in QUICK_EXIT:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BrokenPipeError:  # e.g. `idsuite list | head -1`: the reader has gone, nothing to say
+            pass
         os._exit(code)
     sys.exit(code)
 

@@ -8,7 +8,10 @@ objects.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,33 +77,56 @@ def draw(figure: LayerFigure, stem: Path, formats: tuple[str, ...] = FORMATS) ->
     return paths
 
 
+CHILD_PATIENCE, CHILD_GRACE = 10.0, 10.0
+"""``draw_all`` waits for its child ``CHILD_PATIENCE`` times this process's own drawing time plus
+``CHILD_GRACE`` seconds."""
+
+
+def _forked(work: Callable[[], object]) -> int | None:
+    """Run ``work`` in a forked child that leaves with ``os._exit`` whatever happens (0 when it
+    returned); the child's pid, or None where this system cannot fork now."""
+    try:
+        child = os.fork()
+    except OSError:
+        return None
+    if child == 0:
+        code = 1
+        try:
+            work()
+            code = 0
+        finally:
+            os._exit(code)
+    return child
+
+
+def _finished(child: int, timeout: float) -> bool:
+    """Whether the child exited with status 0 within ``timeout`` seconds; one still running then is
+    killed. Either way it is reaped."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid, status = os.waitpid(child, os.WNOHANG)
+        if pid:
+            return os.waitstatus_to_exitcode(status) == 0
+        time.sleep(0.005)
+    os.kill(child, signal.SIGKILL)
+    os.waitpid(child, 0)
+    return False
+
+
 def draw_all(jobs: list[tuple[LayerFigure, Path]]) -> list[Path]:
     """``draw`` for every (figure, stem); the paths, PNG and PDF of each in turn. Each format renders
     the whole figure again, so on Linux a forked child draws the PDFs while this process draws the
-    PNGs (the export's largest cost, halved on two cores); the child only draws and writes, and
-    reports a failure as one line."""
-    if not sys.platform.startswith("linux") or not jobs:
-        return [path for figure, stem in jobs for path in draw(figure, stem)]
-    read, write = os.pipe()
-    child = os.fork()
-    if child == 0:  # the child: PDFs only, then leave at once (nothing of the parent's runs here)
-        os.close(read)
-        code = 0
-        try:
-            for figure, stem in jobs:
-                draw(figure, stem, ("pdf",))
-        except BaseException as e:  # reported to the parent, which raises
-            os.write(write, f"{type(e).__name__}: {e}".encode()[:2000])
-            code = 1
-        os._exit(code)
-    os.close(write)
+    PNGs (the export's largest cost, halved on two cores). The child only draws and writes; if it
+    fails, or has not finished long after this process (``CHILD_PATIENCE``), this process draws the
+    PDFs itself, so an error is raised here and nothing waits for ever."""
+    pdfs = lambda: [draw(figure, stem, ("pdf",)) for figure, stem in jobs]  # noqa: E731
+    child = _forked(pdfs) if sys.platform.startswith("linux") and jobs else None
+    start = time.monotonic()
     try:
         for figure, stem in jobs:
-            draw(figure, stem, ("png",))
+            draw(figure, stem, ("png",) if child else FORMATS)
     finally:
-        with os.fdopen(read, "rb") as pipe:
-            reason = pipe.read().decode(errors="replace")
-        _, status = os.waitpid(child, 0)
-    if status != 0:
-        raise RuntimeError(f"drawing the PDF figures failed: {reason or f'child exit status {status}'}")
+        done = child is not None and _finished(child, CHILD_PATIENCE * (time.monotonic() - start) + CHILD_GRACE)
+    if child is not None and not done:
+        pdfs()
     return [stem.with_suffix(f".{suffix}") for _, stem in jobs for suffix in FORMATS]

@@ -73,7 +73,7 @@ def fit_linear(hidden: torch.Tensor, inputs: torch.Tensor) -> Mapping:
 class MlpFits:
     """How each of G batched MLP maps was fitted (all (G,) tensors): ``train_loss`` and
     ``heldout_loss`` at the kept (best held-out) weights, ``epochs`` taken, and ``converged``: its
-    held-out loss stopped improving (by more than the tolerance, for ``patience`` epochs) before the
+    held-out loss stopped improving (by more than the tolerance, for ``patience`` epochs) within the
     epoch cap."""
 
     train_loss: torch.Tensor
@@ -92,7 +92,8 @@ def _loss(out: torch.Tensor, target: torch.Tensor, unit_target: torch.Tensor, co
 
 
 RIDGE = 1e-3
-"""Ridge of the least-squares start of the output layer, relative to the features' mean square."""
+"""Ridge of the least-squares start of the output layer, relative to the mean diagonal of the
+features' Gram matrix ``[H 1]^T [H 1]``."""
 
 
 def _least_squares_output(features: torch.Tensor, target: torch.Tensor, unit_target: torch.Tensor,
@@ -165,6 +166,8 @@ def fit_mlps(
     g, _, d_in = hidden.shape
     d_out = inputs.shape[-1]
     device = hidden.device
+    if heldout.all() or not heldout.any():
+        raise ValueError("fit_mlps needs tokens to train on and held-out tokens to stop on")
     order = sorted(range(g), key=lambda k: distances[k] != "cosine")  # cosine maps first: losses on slices
     n_cosine = sum(d == "cosine" for d in distances)
     cosine = torch.arange(g, device=device) < n_cosine  # of the reordered maps

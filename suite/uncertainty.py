@@ -47,10 +47,11 @@ class Estimate:
         return Estimate(self.value, low, high, self.n, self.unit, self.clusters)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=2)
 def resample_weights(clusters: int, replicates: int = REPLICATES, seed: int = 0) -> np.ndarray:
     """(replicates, clusters) multinomial counts: how often each sequence is drawn in a replicate.
-    Read-only and cached: a metric resamples the same sequences for every variant and layer."""
+    Read-only and cached (the last two, 8 bytes x replicates x clusters each): a metric resamples
+    the same sequences for every variant and layer."""
     rng = np.random.default_rng(seed)
     weights = rng.multinomial(clusters, np.full(clusters, 1 / clusters), size=replicates).astype(np.float64)
     weights.flags.writeable = False

@@ -77,16 +77,16 @@ class IdentifiabilityMetric:
                 maps.update({("linear", d, layer): linear for d in self.config.distances})
         if "mlp" in self.config.mappings:
             self._fit_mlps(fit_h, held_h, maps, rows)
-        predictions: dict[tuple[int, int], torch.Tensor] = {}  # (map, layer) -> g(e): a map serving both distances runs once
-        for (kind, distance, layer), mapping in sorted(maps.items(), key=lambda item: (item[0][2], item[0][:2])):
-            if (id(mapping), layer) not in predictions:
-                predictions[id(mapping), layer] = predict(mapping, test_h[:, :, layer], valid)
-            pred = predictions[id(mapping), layer]
-            hits, counts = identified_per_sequence(pred, x_test, test_ids, valid, distance)
-            hits, counts = hits.double().numpy(), counts.double().numpy()
-            variant = f"{kind}/{distance}"
-            rows.add_estimate(variant, ratio_of_sums(hits, counts, "tokens", self.seed), layer)
-            rows.add(variant, hits / counts, layer, sequence=test, n=counts.astype(np.int64), n_unit="tokens")
+        for layer in range(n_layers):
+            predictions: dict[int, torch.Tensor] = {}  # g(e) of each map at this layer: one serving both distances runs once
+            for (kind, distance), mapping in sorted((key[:2], m) for key, m in maps.items() if key[2] == layer):
+                if id(mapping) not in predictions:
+                    predictions[id(mapping)] = predict(mapping, test_h[:, :, layer], valid)
+                hits, counts = identified_per_sequence(predictions[id(mapping)], x_test, test_ids, valid, distance)
+                hits, counts = hits.double().numpy(), counts.double().numpy()
+                variant = f"{kind}/{distance}"
+                rows.add_estimate(variant, ratio_of_sums(hits, counts, "tokens", self.seed), layer)
+                rows.add(variant, hits / counts, layer, sequence=test, n=counts.astype(np.int64), n_unit="tokens")
         return rows.frame()
 
     def _fit_mlps(self, fit_h: torch.Tensor, held_h: torch.Tensor, maps: dict, rows: RowBuffer) -> None:

@@ -16,7 +16,7 @@ VariantKind = Literal["layer", "map", "label", "offset", "fit", "count"]
 ``map``: a cell (query, key) of the example sequence's attention map, per layer and head;
 ``label``: the example sequence's tokens (the text in ``label``, the position in ``key``);
 ``offset``: a family ``<name>:<k>`` of per-layer curves, one per relative offset k;
-``fit``: a per-layer diagnostic of an iterative fit (losses, steps, whether it converged);
+``fit``: a per-layer diagnostic of an iterative fit (losses, epochs, whether it converged);
 ``count``: how much data a metric used or left out (its ``label`` says what)."""
 
 

@@ -8,7 +8,7 @@ from leaderboard.data import DETAIL_COLUMNS, LEAD_COLUMNS, PAIRED_SPECS, TABLE_S
 from leaderboard.export import export
 from results.identity import SETTING_SEPARATOR, short_setting_names
 from results.query import ResultQuery
-from results.summary import headline_label, layer_rows
+from results.summary import headline_label, headline_variants, layer_rows
 from suite.specs import SPECS
 
 
@@ -131,3 +131,15 @@ def test_paired_differences_and_their_export(results_dir, tmp_path):
     csv = pd.read_csv(paths[0])
     assert set(csv["metric"]) == {s.name for s in PAIRED_SPECS} and paths[1].read_text().startswith("\\begin{table}")
     assert "tiny-bert minus tiny-bert-random-init" in paths[1].read_text().replace("\\_", "_")
+
+
+def test_a_board_of_the_headline_variants_gives_the_same_table_and_headline_curves(results_dir):
+    """What the paper export reads (``variants``: the headline candidates only) against the whole board."""
+    whole, headlines = Board(results_dir), Board(results_dir, variants=headline_variants())
+    assert len(headlines.aggregates) < len(whole.aggregates)
+    pd.testing.assert_frame_equal(headlines.model_table(), whole.model_table())
+    models = whole.model_table()["model"].tolist()
+    for name, spec in SPECS.items():
+        pd.testing.assert_frame_equal(headlines.layer_curves(models, name, spec.headline),
+                                      whole.layer_curves(models, name, spec.headline))
+    assert Board(results_dir, variants=[]).aggregates.empty

@@ -6,6 +6,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
 from suite.identifiability import (
@@ -81,6 +82,31 @@ def test_batched_mlp_maps_converge_to_a_known_exact_solution():
     assert rate(maps[1], test_e, test_x, ids, valid, "cosine") == 1.0
     again = fit_mlps(hidden, x, ["l2", "cosine", "l2"], heldout, **fit)[0][0]
     torch.testing.assert_close(maps[0](e[:5]), again(e[:5]))  # seeded
+
+
+def test_maps_of_either_distance_in_any_order_come_back_in_the_callers_order():
+    """Inside, cosine maps train first (their losses are slices); every result is handed back in the
+    order asked for: map k fits ``hidden[k]`` with ``distances[k]``'s loss."""
+    e, x = exact_mlp_problem(seed=6)
+    g = torch.Generator().manual_seed(6)
+    rotations = [torch.linalg.qr(torch.randn(8, 8, generator=g)).Q for _ in range(4)]
+    hidden = torch.stack([e @ r for r in rotations])  # four different inputs, one target
+    heldout = torch.arange(len(e)) >= 1000
+    distances = ["l2", "cosine", "l2", "cosine"]
+    maps, fits = fit_mlps(hidden, x, distances, heldout, seed=0, width=64, lr=1e-2, max_epochs=200, tolerance=1e-3)
+    initial = x[heldout].var(0).sum()
+    for k, distance in enumerate(distances):
+        own = maps[k](hidden[k][heldout])
+        other = maps[k](hidden[(k + 1) % 4][heldout])  # another map's inputs: a rotation it never saw
+        if distance == "l2":
+            assert fits.heldout_loss[k] < 0.05 * initial < (other - x[heldout]).square().sum(-1).mean()
+            torch.testing.assert_close((own - x[heldout]).square().sum(-1).mean(), fits.heldout_loss[k], rtol=1e-3, atol=1e-3)
+        else:
+            cos = torch.nn.functional.cosine_similarity
+            assert fits.heldout_loss[k] < 0.02 < 1 - cos(other, x[heldout], dim=-1).mean()
+            torch.testing.assert_close(1 - cos(own, x[heldout], dim=-1).mean(), fits.heldout_loss[k], rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="held-out tokens"):
+        fit_mlps(hidden, x, distances, torch.zeros(len(e), dtype=torch.bool), seed=0, width=8)
 
 
 def test_a_map_stopped_by_the_epoch_cap_is_not_converged_and_keeps_its_best_weights():
