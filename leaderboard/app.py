@@ -284,16 +284,16 @@ def mixing_view(board: data.Board) -> None:
     if table.empty:
         st.info("These results hold no context-mixing cells.")
         return
+    usable = sorted(table["model"].unique(), key=str.casefold)
+    axes = {"x": alt.X("measure:N", sort=list(MEASURES), axis=alt.Axis(labelLimit=0)),
+            "y": alt.Y("model:N", sort=usable, axis=alt.Axis(labelLimit=0))}  # whole model names, never cut
     for column, where in (("last", "last layer"), ("mean", "mean over layers")):
         frame = table.rename(columns={column: "value"})
         chart = alt.Chart(frame, title=f"{score}, {where}").mark_rect().encode(
-            x=alt.X("measure:N", sort=list(MEASURES)), y=alt.Y("model:N"),
-            color=alt.Color("value:Q", scale=alt.Scale(scheme="viridis")),
+            **axes, color=alt.Color("value:Q", scale=alt.Scale(scheme="viridis")),
             tooltip=["model", "measure", alt.Tooltip("value:Q", format=".3f")])
-        text = alt.Chart(frame).mark_text(fontSize=11).encode(x=alt.X("measure:N", sort=list(MEASURES)), y="model:N",
-                                                             text=alt.Text("value:Q", format=".2f"))
+        text = alt.Chart(frame).mark_text(fontSize=11).encode(**axes, text=alt.Text("value:Q", format=".2f"))
         st.altair_chart(chart + text, width="stretch")
-    usable = sorted(table["model"].unique())
     model = st.selectbox("Model", usable, key="mixing-model")
     where = ":local" if local.startswith("one-layer") else ""
     curves = pd.concat([board.layer_curves([model], "context_mixing", f"{m}{where}/{score}").assign(model=m)

@@ -101,7 +101,7 @@ class Board:
         for cell in self.cells.to_dict("records"):  # plain records: a hundred models in milliseconds
             by_model.setdefault(cell["model_id"], []).append(cell)
         out = []
-        for model_id in sorted(by_model):
+        for model_id in sorted(by_model, key=lambda m: (m.casefold(), m)):  # as a reader alphabetises
             cells = by_model[model_id]
             ok = [c for c in cells if c["ok"]]
             facts = (ok or cells)[0]

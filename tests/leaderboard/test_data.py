@@ -139,6 +139,7 @@ def test_a_board_of_the_headline_variants_gives_the_same_table_and_headline_curv
     assert len(headlines.aggregates) < len(whole.aggregates)
     pd.testing.assert_frame_equal(headlines.model_table(), whole.model_table())
     models = whole.model_table()["model"].tolist()
+    assert models == sorted(models, key=str.casefold)  # as a reader alphabetises (not capitals first)
     for name, spec in SPECS.items():
         pd.testing.assert_frame_equal(headlines.layer_curves(models, name, spec.headline),
                                       whole.layer_curves(models, name, spec.headline))
