@@ -163,8 +163,8 @@ def leaderboard_view(board: data.Board) -> None:
     hidden = set(data.DETAIL_COLUMNS) | {data.interval_label(s) for s in data.TABLE_SPECS}
     columns = [c for c in shown.columns if (facts and not c.endswith(": ±")) or c not in hidden and not c.endswith(": best g")]
     st.caption(f"{len(shown)} of {len(table)} models; click a column title to sort. Results: {RESULTS}")
-    st.caption(_legend() + " · ± : half the 95% bootstrap interval over sentences (a control: half its range "
-               "over init seeds)")
+    st.caption(_legend() + " · ± : half the 95% bootstrap interval over sentences (a control run under several "
+               "init seeds: half their range)")
     config = {headline_label(s): st.column_config.NumberColumn(
         s.display_name + (", last" if s.headline_layer == "last" else ""),
         help=f"{headline_label(s)}, ± half its 95% interval. {s.description} ({s.paper})") for s in data.TABLE_SPECS}

@@ -53,7 +53,7 @@ def headline_values(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     overall = rows[rows["layer"].isna() & ~rows["metric"].isin(last_layer)].drop_duplicates(keys)
     mean_only = per_layer[~per_layer["metric"].isin(last_layer)]
     mean_only = mean_only.merge(overall[keys], on=keys, how="left", indicator=True)
-    mean_only = mean_only[mean_only["_merge"] == "left_only"].groupby(keys, as_index=False)["value"].mean()
+    mean_only = mean_only[mean_only["_merge"] == "left_only"].groupby(keys, as_index=False, dropna=False)["value"].mean()
     return pd.concat([last[[*keys, *_ESTIMATE]], overall[[*keys, *_ESTIMATE]], mean_only], ignore_index=True)
 
 
