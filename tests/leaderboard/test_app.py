@@ -128,6 +128,8 @@ def test_context_mixing_view_shows_the_agreement_heat_maps_curves_and_matrices(a
     for chart in heat:  # whole model and measure names on the axes, never cut
         encoding = _layers(chart)[0]["encoding"]
         assert encoding["x"]["axis"]["labelLimit"] == 0 and encoding["y"]["axis"]["labelLimit"] == 0
+        numbers = _layers(chart)[1]["encoding"]["color"]  # readable on both ends of the colour scale
+        assert numbers["condition"]["value"] == "white" and numbers["value"] == "black"
     assert any(str(s.get("title", "")).startswith("attribution, layer") for s in specs)  # the reference matrix
     assert len([s for s in specs if ", layer " in str(s.get("title", ""))]) == 7  # attribution + six measures
     app.radio[1].set_value("one-layer Jacobian (local)").run()
