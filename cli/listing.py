@@ -46,7 +46,7 @@ def list_command(args: argparse.Namespace) -> int:
     if not args.wide:
         table = table.drop(columns="weights")
     width = terminal_width()
-    print(fit(table, width, index=False) if rows else "(no valid entries)")
+    print(fit(table, width, key="id") if rows else "(no valid entries)")
     for line in unavailable:
         print("unavailable: " + (line if args.wide or len(line) <= width - 13 else line[: width - 14] + "…"))
     if unavailable and not args.wide:
