@@ -292,7 +292,8 @@ def mixing_view(board: data.Board) -> None:
         chart = alt.Chart(frame, title=f"{score}, {where}").mark_rect().encode(
             **axes, color=alt.Color("value:Q", scale=alt.Scale(scheme="viridis")),
             tooltip=["model", "measure", alt.Tooltip("value:Q", format=".3f")])
-        middle = (frame["value"].min() + frame["value"].max()) / 2  # white on viridis' dark half, black on its light one
+        values = frame["value"].dropna()  # numbers white on viridis' dark half, black on its light one
+        middle = float(values.min() + values.max()) / 2 if len(values) else 0.0
         text = alt.Chart(frame).mark_text(fontSize=11).encode(
             **axes, text=alt.Text("value:Q", format=".2f"),
             color=alt.condition(alt.datum.value < middle, alt.value("white"), alt.value("black")))
