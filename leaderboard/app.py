@@ -74,7 +74,7 @@ def _line_chart(curves: pd.DataFrame, title: str, y_title: str, normalise: bool 
     seeds); controls drawn wide, dashed and pale beneath, so that a trained model's line stays
     visible on top of an equal control."""
     frame = curves.assign(role=["control" if m in controls else "trained" for m in curves["model"]])
-    legend = alt.Legend(orient="bottom", labelLimit=0, columns=1, title=None)
+    legend = alt.Legend(orient="bottom", labelLimit=0, columns=1, title=None, symbolOpacity=1)  # not the band's
     base = alt.Chart(frame, title=title).encode(
         x=_layer_axis(normalise), color=alt.Color("model:N", legend=legend),
         tooltip=["model", "layer", alt.Tooltip("value:Q", format=".4f"), alt.Tooltip("ci_low:Q", format=".4f"),

@@ -59,7 +59,8 @@ def test_model_view_shows_curves_heatmaps_and_maps(app):
         assert band["mark"]["type"] == "area" and band["encoding"]["y2"]["field"] == "ci_high"
         assert control["encoding"]["x"]["axis"] == {"format": "d", "tickMinStep": 1}
         assert control["mark"]["strokeDash"] and control["mark"]["strokeWidth"] > trained["mark"]["strokeWidth"]
-        assert control["encoding"]["color"]["legend"]["labelLimit"] == 0  # full legend labels
+        legend = control["encoding"]["color"]["legend"]
+        assert legend["labelLimit"] == 0 and legend["symbolOpacity"] == 1  # full labels, colours as strong as the lines
     raw = next(s for s in specs if str(s.get("title", "")).startswith("raw attention"))
     order = raw["encoding"]["x"]["sort"]
     assert order[0].startswith("0:") and [int(t.split(":")[0]) for t in order] == list(range(len(order)))
