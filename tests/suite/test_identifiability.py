@@ -118,6 +118,21 @@ def test_a_map_stopped_by_the_epoch_cap_is_not_converged_and_keeps_its_best_weig
     torch.testing.assert_close(held, fits.heldout_loss[0], rtol=1e-2, atol=1e-4)  # the kept weights are the best seen
 
 
+def test_improvements_below_the_tolerance_are_kept_though_they_do_not_postpone_convergence():
+    """The tolerance decides only when a map has converged: the weights kept are those of the
+    lowest held-out loss seen. Within 3 epochs (patience 5) no map stops, so both tolerances train
+    the same trajectory and must keep the same weights."""
+    e, x = exact_mlp_problem(seed=2)
+    heldout = torch.arange(len(e)) >= 1000
+    fit = dict(seed=0, width=64, lr=1e-2, max_epochs=3, patience=5)
+    strict, fits = fit_mlps(e.unsqueeze(0), x, ["l2"], heldout, tolerance=0.0, **fit)
+    loose, loose_fits = fit_mlps(e.unsqueeze(0), x, ["l2"], heldout, tolerance=0.6, **fit)
+    _, start = fit_mlps(e.unsqueeze(0), x, ["l2"], heldout, seed=0, width=64, lr=1e-12, max_epochs=1)
+    assert fits.heldout_loss[0] < 0.9 * start.heldout_loss[0]  # training improved on the start ...
+    torch.testing.assert_close(loose_fits.heldout_loss, fits.heldout_loss)  # ... and the loose fit kept it
+    torch.testing.assert_close(loose[0](e[heldout]), strict[0](e[heldout]))
+
+
 def test_a_map_that_training_only_worsens_keeps_its_least_squares_start():
     """Early stopping includes the start: with a step size that wrecks the map, the held-out loss
     never improves, the map stops after ``patience`` epochs and keeps the least-squares output layer."""
