@@ -161,8 +161,9 @@ def fit_mlps(
     the start, for ``patience`` epochs, has converged and is no longer computed; training stops when
     all have, or at ``max_epochs``; each map keeps its weights of lowest held-out loss (the start
     included, and improvements smaller than the tolerance too). Seeded; the global RNG is not used.
-    ``progress(epoch, converged)`` is called after every epoch. ``precision``: ``bfloat16`` runs the training's matrix products in bfloat16
-    (weights, losses and the kept maps stay float32; 4-5x faster on CPUs with bfloat16 instructions)."""
+    ``progress(epoch, converged)`` is called after every epoch. ``precision``: ``bfloat16`` runs the
+    training's matrix products in bfloat16 (weights, losses and the kept maps stay float32; 4-5x
+    faster on CPUs with bfloat16 instructions)."""
     g, _, d_in = hidden.shape
     d_out = inputs.shape[-1]
     device = hidden.device
