@@ -284,7 +284,7 @@ def mixing_view(board: data.Board) -> None:
     if table.empty:
         st.info("These results hold no context-mixing cells.")
         return
-    usable = sorted(table["model"].unique(), key=str.casefold)
+    usable = data.reader_order(table["model"].unique())
     axes = {"x": alt.X("measure:N", sort=list(MEASURES), axis=alt.Axis(labelLimit=0)),
             "y": alt.Y("model:N", sort=usable, axis=alt.Axis(labelLimit=0))}  # whole model names, never cut
     for column, where in (("last", "last layer"), ("mean", "mean over layers")):

@@ -42,6 +42,12 @@ PAIRED_SPECS = [spec for spec in SPECS.values() if spec.variant(spec.headline).p
 """The metrics whose headline can be compared sentence by sentence."""
 
 
+def reader_order(models: Collection[str]) -> list[str]:
+    """Model ids as a reader alphabetises them: case ignored (``all-MiniLM`` before ``SmolLM2``),
+    ties by the exact id."""
+    return sorted(models, key=lambda m: (m.casefold(), m))
+
+
 def _true(value: object) -> bool:
     """A stored boolean that may be missing (NULL in older cells)."""
     return not pd.isna(value) and bool(value)
@@ -101,7 +107,7 @@ class Board:
         for cell in self.cells.to_dict("records"):  # plain records: a hundred models in milliseconds
             by_model.setdefault(cell["model_id"], []).append(cell)
         out = []
-        for model_id in sorted(by_model, key=lambda m: (m.casefold(), m)):  # as a reader alphabetises
+        for model_id in reader_order(by_model):
             cells = by_model[model_id]
             ok = [c for c in cells if c["ok"]]
             facts = (ok or cells)[0]
@@ -133,7 +139,7 @@ class Board:
 
     # -- a model and its control -----------------------------------------------------------------
     def models(self) -> list[str]:
-        return sorted(self.cells.loc[self.cells["ok"], "model_id"].unique())
+        return reader_order(self.cells.loc[self.cells["ok"], "model_id"].unique())
 
     def control_for(self, model_id: str) -> str | None:
         """The random-init control of a trained model, or the trained base of a control (None when

@@ -4,7 +4,7 @@ and partial models, filters, curves with normalised depth, the stored example ma
 import numpy as np
 import pandas as pd
 
-from leaderboard.data import DETAIL_COLUMNS, LEAD_COLUMNS, PAIRED_SPECS, TABLE_SPECS, Board, filter_table, interval_label
+from leaderboard.data import DETAIL_COLUMNS, LEAD_COLUMNS, PAIRED_SPECS, TABLE_SPECS, Board, filter_table, interval_label, reader_order
 from leaderboard.export import export
 from results.identity import SETTING_SEPARATOR, short_setting_names
 from results.query import ResultQuery
@@ -139,8 +139,13 @@ def test_a_board_of_the_headline_variants_gives_the_same_table_and_headline_curv
     assert len(headlines.aggregates) < len(whole.aggregates)
     pd.testing.assert_frame_equal(headlines.model_table(), whole.model_table())
     models = whole.model_table()["model"].tolist()
-    assert models == sorted(models, key=str.casefold)  # as a reader alphabetises (not capitals first)
+    assert models == reader_order(models) and whole.models() == reader_order(whole.models())
     for name, spec in SPECS.items():
         pd.testing.assert_frame_equal(headlines.layer_curves(models, name, spec.headline),
                                       whole.layer_curves(models, name, spec.headline))
     assert Board(results_dir, variants=[]).aggregates.empty
+
+
+def test_models_are_ordered_as_a_reader_alphabetises():
+    ids = ["SmolLM2-135M", "all-MiniLM-L6-v2", "Gemma-3", "bert-base", "gemma-3"]
+    assert reader_order(ids) == ["all-MiniLM-L6-v2", "bert-base", "Gemma-3", "gemma-3", "SmolLM2-135M"]
