@@ -33,11 +33,13 @@ def fit(table: pd.DataFrame, width: int | None = None, index: bool = True, key: 
     frame = pd.DataFrame(shown, index=table.index)
     if key is None:
         return frame.to_string(index=index, line_width=width, na_rep="")
-    first = next(name for name in frame.columns if name.strip() == key)
+    first = next((name for name in frame.columns if name.strip() == key), None)
+    if first is None:
+        raise ValueError(f"no column {key!r} to lead the blocks")
     blocks: list[list[str]] = [[]]
     for column in frame.columns.drop(first):
-        trial = frame[[first, *blocks[-1], column]].to_string(index=False)
+        trial = frame[[first, *blocks[-1], column]].to_string(index=False, na_rep="")
         if blocks[-1] and max(map(len, trial.splitlines())) > width:
             blocks.append([])
         blocks[-1].append(column)
-    return "\n\n".join(frame[[first, *block]].to_string(index=False) for block in blocks)
+    return "\n\n".join(frame[[first, *block]].to_string(index=False, na_rep="") for block in blocks)

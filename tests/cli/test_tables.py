@@ -53,3 +53,10 @@ def test_without_a_key_pandas_wraps_and_the_key_is_not_repeated(zoo_table):
     text = fit(zoo_table, width=60, index=False)
     assert all(len(line) <= 60 for line in text.splitlines())
     assert sum(line.split()[0] == "id" for line in text.splitlines() if line.strip()) == 1
+
+
+def test_missing_floats_are_blank_and_the_key_must_exist():
+    table = pd.DataFrame({"id": ["a", "bb"], "x": [1.5, float("nan")]})
+    assert fit(table, 80, key="id").splitlines()[2].split() == ["bb"]
+    with pytest.raises(ValueError, match="no column 'name'"):
+        fit(table, 80, key="name")
