@@ -124,13 +124,14 @@ def command() -> None:
     """The ``idsuite`` console command: ``main``, then the exit (``QUICK_EXIT`` commands skip the
     interpreter's teardown)."""
     args = build_parser().parse_args()
-    code = _dispatch(args)
+    try:
+        code = _dispatch(args)
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. `idsuite list | head -1`: the reader has gone, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that no later flush fails
+        code = 128 + 13  # as a process ended by SIGPIPE
     if args.command in QUICK_EXIT:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except BrokenPipeError:  # e.g. `idsuite list | head -1`: the reader has gone, nothing to say
-            pass
+        sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
 

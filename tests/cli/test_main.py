@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cli.main import main
 from suite.specs import SPECS
 from tests.conftest import SENTENCES
@@ -66,6 +68,18 @@ models:
     done = subprocess.run([*command[:4], "--results", str(tmp_path / "none")], capture_output=True, text=True, cwd=ROOT,
                           timeout=300, env=buffered)
     assert done.returncode == 2 and done.stderr.startswith("error: no results in")
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path, unbuffered):
+    """``idsuite list | head -1``: the pipe breaks while printing (unbuffered) or at the flush; the
+    command ends quietly with 141, as a process ended by SIGPIPE does."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"} | ({"PYTHONUNBUFFERED": "1"} if unbuffered else {})
+    listing = subprocess.Popen([sys.executable, "-m", "cli.main", "list", "--zoo", str(ROOT / "models.yaml"), "--results",
+                                str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env)
+    listing.stdout.close()  # the reader has gone before the first line
+    err = listing.stderr.read().decode()
+    assert listing.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err
 
 
 def test_bad_zoo_is_one_line_and_exit_code_two(tmp_path, capsys):
