@@ -2,6 +2,8 @@
 attentions on, over the same batches of MiniLM (64 Lee items), and of the SmolLM2 decoder (32 Lee
 items; skipped where it is not installed); and how the projection scales in n."""
 
+import time
+
 import pytest
 import torch
 
@@ -23,15 +25,24 @@ def _plain(tracer, batches):
         tracer.model(**tracer._pad(ids), output_attentions=True, output_hidden_states=True)
 
 
-def _battery(tracer, batches, finish):
-    metrics = [metric_class(m)(SPECS.get(m).config_type(), 0) for m in BATTERY]
+def _battery(tracer, batches, finish, seconds: dict[str, float] | None = None):
+    """One battery over ``batches``; with ``seconds``, the time of each stage is added there: the
+    traced forward passes, the metrics' updates, and each metric's finish."""
+    clock = {} if seconds is None else seconds
+    metrics = {m: metric_class(m)(SPECS.get(m).config_type(), 0) for m in BATTERY}
     for ids in batches:
+        start = time.perf_counter()
         trace = tracer.trace(ids)
-        for metric in metrics:
+        middle = time.perf_counter()
+        for metric in metrics.values():
             metric.update(trace)
+        clock["traced forward passes"] = clock.get("traced forward passes", 0.0) + middle - start
+        clock["updates"] = clock.get("updates", 0.0) + time.perf_counter() - middle
     if finish:
-        for metric in metrics:
+        for name, metric in metrics.items():
+            start = time.perf_counter()
             metric.finish(tracer)
+            clock[f"{name} finish"] = time.perf_counter() - start
 
 
 MODELS = pytest.mark.parametrize("model, prefix", [("minilm", ""), ("smollm2", "decoder_")])

@@ -12,9 +12,7 @@ import torch
 
 from benchmarks.conftest import NOTES, ratio, record
 from benchmarks.test_battery_vs_forward import BATTERY, _battery, _plain
-from suite.metrics import metric_class
 from suite.metrics.attribution import AttributionMetric
-from suite.specs import SPECS
 from suite.specs.hidden_token_attribution import AttributionConfig
 from suite.uncertainty import jackknife_half_width
 
@@ -31,33 +29,14 @@ def test_default_corpus_forward(benchmark, minilm_default_corpus):
     record(benchmark, "default_corpus_forward")
 
 
-def _stages(tracer, batches) -> dict[str, float]:
-    """Seconds of each stage of one battery: the traced forward passes, the metrics' updates, and
-    each metric's finish."""
-    metrics = {m: metric_class(m)(SPECS.get(m).config_type(), 0) for m in BATTERY}
-    seconds = {"traced forward passes": 0.0, "updates": 0.0}
-    for ids in batches:
-        start = time.perf_counter()
-        trace = tracer.trace(ids)
-        middle = time.perf_counter()
-        for metric in metrics.values():
-            metric.update(trace)
-        seconds["traced forward passes"] += middle - start
-        seconds["updates"] += time.perf_counter() - middle
-    for name, metric in metrics.items():
-        start = time.perf_counter()
-        metric.finish(tracer)
-        seconds[f"{name} finish"] = time.perf_counter() - start
-    return seconds
-
-
 def test_default_corpus_battery(benchmark, minilm_default_corpus):
     tracer, batches = minilm_default_corpus
     benchmark.pedantic(_battery, args=(tracer, batches, True), rounds=1)
     record(benchmark, "default_corpus_battery")
     NOTES.append(f"(12) battery = {', '.join(BATTERY)}, each finished (identifiability's 14 MLP maps trained until "
                  "their held-out loss stopped improving)")
-    stages = _stages(tracer, batches)
+    stages: dict[str, float] = {}
+    _battery(tracer, batches, True, stages)
     NOTES.append("(12) its stages (a second battery): " + ", ".join(f"{k} {v:.2f} s" for k, v in stages.items()))
 
 
