@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from leaderboard.data import PAIRED_SPECS, Board, latex_table
@@ -16,17 +17,18 @@ from suite.specs import SPECS
 def layer_figure(board: Board, metric: str, variant: str, normalise_depth: bool = True) -> LayerFigure | None:
     """Every model's curve of one metric variant (controls marked, models grouped by family); None
     if there are no rows."""
-    table = board.model_table().set_index("model")
-    curves = board.layer_curves(table.index.tolist(), metric, variant, normalise_depth)
+    table = board.model_table()
+    curves = board.layer_curves(table["model"].tolist(), metric, variant, normalise_depth)
     if curves.empty:
         return None
     spec = SPECS.get(metric)
     unit = spec.variants[variant].unit
-    lines = tuple(
-        Curve(str(model), part["depth"].to_numpy(), part["value"].to_numpy(), table.at[model, "trained"] == "control",
-              str(table.at[model, "family"]) if isinstance(table.at[model, "family"], str) else "unknown")
-        for model, part in curves.groupby("model", sort=True)
-    )
+    control = dict(zip(table["model"], table["trained"] == "control", strict=True))
+    family = {m: f if isinstance(f, str) else "unknown" for m, f in zip(table["model"], table["family"], strict=True)}
+    models, x, y = curves["model"].to_numpy(), curves["depth"].to_numpy(), curves["value"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, models[1:] != models[:-1]])  # the curves come sorted by model
+    lines = tuple(Curve(str(models[i]), x[i:j], y[i:j], bool(control[models[i]]), family[models[i]])
+                  for i, j in zip(starts, [*starts[1:], len(models)], strict=True))
     return LayerFigure(f"{spec.display_name}: {variant}", "layer / L" if normalise_depth else "layer",
                        f"{variant} ({unit})" if unit else variant, not normalise_depth, lines)
 

@@ -8,6 +8,7 @@ failing the query (the writer quarantines it; a reader never moves files).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from results.schema import ARROW_SCHEMA, CARD_COLUMNS, NAMES, SCHEMA_VERSION, select_list
-from results.store import CellRef, ResultStore, read_card
+from results.store import CARD_KEY, CellRef, ResultStore
 
 CELL_COLUMNS = ["model_id", "metric", "cell_key"]
 """What names a cell in query results."""
@@ -46,10 +47,10 @@ class ResultQuery:
         self._current: set[Path] = set()  # files whose card says they hold every column of this schema
 
     def _rows_sql(self, paths: list[Path], names: list[str], where: str) -> str:
-        source = f"read_parquet({_sql_list(paths)}, union_by_name = true)"
         if self._current.issuperset(paths):  # their cards said: written with every column of this schema
-            present = set(NAMES)
-        else:
+            source, present = f"read_parquet({_sql_list(paths)})", set(NAMES)
+        else:  # older files may lack columns: read them by name, a missing one as NULL
+            source = f"read_parquet({_sql_list(paths)}, union_by_name = true)"
             present = {row[0] for row in self._db.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
         migrated = f"SELECT {select_list(present)} FROM {source}"  # DuckDB pushes the projection and filter down
         return f"SELECT {_quoted(names)} FROM ({migrated})" + (f" WHERE {where}" if where else "")
@@ -78,6 +79,22 @@ class ResultQuery:
                 raise  # not a file's fault
             return self._read(good, columns, where, parameters, query)
 
+    def _cards(self, paths: list[Path]) -> dict[Path, dict[str, object] | None]:
+        """The card in each file's footer (None for files written before cards existed), every footer
+        read in one query. A file whose footer cannot be read is left out and recorded in
+        ``bad_files`` (found by reading each file alone, only when the whole query fails)."""
+        if not paths:
+            return {}
+        query = f"SELECT file_name, decode(value) FROM parquet_kv_metadata({_sql_list(paths)}) WHERE decode(key) = ?"
+        try:
+            found = dict(self._db.execute(query, [CARD_KEY.decode()]).fetchall())
+        except duckdb.Error as e:
+            if len(paths) == 1:
+                self.bad_files.append((paths[0], str(e).splitlines()[0][:300]))
+                return {}
+            return {path: card for one in paths for path, card in self._cards([one]).items()}
+        return {path: json.loads(found[str(path)]) if str(path) in found else None for path in paths}
+
     def cells(self) -> pd.DataFrame:
         """One row per stored cell: ``model_id, metric, cell_key``, its provenance and model facts,
         ``written`` (UTC time of the cell), ``ok`` (every row finished) and ``error`` (the first).
@@ -85,12 +102,7 @@ class ResultQuery:
         Read from the cards in the files' footers; cells written before cards existed are
         aggregated from their rows."""
         cards, older = [], []
-        for path in self.store.summary_sources():
-            try:
-                card = read_card(path)
-            except (OSError, pa.ArrowException) as e:
-                self.bad_files.append((path, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]))
-                continue
+        for path, card in self._cards(self.store.summary_sources()).items():
             (cards.append(card) if card is not None else older.append(path))
             if card is not None and card.get("schema_version") == SCHEMA_VERSION:
                 self._current.add(path)

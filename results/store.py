@@ -60,12 +60,6 @@ def cell_card(table: pa.Table) -> dict[str, object]:
     return card
 
 
-def read_card(path: Path) -> dict[str, object] | None:
-    """The card in a file's footer (None for files written before cards existed)."""
-    metadata = pq.read_schema(path).metadata or {}
-    return json.loads(metadata[CARD_KEY]) if CARD_KEY in metadata else None
-
-
 def model_folder(model_id: str) -> str:
     """The folder name of a model id: percent-encoded (letters, digits and ``-_.~`` kept, a leading
     dot encoded), so the mapping is injective and no id can name ``.``, ``..`` or a hidden folder."""
