@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 import transformers
 
-from runners.package_files import cache_root, file_sha256, scratch_dir
+from runners.cache import cache_root, file_sha256
+from runners.package_files import scratch_dir
 
 
 class GgufError(Exception):

@@ -14,18 +14,15 @@ import re
 import shutil
 import tempfile
 import zipfile
-from functools import lru_cache
 from pathlib import Path
+
+from runners.cache import cache_root, file_sha256
 
 PART_SUFFIX = re.compile(r"\.(?:part)?(\d+)")
 
 
 class PackageFileError(Exception):
     """A packaged file cannot be found or assembled; one line naming the packages and the file."""
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("IDSUITE_CACHE") or Path.home() / ".cache" / "idsuite")
 
 
 def install_hint(packages: tuple[str, ...]) -> str:
@@ -63,25 +60,6 @@ def package_folder(packages: tuple[str, ...], subdir: str) -> Path:
                 return parent
             parent = parent.parent
     raise PackageFileError(f"no folder {subdir!r} in the files of {', '.join(packages)}")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-@lru_cache(maxsize=64)
-def _cached_sha256(path: Path, size: int, mtime: float) -> str:
-    return _sha256(path)
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, computed once per (path, size, modification time) in a process."""
-    stat = path.stat()
-    return _cached_sha256(path, stat.st_size, stat.st_mtime)
 
 
 def scratch_dir(target: Path) -> Path:

@@ -10,11 +10,11 @@ import hashlib
 import importlib.metadata
 import json
 import math
-from functools import lru_cache
 from pathlib import Path
 
+from runners.cache import file_sha256, remembered
 from runners.failures import ModelFailure
-from runners.package_files import PackageFileError, extracted, file_sha256, package_folder, packaged_file
+from runners.package_files import PackageFileError, extracted, package_folder, packaged_file
 from runners.zoo import Entry, GgufEntry, HubEntry, LocalEntry, PackageEntry, RandomInitEntry, Zoo
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
@@ -61,18 +61,17 @@ def weights_folder(entry: LocalEntry | PackageEntry, zoo_path: Path) -> Path:
 
 
 def _hash_folder(folder: Path) -> str:
-    """sha256 of the weight and JSON files of a folder, computed once per process for the same files
-    (same names, sizes and modification times)."""
+    """sha256 of the weight and JSON files of a folder (names and bytes), read once per version of
+    the files (``runners.cache.remembered``)."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES + (".json",))
     if not any(p.suffix in WEIGHT_SUFFIXES for p in files):
         raise ModelLoadError(f"no weight files ({', '.join(WEIGHT_SUFFIXES)}) in {str(folder)!r}")
-    return _hash_files(folder, tuple((p, p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    return remembered(f"folder:{folder.resolve()}", files, lambda: _hash_files(folder, files))
 
 
-@lru_cache(maxsize=64)
-def _hash_files(folder: Path, files: tuple[tuple[Path, int, int], ...]) -> str:
+def _hash_files(folder: Path, files: list[Path]) -> str:
     digest = hashlib.sha256()
-    for p, _, _ in files:
+    for p in files:
         digest.update(p.relative_to(folder).as_posix().encode())
         with p.open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):

@@ -1,0 +1,66 @@
+"""The idsuite cache (``$IDSUITE_CACHE``, default ``~/.cache/idsuite``), and the digests of weight
+files remembered there, so that ``idsuite list`` and every run do not read gigabytes again.
+
+A digest is remembered per version of its files. A file's version is what ``stat`` says of it:
+resolved path, size, inode, modification and change times in nanoseconds. Writing to a file or
+replacing it changes its change time (which no tool can set back), so a changed file is always
+read again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+DIGEST = re.compile(r"[0-9a-f]{16,64}")
+"""What a remembered digest looks like; anything else in its file is computed again."""
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("IDSUITE_CACHE") or Path.home() / ".cache" / "idsuite")
+
+
+def _version(path: Path) -> tuple[str, int, int, int, int]:
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns
+
+
+def remembered(kind: str, files: Sequence[Path], compute: Callable[[], str]) -> str:
+    """``compute()``, a hex digest of ``files`` by the method ``kind``: read from the cache when these
+    versions of the files were digested before, else computed and stored (atomically; a cache that
+    cannot be written only means computing it again next time)."""
+    key = hashlib.sha256(repr((kind, [_version(p) for p in files])).encode()).hexdigest()[:40]
+    path = cache_root() / "digests" / key
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        if DIGEST.fullmatch(text := path.read_text().strip()):
+            return text
+    digest = compute()
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".digest.")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(digest)
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    return digest
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read once per version of the file (``remembered``)."""
+    return remembered("sha256", [path], lambda: _sha256(path))
