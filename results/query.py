@@ -9,7 +9,7 @@ failing the query (the writer quarantines it; a reader never moves files).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import duckdb
@@ -68,16 +68,23 @@ class ResultQuery:
         try:
             return self._db.execute(f"WITH rows AS ({self._rows_sql(paths, names, where)}) {query}", list(parameters)).df()
         except duckdb.Error:
-            good = []
-            for path in paths:
-                try:
-                    self._db.execute(f"SELECT count(*) FROM ({self._rows_sql([path], names, where)})", list(parameters))
-                    good.append(path)
-                except duckdb.Error as e:
-                    self.bad_files.append((path, str(e).splitlines()[0][:300]))
+            good = self._readable(paths, lambda path: self._db.execute(
+                f"SELECT count(*) FROM ({self._rows_sql([path], names, where)})", list(parameters)))
             if len(good) == len(paths):
                 raise  # not a file's fault
             return self._read(good, columns, where, parameters, query)
+
+    def _readable(self, paths: list[Path], probe: Callable[[Path], object]) -> list[Path]:
+        """After a query over ``paths`` failed: the paths that ``probe`` reads alone; the others are
+        recorded in ``bad_files``."""
+        good = []
+        for path in paths:
+            try:
+                probe(path)
+                good.append(path)
+            except duckdb.Error as e:
+                self.bad_files.append((path, str(e).splitlines()[0][:300]))
+        return good
 
     def _cards(self, paths: list[Path]) -> dict[Path, dict[str, object] | None]:
         """The card in each file's footer (None for files written before cards existed), every footer
@@ -85,14 +92,15 @@ class ResultQuery:
         ``bad_files`` (found by reading each file alone, only when the whole query fails)."""
         if not paths:
             return {}
-        query = f"SELECT file_name, decode(value) FROM parquet_kv_metadata({_sql_list(paths)}) WHERE decode(key) = ?"
+        footers = lambda files: f"parquet_kv_metadata({_sql_list(files)})"  # noqa: E731
         try:
-            found = dict(self._db.execute(query, [CARD_KEY.decode()]).fetchall())
-        except duckdb.Error as e:
-            if len(paths) == 1:
-                self.bad_files.append((paths[0], str(e).splitlines()[0][:300]))
-                return {}
-            return {path: card for one in paths for path, card in self._cards([one]).items()}
+            found = dict(self._db.execute(f"SELECT file_name, decode(value) FROM {footers(paths)} WHERE key = ?",
+                                          [CARD_KEY]).fetchall())
+        except duckdb.Error:
+            good = self._readable(paths, lambda path: self._db.execute(f"SELECT count(*) FROM {footers([path])}"))
+            if len(good) == len(paths):
+                raise  # not a file's fault
+            return self._cards(good)
         return {path: json.loads(found[str(path)]) if str(path) in found else None for path in paths}
 
     def cells(self) -> pd.DataFrame:

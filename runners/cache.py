@@ -1,10 +1,13 @@
 """The idsuite cache (``$IDSUITE_CACHE``, default ``~/.cache/idsuite``), and the digests of weight
-files remembered there, so that ``idsuite list`` and every run do not read gigabytes again.
+files remembered there (``$IDSUITE_DIGESTS``, default its ``digests`` folder), so that ``idsuite
+list`` and every run do not read gigabytes again.
 
-A digest is remembered per version of its files. A file's version is what ``stat`` says of it:
-resolved path, size, inode, modification and change times in nanoseconds. Writing to a file or
-replacing it changes its change time (which no tool can set back), so a changed file is always
-read again.
+A digest is remembered per version of its files. A file's version is what ``stat`` says of it,
+with its path as named and as resolved: device, inode, size, modification and change times in
+nanoseconds. On local POSIX filesystems writing to a file or replacing it changes its change time,
+which no tool can set back, so a changed file is read again. Where change times are fixed or
+copied from modification times (squashfs images, some FUSE or SMB mounts), or where hosts share
+the cache but not the files, point ``$IDSUITE_DIGESTS`` at a folder of that host or filesystem.
 """
 
 from __future__ import annotations
@@ -25,9 +28,16 @@ def cache_root() -> Path:
     return Path(os.environ.get("IDSUITE_CACHE") or Path.home() / ".cache" / "idsuite")
 
 
-def _version(path: Path) -> tuple[str, int, int, int, int]:
+def digest_folder() -> Path:
+    return Path(os.environ.get("IDSUITE_DIGESTS") or cache_root() / "digests")
+
+
+def _version(path: Path) -> tuple[str, str, int, int, int, int, int]:
+    """The path as named (a renamed link changes a folder's digest) and as resolved, and ``stat`` of
+    what it points to."""
     stat = path.stat()
-    return str(path.resolve()), stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns
+    return (os.path.abspath(path), str(path.resolve()), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns,
+            stat.st_ctime_ns)
 
 
 def remembered(kind: str, files: Sequence[Path], compute: Callable[[], str]) -> str:
@@ -35,7 +45,7 @@ def remembered(kind: str, files: Sequence[Path], compute: Callable[[], str]) -> 
     versions of the files were digested before, else computed and stored (atomically; a cache that
     cannot be written only means computing it again next time)."""
     key = hashlib.sha256(repr((kind, [_version(p) for p in files])).encode()).hexdigest()[:40]
-    path = cache_root() / "digests" / key
+    path = digest_folder() / key
     with contextlib.suppress(OSError, UnicodeDecodeError):
         if DIGEST.fullmatch(text := path.read_text().strip()):
             return text

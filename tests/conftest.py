@@ -26,6 +26,15 @@ SENTENCES = [
 ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def digests_of_this_session(tmp_path_factory: pytest.TempPathFactory):
+    """The weight digests of the tests' temporary models go to a folder of this session, not to the
+    user's cache (``runners.cache``)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("IDSUITE_DIGESTS", str(tmp_path_factory.mktemp("digests")))
+        yield
+
+
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
 
 # One tiny config per supported family: d = 32, 4 heads of d_h = 8 (the decoders with grouped-query

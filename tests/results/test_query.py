@@ -1,8 +1,11 @@
 """DuckDB queries over the store: cells listed from summaries, drill-down per cell, unreadable files
-skipped and listed, and cells of the previous schema still read."""
+skipped and listed (but an error that is no file's fault raised), and cells of the previous schema
+still read."""
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from results.query import ResultQuery, refs
 from tests.results.conftest import cell_frame
@@ -58,3 +61,25 @@ def test_a_cell_of_the_previous_schema_still_loads(store):
     assert cells["model_id"].tolist() == ["old"] and cells.loc[0, "ok"] and not cells.loc[0, "trust_remote_code"]
     summary = query.summary_rows(refs(cells))
     assert len(summary) == 3 and summary["sequence"].isna().all()
+
+
+class FailsOnce:
+    """A DuckDB connection whose first query fails as if interrupted (no file's fault)."""
+
+    def __init__(self, db):
+        self.db, self.failed = db, False
+
+    def execute(self, *args):
+        if not self.failed:
+            self.failed = True
+            raise duckdb.InterruptException("INTERRUPT Error: Interrupted!")
+        return self.db.execute(*args)
+
+
+def test_an_error_that_is_no_files_fault_is_raised_not_blamed_on_the_files(store):
+    store.write(*cell_frame("a"))
+    query = ResultQuery(store)
+    query._db = FailsOnce(query._db)
+    with pytest.raises(duckdb.InterruptException):
+        query.cells()
+    assert query.bad_files == []

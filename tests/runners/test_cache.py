@@ -1,18 +1,22 @@
 """Digests remembered in the cache: computed once per version of the files, computed again when a
-file changes (even with its size and modification time put back), when the remembered text is not a
-digest, and still returned when the cache cannot be written."""
+file changes (even with its size and modification time put back), when a link in a weights folder
+is renamed, when the remembered text is not a digest, and still returned when the cache cannot be
+written."""
 
 import hashlib
 import os
 
 import pytest
 
-from runners.cache import file_sha256, remembered
+from runners.cache import digest_folder, file_sha256, remembered
+from runners.weights import _hash_folder
 
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("IDSUITE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("IDSUITE_DIGESTS")  # the default place: the cache's digests folder
+    assert digest_folder() == tmp_path / "cache" / "digests"
     return tmp_path / "cache"
 
 
@@ -49,6 +53,21 @@ def test_a_rewritten_file_is_read_again_even_with_size_and_mtime_put_back(cache,
     assert file_sha256(weights) == hashlib.sha256(b"\x02" + b"\x01" * 999).hexdigest() != before
 
 
+def test_renaming_a_link_in_a_weights_folder_changes_its_digest(cache, tmp_path):
+    """The folder digest covers the files' names; a link renamed keeps its target's stat."""
+    blob = tmp_path / "blobs" / "0123"
+    blob.parent.mkdir()
+    blob.write_bytes(b"\x01" * 100)
+    folder = tmp_path / "snapshot"
+    folder.mkdir()
+    (folder / "a.safetensors").symlink_to(blob)
+    before = _hash_folder(folder)
+    (folder / "a.safetensors").rename(folder / "b.safetensors")
+    after = _hash_folder(folder)
+    expected = hashlib.sha256(b"b.safetensors" + b"\x01" * 100).hexdigest()[:16]
+    assert after == expected != before
+
+
 def test_a_remembered_text_that_is_not_a_digest_is_computed_again(cache, tmp_path):
     weights = tmp_path / "w.bin"
     weights.write_bytes(b"w")
@@ -62,7 +81,7 @@ def test_a_remembered_text_that_is_not_a_digest_is_computed_again(cache, tmp_pat
 def test_a_cache_that_cannot_be_written_still_gives_the_digest(tmp_path, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_text("the cache folder cannot be made under a file")
-    monkeypatch.setenv("IDSUITE_CACHE", str(blocker / "cache"))
+    monkeypatch.setenv("IDSUITE_DIGESTS", str(blocker / "digests"))
     weights = tmp_path / "w.bin"
     weights.write_bytes(b"w")
     compute, calls = counting(hashlib.sha256(b"w").hexdigest())
