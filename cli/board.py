@@ -35,13 +35,15 @@ def export_command(args: argparse.Namespace) -> int:
         unknown = [m for m in args.compare if m not in board.models()]
         if unknown:
             raise CliError(f"--compare: no finished results for {', '.join(map(repr, unknown))}")
-    paths = export(board, Path(args.out))
+    paired = []
     if args.compare:
         try:
-            paths += export_paired(board, args.compare[0], args.compare[1] if len(args.compare) > 1 else None,
+            paired = export_paired(board, args.compare[0], args.compare[1] if len(args.compare) > 1 else None,
                                    Path(args.out))
         except ValueError as e:
             raise CliError(f"--compare: {e}") from None
+    board.close()  # the figures need no more reads, and draw_all forks: no DuckDB threads then
+    paths = export(board, Path(args.out)) + paired
     for path in paths:
         print(path)
     return 0

@@ -89,6 +89,10 @@ class Board:
         """Per-layer values, a control's init seeds combined (mean, and their range as the interval)."""
         self._table: pd.DataFrame | None = None
 
+    def close(self) -> None:
+        """End the store connection (``ResultQuery.close``); what was read stays, nothing more is read."""
+        self.query.close()
+
     # -- the main table --------------------------------------------------------------------------
     def model_table(self) -> pd.DataFrame:
         """One row per model: what it is, its size, one column per metric headline, its status, and

@@ -46,6 +46,10 @@ class ResultQuery:
         self._db.execute("SET parquet_metadata_cache = true")  # footers are read once per query object
         self._current: set[Path] = set()  # files whose card says they hold every column of this schema
 
+    def close(self) -> None:
+        """Close the DuckDB connection: its worker threads end (before a fork, say); no query after."""
+        self._db.close()
+
     def _rows_sql(self, paths: list[Path], names: list[str], where: str) -> str:
         if self._current.issuperset(paths):  # their cards said: written with every column of this schema
             source, present = f"read_parquet({_sql_list(paths)})", set(NAMES)

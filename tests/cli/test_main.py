@@ -69,6 +69,16 @@ models:
                           timeout=300, env=buffered)
     assert done.returncode == 2 and done.stderr.startswith("error: no results in")
 
+    # the figures' fork (draw_all) comes after the store's DuckDB connection is closed (no worker threads)
+    probe = ("import gc, sys, duckdb\nimport leaderboard.figures as figures\nreal = figures._forked\n"
+             "def forked(work):\n    for db in (o for o in gc.get_objects() if isinstance(o, duckdb.DuckDBPyConnection)):\n"
+             "        try:\n            db.execute('SELECT 1')\n            print('open connection at fork', file=sys.stderr)\n"
+             "        except duckdb.ConnectionException:\n            print('closed connection at fork', file=sys.stderr)\n"
+             "    return real(work)\nfigures._forked = forked\nfrom cli.main import main\nsys.exit(main(sys.argv[1:]))\n")
+    done = subprocess.run([sys.executable, "-c", probe, *paper[:2], str(tmp_path / "out"), "--out", str(tmp_path / "p4")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0 and done.stderr.splitlines() == ["closed connection at fork"], done.stderr
+
 
 @pytest.mark.parametrize("unbuffered", ["", "1"])
 def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path, unbuffered):
