@@ -63,11 +63,16 @@ def remembered(kind: str, files: Sequence[Path], compute: Callable[[], str]) -> 
     return digest
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def feed(digest: hashlib._Hash, path: Path) -> None:
+    """Update ``digest`` with the bytes of the file ``path``, read in blocks of 1 MiB."""
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    feed(digest, path)
     return digest.hexdigest()
 
 

@@ -12,7 +12,7 @@ import json
 import math
 from pathlib import Path
 
-from runners.cache import file_sha256, remembered
+from runners.cache import feed, file_sha256, remembered
 from runners.failures import ModelFailure
 from runners.package_files import PackageFileError, extracted, package_folder, packaged_file
 from runners.zoo import Entry, GgufEntry, HubEntry, LocalEntry, PackageEntry, RandomInitEntry, Zoo
@@ -73,9 +73,7 @@ def _hash_files(folder: Path, files: list[Path]) -> str:
     digest = hashlib.sha256()
     for p in files:
         digest.update(p.relative_to(folder).as_posix().encode())
-        with p.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+        feed(digest, p)
     return digest.hexdigest()[:16]
 
 
