@@ -9,7 +9,7 @@ of a decoder onto ``col(T_h[:i+1])``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -107,7 +107,7 @@ def _padded_row_gram(rows: torch.Tensor, present: torch.Tensor) -> tuple[torch.T
 
 CONDITION_LIMIT = 1e4
 """Heads worse conditioned than this (``sigma_max / sigma_min`` of the decomposed rows) do not get
-the cheap bases of Cholesky QR and ``_full_rank_prefix_rows``: an encoder head gets an SVD, a causal
+the cheap bases of Cholesky QR and ``_saturated_prefix_rows``: an encoder head gets an SVD, a causal
 row of known full rank a Householder QR of its own prefix (``project_attention``)."""
 
 
@@ -223,33 +223,6 @@ def project_rows(attention: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
     return (attention @ b) @ b.transpose(-1, -2)
 
 
-def _full_rank_prefix_rows(a: torch.Tensor, vm: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """``A_eff`` for rows ``i >= k`` whose keys are ``0..i`` and whose ``T_h[:i+1]`` has full column rank k.
-
-    With ``V P S = Q R`` (thin QR of all rows, R invertible), ``col(T_h[:i+1]) = col(Q[:i+1])``, so
-    ``A_eff[i] = (A[i] Q) C_i^{-1} Q[:i+1]^T`` with ``C_i = Q[:i+1]^T Q[:i+1]``. ``C_i^{-1}`` follows
-    from ``C_{i-1}^{-1}`` by a rank-one (Sherman-Morrison) update, one step per row for all heads.
-    ``a`` (..., N, N), ``vm`` (..., N, k), ``rows`` (..., N) for any leading (head) dimensions;
-    returns (..., N, N), zero outside ``rows``.
-    """
-    q, _ = torch.linalg.qr(vm)  # (..., N, k)
-    y = a @ q  # (..., N, k): row i uses keys <= i only, so this is A[i] Q[:i+1]
-    n, k = q.shape[-2:]
-    head = q[..., :k, :]
-    eye = torch.eye(k, dtype=q.dtype, device=q.device)
-    used = rows.any(-1).unsqueeze(-1).unsqueeze(-1)  # heads with any such row have an invertible C_{k-1}
-    inverse = torch.linalg.inv(torch.where(used, head.mT @ head, eye))
-    z = torch.zeros_like(y)
-    last = int(rows.nonzero()[:, -1].max()) if rows.any() else k - 1  # no output past the last such row
-    for i in range(k, last + 1):
-        qi = q[..., i, :].unsqueeze(-1)  # (..., k, 1)
-        u = inverse @ qi
-        inverse = inverse - (u @ u.mT) / (1 + qi.mT @ u)
-        z[..., i, :] = (inverse @ y[..., i, :].unsqueeze(-1)).squeeze(-1)
-    causal = torch.ones(n, n, dtype=torch.bool, device=q.device).tril()
-    return torch.where(rows.unsqueeze(-1) & causal, z @ q.mT, 0.0)
-
-
 @dataclass(frozen=True)
 class DuplicateRows:
     """Exact duplicates among each head's value rows (a rotary decoder's first layer gives a
@@ -276,31 +249,40 @@ def duplicate_rows(m: torch.Tensor, valid: torch.Tensor) -> DuplicateRows:
     bi, hi, ji, ei = ((key.unsqueeze(-1) == key.unsqueeze(-2)) & earlier & both).nonzero().unbind(-1)
     same = (m[bi, hi, ji] == m[bi, hi, ei]).all(-1)
     positions = torch.arange(n, device=m.device)
-    first = positions.expand(b, h, n).contiguous()
-    first.index_put_((bi[same], hi[same], ji[same]), ei[same])  # any earlier equal row ...
-    first = first.gather(-1, first)  # ... then its own first occurrence (equality is transitive)
-    first = first.gather(-1, first)
+    first = positions.expand(b, h, n).contiguous().flatten()
+    flat = (bi[same] * h + hi[same]) * n + ji[same]
+    first = first.scatter_reduce(0, flat, ei[same], "amin").view(b, h, n)  # the earliest equal row is the first occurrence
     distinct = ((first == positions) & valid.unsqueeze(1)).cumsum(-1)
     return DuplicateRows(first=first, distinct=distinct, group=distinct.gather(-1, first) - 1)
 
 
 def _group_average(a: torch.Tensor, group: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    """Row i of ``a`` (..., N, N) averaged over each group of equal value rows among its keys
-    (``group`` (..., N), ``allowed`` (..., N, N)): the projection onto the span of the groups'
-    indicator vectors restricted to those keys."""
-    n = a.shape[-1]
-    member = (group.unsqueeze(-1) == torch.arange(n, device=a.device)).to(a.dtype)  # (..., N_j, N_g)
+    """Row i of ``a`` (G, N, N) averaged over each group of equal value rows among its keys
+    (``group`` (G, N), ``allowed`` (G, N, N)): the projection onto the span of the groups' indicator
+    vectors restricted to those keys. Scatter and gather over the keys: O(N^2) per head."""
     keys = allowed.to(a.dtype)
-    sums = a @ member  # attention of row i per group
-    counts = keys @ member  # keys of row i per group
-    return ((sums / counts.clamp(min=1)) @ member.mT) * keys
+    index = group.unsqueeze(-2).expand_as(a)  # [g, i, j]: the group of key j
+    sums = torch.zeros_like(a).scatter_add_(-1, index, a * keys)  # [g, i, c]: attention of row i on group c
+    counts = torch.zeros_like(a).scatter_add_(-1, index, keys)  # [g, i, c]: keys of row i in group c
+    return (sums / counts.clamp(min=1)).gather(-1, index) * keys
 
 
-def _independent_representatives(
+@dataclass(frozen=True)
+class _Representatives:
+    """The first ``min(u, k)`` distinct value rows of each head, in order: ``rows`` (B, H, k, k), zero
+    past ``count`` (B, H); ``independent`` (B, H): certified independent under the rank tolerance."""
+
+    rows: torch.Tensor
+    count: torch.Tensor
+    independent: torch.Tensor
+
+
+def _representatives(
     m: torch.Tensor, groups: DuplicateRows, lengths: torch.Tensor, tolerance: torch.Tensor, dtype: torch.dtype
-) -> torch.Tensor:
-    """(B, H) whether the first ``min(u, k)`` distinct rows of each head are certainly independent
-    under ``tolerance`` (B, H), a bound on the rank tolerance of every prefix."""
+) -> _Representatives:
+    """Each head's first ``min(u, k)`` distinct rows of ``m`` (B, H, N, k), and whether they are
+    certainly independent under ``tolerance`` (B, H), a bound on the rank tolerance of every prefix
+    (``_certified_cholesky`` on their Gram)."""
     b, h, n, k = m.shape
     positions = torch.arange(n, device=m.device)
     slot = groups.distinct - 1  # (B, H, N): rank of row j among the distinct rows
@@ -311,7 +293,70 @@ def _independent_representatives(
     reps[bi, hi, slot[bi, hi, ji]] = m[bi, hi, ji]
     gram, trace = _padded_row_gram(reps, torch.arange(k, device=m.device) < count.unsqueeze(-1))
     _, full_rank, _ = _certified_cholesky(gram, trace, lengths.view(-1, 1), k, dtype, tolerance.square())
-    return full_rank & (count > 0)
+    return _Representatives(reps, count, full_rank & (count > 0))
+
+
+PREFIX_BLOCKS = (8, 8, 16, 32)
+"""Rows per step of ``_saturated_prefix_rows`` after the first row of rank d_h (small first, as the
+prefixes just past it are the worst conditioned), then ``PREFIX_BLOCK`` rows per step."""
+PREFIX_BLOCK = 64
+
+
+def _blocks(first: int, last: int) -> Iterator[tuple[int, int]]:
+    """``[i0, i1)`` row blocks covering ``first..last``: ``PREFIX_BLOCKS``, then ``PREFIX_BLOCK`` each."""
+    i0, sizes = first, iter(PREFIX_BLOCKS)
+    while i0 <= last:
+        i1 = min(i0 + next(sizes, PREFIX_BLOCK), last + 1)
+        yield i0, i1
+        i0 = i1
+
+
+def _saturated_prefix_rows(
+    a: torch.Tensor, vm: torch.Tensor, start: torch.Tensor, rows: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``A_eff`` for prefix rows ``i > start[g]`` of heads whose ``T_h[:start+1]`` has full column
+    rank k, and which of ``rows`` it computed.
+
+    With ``V F = Q R`` (thin QR, R invertible), ``col(T_h[:i+1]) = col(Q[:i+1])`` and
+    ``A_eff[i] = z_i Q[:i+1]^T`` with ``z_i = y_i C_i^{-1}``, ``y_i = A[i] Q`` and
+    ``C_i = Q[:i+1]^T Q[:i+1]``. Rows go in blocks ``B`` of c rows: with ``P = C^{-1}`` at the block's
+    start, ``S = I + B P B^T = L L^T`` and ``B_t`` the block's first t rows, Woodbury gives
+    ``C_t^{-1} = P - P B_t^T S_t^{-1} B_t P``, and ``S_t = L_t L_t^T`` is the leading t x t block,
+    so for every row of the block at once ``Z = Y P - (H o U)^T X`` with ``X = L^{-1} B P``,
+    ``H = L^{-1} (B P Y^T)`` and ``U`` the upper triangle (s <= t). ``C`` is updated and factorised
+    again at each block, so rounding does not accumulate. O(n (c + k) k) per head, no per-row
+    decomposition. These are the normal equations of ``Q[:i+1]``: a block is computed only where
+    ``lambda_min(C) >= 1 / ||L_C^{-1}||_F^2`` exceeds ``CONDITION_LIMIT^-2`` at its start (so
+    ``cond(C_t) <= CONDITION_LIMIT^2`` for each of its rows, ``C_t >= C``); the rest of ``rows`` is
+    left to the caller. ``a`` (G, N, N), ``vm`` (G, N, k), ``start`` (G,), ``rows`` (G, N); returns
+    (G, N, N), zero outside the rows computed, and those rows (G, N).
+    """
+    q, _ = torch.linalg.qr(vm)  # (G, N, k)
+    y = a @ q  # row i uses keys <= i only, so this is A[i] Q[:i+1]
+    g, n, k = q.shape
+    upto = torch.arange(n, device=q.device) <= start.view(-1, 1)  # (G, N)
+    head = q * upto.unsqueeze(-1).to(q.dtype)
+    c = head.mT @ head  # C at each head's start row: full rank
+    later = q * (~upto).unsqueeze(-1).to(q.dtype)  # rows past the start; earlier ones add nothing
+    z = torch.zeros_like(y)
+    done = torch.zeros_like(rows)
+    eye_k = torch.eye(k, dtype=q.dtype, device=q.device)
+    for i0, i1 in _blocks(int(start.min()) + 1, int(rows.nonzero()[:, -1].max())):
+        block, yb = later[:, i0:i1], y[:, i0:i1]
+        factor_c, info = torch.linalg.cholesky_ex(c)
+        inverse_c = torch.linalg.solve_triangular(factor_c, eye_k, upper=False)
+        done[:, i0:i1] = ((info == 0) & (inverse_c.square().sum((-1, -2)) < CONDITION_LIMIT**2)).unsqueeze(-1)
+        p = inverse_c.mT @ inverse_c  # C^{-1}
+        bp = block @ p  # (G, c, k)
+        eye = torch.eye(i1 - i0, dtype=q.dtype, device=q.device)
+        factor = torch.linalg.cholesky(eye + bp @ block.mT)
+        x = torch.linalg.solve_triangular(factor, bp, upper=False)
+        h = torch.linalg.solve_triangular(factor, bp @ yb.mT, upper=False)
+        z[:, i0:i1] = yb @ p - h.triu().mT @ x
+        c = c + block.mT @ block
+    done &= rows
+    causal = torch.ones(n, n, dtype=torch.bool, device=q.device).tril()
+    return torch.where(done.unsqueeze(-1) & causal, z @ q.mT, 0.0), done
 
 
 @dataclass(frozen=True)
@@ -347,6 +392,28 @@ def _project_each_row(
         row_rank[bi, hi, ri] = rank
 
 
+def project_attention_by_row(
+    attention: torch.Tensor,
+    values: torch.Tensor,
+    w_out: torch.Tensor,
+    allowed: torch.Tensor,
+    compute_dtype: torch.dtype = torch.float64,
+) -> Projection:
+    """The reference ``project_attention`` is held to: every row gets an SVD of its own restricted
+    ``T_h`` (rank from its singular values, ``A_eff[i] = A[i] U U^T``). O(n) decompositions per head."""
+    context = allowed.sum(-1)
+    masked = attention * allowed.unsqueeze(1).to(attention.dtype)
+    a = masked.to(compute_dtype)
+    vm = reduced_values(values, w_out, compute_dtype)
+    effective = torch.zeros_like(a)
+    row_rank = torch.zeros(a.shape[:-1], dtype=torch.long, device=a.device)
+    rows = (context > 0).unsqueeze(1).expand(row_rank.shape).nonzero()
+    d = w_out.shape[-1]
+    inputs = _RowInputs(a, vm, allowed, context, compute_dtype)
+    _project_each_row(inputs, rows, lambda m, n_i: _rank_and_basis(m, n_i, d, compute_dtype), effective, row_rank)
+    return Projection(effective.to(attention.dtype), row_rank, context, masked)
+
+
 def project_attention(
     attention: torch.Tensor,
     values: torch.Tensor,
@@ -360,23 +427,25 @@ def project_attention(
 
     ``K_i`` = the keys row i may use (``allowed`` (B, N, N)). With ``shared_context`` (encoders:
     every row sees the whole sequence) one decomposition per head serves all rows (``column_space``).
-    Otherwise (causal or sliding-window rows), with ``p = min(n, d_h)``, exact duplicate value rows
-    grouped (``duplicate_rows``) and the first ``min(u, d_h)`` distinct rows certified independent
-    (``_independent_representatives``):
+    Otherwise (causal or sliding-window rows) every prefix row (``K_i = 0..i``) is decided from two
+    facts per head, with no decomposition per row. Exact duplicate value rows are grouped
+    (``duplicate_rows``: a rotary decoder's first layer repeats the values of a repeated token), and
+    ``u_i`` counts the distinct rows among ``0..i``. If the first ``min(u, d_h)`` distinct rows are
+    certified independent (``_representatives``) under ``||T_h||_F max(n, d) eps``, a bound on every
+    prefix's rank tolerance, then every subset of them is too (removing rows cannot lower the smallest
+    singular value of a full-row-rank matrix), so:
 
-    - rows whose keys lie among the first p, all distinct: every subset of independent rows is
-      independent, so such a row keeps its attention (``A_eff = A``, no null space);
-    - prefix rows with ``u_i <= d_h`` distinct rows (a rotary decoder's first layer repeats the
-      values of a repeated token): ``col(T_h[:i+1])`` is spanned by the groups' indicator vectors, so
-      ``A_eff`` averages row i's attention over each group and the rank is ``u_i``;
-    - prefix rows ``i >= p`` of a head whose first ``d_h`` rows have smallest singular value ``s_min``:
-      ``sigma_min(T_h[:i+1]) >= s_min`` (interlacing) and each row's rank tolerance is at most
-      ``||T_h||_F * max(n, d) * eps``, so if ``s_min`` exceeds it every such row has full rank ``d_h``,
-      and its projection comes from one QR and a running inverse (``_full_rank_prefix_rows``), or,
-      where ``s_min < ||T_h||_F / CONDITION_LIMIT`` (one huge value row, say, which the running
-      inverse would not resolve accurately), from a Householder QR of its own ``T_h[:i+1]``;
-    - any other row (a head whose rank is not certified, a sliding window that dropped early keys)
-      gets an SVD of its own restricted ``T_h``, batched.
+    - a row with ``u_i <= d_h``: ``col(T_h[:i+1])`` is spanned by the groups' indicator vectors, the
+      rank is ``u_i``, and ``A_eff`` averages row i's attention over each group (``_group_average``;
+      with no repeats this is ``A_eff = A``: no null space);
+    - a row with ``u_i > d_h``: the prefix holds all d_h representatives, so its rank is d_h, and its
+      projection comes from the blocked Woodbury recursion of ``_saturated_prefix_rows``, started at
+      the first row of rank d_h; where a block's prefix is conditioned worse than ``CONDITION_LIMIT``
+      (just past that row, or one huge value row, say), each of its rows gets a Householder QR of
+      its own prefix instead.
+
+    Any other row (a head whose rank is not certified, a sliding window that dropped early keys)
+    gets an SVD of its own restricted ``T_h``, batched (``project_attention_by_row``'s rule).
 
     Ranks and bases are decided in ``compute_dtype``; ``A_eff`` is returned in the dtype of
     ``attention`` (an orthonormal basis keeps the product ``A U U^T`` accurate to that dtype).
@@ -404,41 +473,30 @@ def project_attention(
     frobenius = vm.flatten(-2).norm(dim=-1)  # (B, H): >= sigma_max of every prefix (padding is zero)
     tol_n = rank_tolerance(frobenius, lengths.view(-1, 1), d, compute_dtype)  # >= every prefix's tolerance
     groups = duplicate_rows(vm, valid)
-    independent = _independent_representatives(vm, groups, lengths, tol_n, compute_dtype)  # (B, H)
-    head = lengths.clamp(max=k).view(-1, 1)  # p per sequence
-    in_head = positions < head  # (B, N)
-    keys_in_head = ~(allowed & ~in_head.unsqueeze(1)).any(-1)  # (B, N): row i uses only the first p rows
-    full_head = independent & (groups.distinct.gather(-1, (head - 1).clamp(min=0).expand(b, h).unsqueeze(-1)).squeeze(-1) == head)
-    easy = full_head.unsqueeze(-1) & keys_in_head.unsqueeze(1)  # (B, H, N): A_eff = A
-    effective = torch.where(easy.unsqueeze(-1), a, 0.0)
-    row_rank = torch.where(easy, context.unsqueeze(1), 0)
-
-    prefix_rows = (context == positions + 1) & valid  # (B, N): keys are exactly 0..i
-    grouped = independent.unsqueeze(-1) & prefix_rows.unsqueeze(1) & (groups.distinct <= k) & ~easy
-    if grouped.any():  # repeated value rows among at most k distinct, independent ones: average each group
-        heads = grouped.any(-1)
+    reps = _representatives(vm, groups, lengths, tol_n, compute_dtype)
+    prefix = reps.independent.unsqueeze(-1) & ((context == positions + 1) & valid).unsqueeze(1)  # (B, H, N)
+    grouped = prefix & (groups.distinct <= k)
+    row_rank = torch.where(grouped, groups.distinct, 0)
+    repeats = ((groups.first != positions) & valid.unsqueeze(1)).any(-1, keepdim=True)  # (B, H, 1)
+    effective = torch.where((grouped & ~repeats).unsqueeze(-1), a, 0.0)  # every group a single row: A_eff = A
+    averaged = grouped & repeats
+    if averaged.any():
+        heads = averaged.any(-1)
         average = _group_average(a[heads], groups.group[heads], allowed.unsqueeze(1).expand(b, h, n, n)[heads])
-        effective[heads] = torch.where(grouped[heads].unsqueeze(-1), average, effective[heads])
-        row_rank = torch.where(grouped, groups.distinct, row_rank)
+        effective[heads] = torch.where(averaged[heads].unsqueeze(-1), average, effective[heads])
 
-    is_prefix = torch.equal(allowed, allowed & torch.ones(n, n, dtype=torch.bool, device=allowed.device).tril())
-    candidates = full_head & (head == k) & (lengths > k).view(-1, 1) & is_prefix
-    full_rank = torch.zeros_like(candidates)  # (B, H): every row past d_h has rank k
-    well_conditioned = torch.zeros_like(candidates)  # ... and the running inverse stays accurate
-    if candidates.any():
-        s_min = torch.linalg.svdvals(vm[candidates][:, :k])[:, -1]
-        full_rank[candidates] = s_min > tol_n[candidates]
-        well_conditioned[candidates] = full_rank[candidates] & (s_min > frobenius[candidates] / CONDITION_LIMIT)
-    past_head = (prefix_rows & ~keys_in_head).unsqueeze(1) & ~grouped  # (B, H, N); grouped rows are done
-    tail = well_conditioned.unsqueeze(-1) & past_head
-    if tail.any():
-        heads = tail.any(-1)  # (B, H): only these heads pay for the QR and the running inverse
-        effective[heads] += _full_rank_prefix_rows(a[heads], vm[heads], tail[heads])
-        row_rank = torch.where(tail, k, row_rank)
+    saturated = prefix & (groups.distinct > k)  # (B, H, N): rank k
+    tail = torch.zeros_like(saturated)
+    if saturated.any():
+        heads = saturated.any(-1)
+        start = (groups.distinct[heads] < k).sum(-1)  # the first row with k distinct rows
+        part, tail[heads] = _saturated_prefix_rows(a[heads], vm[heads], start, saturated[heads])
+        effective[heads] += part
+        row_rank = torch.where(saturated, k, row_rank)
 
     inputs = _RowInputs(a, vm, allowed, context, compute_dtype)
-    ill_conditioned = (full_rank & ~well_conditioned).unsqueeze(-1) & past_head  # rank k: a QR per row
+    ill_conditioned = saturated & ~tail  # rank k, but a prefix conditioned too badly for the recursion: a QR per row
     _project_each_row(inputs, ill_conditioned.nonzero(), lambda m, _: (torch.linalg.qr(m).Q, k), effective, row_rank)
-    hard = ~easy & ~grouped & ~tail & ~ill_conditioned & valid.unsqueeze(1)  # rank unknown: an SVD per row
+    hard = ~grouped & ~saturated & valid.unsqueeze(1)  # rank unknown: an SVD per row
     _project_each_row(inputs, hard.nonzero(), lambda m, n_i: _rank_and_basis(m, n_i, d, compute_dtype), effective, row_rank)
     return Projection(effective.to(attention.dtype), row_rank, context, masked)

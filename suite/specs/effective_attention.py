@@ -34,7 +34,7 @@ SPEC = MetricSpec(
     name="effective_attention",
     display_name="Null-space attention share",
     description="How much of raw attention A_h lies in the left null space of T_h (A_eff = A_h U_h U_h^T).",
-    version=3,
+    version=4,
     variants={
         "null_share": Variant("||A_null||_F / ||A_h||_F", "lower", (0, 1), "share", per_head=True, per_sequence=True),
         "pearson": Variant("mean Pearson correlation of raw and effective rows", "higher", (-1, 1), "r", per_head=True,

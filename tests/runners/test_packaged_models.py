@@ -96,3 +96,34 @@ def test_gemma3_has_no_null_space_below_its_head_size(zoo):
             assert torch.equal(null_dim, (trace.lengths - distinct).view(-1, 1).expand_as(null_dim))
         else:
             assert null_dim.eq(0).all(), layer
+
+
+@pytest.mark.parametrize("model_id", ["SmolLM2-135M-Instruct", "gemma-3-270m-q4km"])
+def test_prefix_projections_equal_the_per_row_reference_on_the_default_corpus(zoo, model_id):
+    # the fast causal path (duplicate groups, the blocked recursion past d_h) against an SVD per row,
+    # on the default corpus's eight longest and eight first sentences, plus one sequence past d_h
+    # (Gemma 3: d_h = 256) and its repeated tokens; ranks identical, projections to 1e-6
+    from runners.corpus import CorpusSpec, load_corpus
+    from suite.null_space import project_attention, project_attention_by_row
+
+    _require(zoo, model_id)
+    loaded = load_model(zoo.entries[model_id], zoo)
+    tracer = Tracer(loaded.model, loaded.tokenizer, adapter_for(loaded.model.config.model_type))
+    items = load_corpus(CorpusSpec()).items
+    encodings = [dict(loaded.tokenizer(text, pair)) for text, pair in items]
+    order = sorted(range(len(items)), key=lambda i: -len(encodings[i]["input_ids"]))
+    chosen = sorted(set(order[:8]) | set(range(8)))
+    long_text = " ".join(items[i][0] for i in order[:12])
+    for index in chosen:
+        tracer.encodings[index] = encodings[index]
+    tracer.encodings[-1] = dict(loaded.tokenizer(long_text))
+    assert len(tracer.encodings[-1]["input_ids"]) > tracer.d_head
+    trace = tracer.trace(chosen + [-1])
+    n_layers = len(trace.layers)
+    for layer in sorted({0, 1, n_layers // 2, n_layers - 1}):
+        t = trace.layers[layer]
+        allowed = trace.allowed(layer)
+        fast = project_attention(t.attention, t.values, t.w_out, allowed, torch.float64, False, t.output_factor)
+        slow = project_attention_by_row(t.attention, t.values, t.w_out, allowed, torch.float64)
+        assert torch.equal(fast.row_rank, slow.row_rank), layer
+        assert (fast.effective - slow.effective).abs().max() < 1e-6, layer

@@ -1,14 +1,19 @@
 """Column space of T_h: exact ranks on constructed heads, agreement with a direct SVD of T,
 and per-row (causal, sliding-window) projections against a slow row-by-row reference."""
 
+import hypothesis
+import hypothesis.strategies as st
 import pytest
 import torch
 
 from suite.masks import pair_mask
 from suite.null_space import (
     column_space,
+    duplicate_rows,
     project_attention,
+    project_attention_by_row,
     project_rows,
+    reduced_values,
     value_output_matrix,
 )
 from suite.rank_deficiency import rank_deficiency
@@ -161,8 +166,9 @@ def test_a_repeat_right_after_d_h_distinct_tokens_is_projected_once():
 
 def test_full_rank_rows_of_a_badly_conditioned_head_get_a_qr_each(monkeypatch):
     # one value row 1e5 times the others (an attention sink): the first d_h rows still have full rank
-    # but are conditioned far worse than 1e4 against ||T||_F, so rows past d_h get a QR of their own
-    # prefix (no SVD, no running inverse) and must agree with the row-by-row SVD reference
+    # but are conditioned far worse than 1e4 against ||T||_F, so rows past d_h whose prefix is that
+    # badly conditioned get a QR of their own prefix (no SVD) and must agree with the row-by-row SVD
+    # reference
     values, w_out, scores = causal_head()
     values[:, :, 0] *= 1e5
     lengths = torch.tensor([14, 14])
@@ -170,7 +176,6 @@ def test_full_rank_rows_of_a_badly_conditioned_head_get_a_qr_each(monkeypatch):
     a = torch.softmax(scores.masked_fill(~allowed.unsqueeze(1), float("-inf")), -1) * allowed.unsqueeze(1)
     t = value_output_matrix(values, w_out)
     monkeypatch.setattr("suite.null_space._rank_and_basis", lambda *args: pytest.fail("an SVD was taken"))
-    monkeypatch.setattr("suite.null_space._full_rank_prefix_rows", lambda *args: pytest.fail("the running inverse was used"))
     proj = project_attention(a, values, w_out, allowed)
     monkeypatch.undo()
     for b in range(2):
@@ -305,3 +310,136 @@ def test_repeated_tokens_of_a_long_sequence_match_the_row_by_row_reference():
             assert proj.row_rank[b, h, :n].tolist() == ref_rank == distinct.clamp(max=5).tolist()
             torch.testing.assert_close(proj.effective[b, h, :n, :n], ref_eff, atol=1e-10, rtol=0)
     assert ((proj.effective @ t - a @ t).norm() / (a @ t).norm()).item() < 1e-10
+
+
+def rotary_first_layer(tokens, h, d_h, d, seed):
+    """Values that depend on the token only (a rotary decoder's first layer), a random W_O and
+    causal attention: (values, w_out, attention, allowed) for token ids (B, N), all rows valid."""
+    g = torch.Generator().manual_seed(seed)
+    b, n = tokens.shape
+    table = torch.randn(h, int(tokens.max()) + 1, d_h, generator=g, dtype=torch.float64)
+    values = torch.stack([table[i][tokens] for i in range(h)], dim=1)
+    w_out = torch.randn(h, d_h, d, generator=g, dtype=torch.float64)
+    allowed = pair_mask(torch.full((b,), n), n, causal=True)
+    scores = torch.randn(b, h, n, n, generator=g, dtype=torch.float64)
+    a = torch.softmax(scores.masked_fill(~allowed.unsqueeze(1), float("-inf")), -1) * allowed.unsqueeze(1)
+    return values, w_out, a, allowed
+
+
+def no_row_decompositions(monkeypatch):
+    fail = lambda *args: pytest.fail("a row took its own decomposition")  # noqa: E731
+    monkeypatch.setattr("suite.null_space._project_each_row", lambda inputs, rows, *args: fail() if len(rows) else None)
+
+
+def assert_matches_reference(proj, a, values, w_out, allowed, lengths, atol=1e-10):
+    t = value_output_matrix(values, w_out)
+    for b, n in enumerate(lengths):
+        for h in range(a.shape[1]):
+            ref_eff, ref_rank = slow_row_projection(a[b, h, :n, :n], t[b, h, :n], allowed[b, :n, :n])
+            assert proj.row_rank[b, h, :n].tolist() == ref_rank, (b, h)
+            torch.testing.assert_close(proj.effective[b, h, :n, :n], ref_eff, atol=atol, rtol=0)
+
+
+def test_repeats_among_the_first_d_h_rows_then_saturation_need_no_row_decomposition(monkeypatch):
+    # the case that took an SVD per row: a token repeated before d_h distinct ones were seen, then
+    # more distinct tokens than d_h = 4 (rank 4 from the seventh distinct row on), over several
+    # blocks of the recursion (n = 150 > 2 * PREFIX_BLOCK), each head starting its recursion elsewhere
+    g = torch.Generator().manual_seed(5)
+    tokens = torch.randint(0, 9, (2, 150), generator=g)
+    tokens[0, :6] = torch.tensor([0, 0, 1, 0, 2, 1])
+    tokens[1, :3] = torch.tensor([4, 4, 4])
+    values, w_out, a, allowed = rotary_first_layer(tokens, h=3, d_h=4, d=10, seed=1)
+    no_row_decompositions(monkeypatch)
+    proj = project_attention(a, values, w_out, allowed)
+    monkeypatch.undo()
+    for b in range(2):
+        distinct = torch.tensor([len(set(tokens[b, : i + 1].tolist())) for i in range(150)])
+        assert proj.row_rank[b].tolist() == [distinct.clamp(max=4).tolist()] * 3
+    assert_matches_reference(proj, a, values, w_out, allowed, [150, 150])
+    t = value_output_matrix(values, w_out)
+    assert ((proj.effective @ t - a @ t).norm() / (a @ t).norm()).item() < 1e-10
+
+
+def test_generic_long_heads_match_the_reference_without_row_decompositions(monkeypatch):
+    # later layers: every value row distinct; n = 200 over d_h = 8, one padded sequence
+    values, w_out, scores = causal_head(b=2, h=2, n=200, d_h=8, d=16, seed=9)
+    lengths = torch.tensor([200, 77])
+    values[1, :, 77:] = 0
+    allowed = pair_mask(lengths, 200, causal=True)
+    a = torch.softmax(scores.masked_fill(~allowed.unsqueeze(1), float("-inf")), -1).nan_to_num() * allowed.unsqueeze(1)
+    no_row_decompositions(monkeypatch)
+    proj = project_attention(a, values, w_out, allowed)
+    monkeypatch.undo()
+    assert_matches_reference(proj, a, values, w_out, allowed, [200, 77])
+
+
+def test_exact_dependencies_that_are_not_repeats_fall_back_to_the_reference():
+    # row 3 = row 0 + row 1 (no two rows equal): the first d_h distinct rows are dependent, so the
+    # head is not certified and its rows get the per-row SVD; ranks stall at 3 then reach d_h = 4
+    values, w_out, scores = causal_head(b=1, h=2, n=12, d_h=4, d=9, seed=2)
+    values[0, 0, 3] = values[0, 0, 0] + values[0, 0, 1]
+    allowed = pair_mask(torch.tensor([12]), 12, causal=True)
+    a = torch.softmax(scores.masked_fill(~allowed.unsqueeze(1), float("-inf")), -1)
+    proj = project_attention(a, values, w_out, allowed)
+    assert proj.row_rank[0, 0].tolist() == [1, 2, 3, 3] + [4] * 8
+    assert_matches_reference(proj, a, values, w_out, allowed, [12])
+
+
+@pytest.mark.parametrize("scale", [1e3, 1e-3])  # sigma_min 1000x above, and 1000x below, the tolerance
+def test_near_tolerance_rows_are_decided_as_the_reference_decides(scale):
+    # the fourth distinct row is the sum of two earlier rows plus a perturbation of a chosen size
+    # against the rank tolerance ||T||_F max(n, d) eps: above, rank 4; below, rank 3
+    n, d_h, d = 40, 4, 8
+    g = torch.Generator().manual_seed(4)
+    rows = torch.linalg.qr(torch.randn(d_h, d_h, generator=g, dtype=torch.float64)).Q  # orthonormal
+    tokens = torch.randint(0, 4, (1, n), generator=g)
+    tokens[0, :4] = torch.tensor([0, 1, 2, 3])
+    table = rows.clone()
+    direction = rows[3]
+    table[3] = rows[0] + rows[1]
+    w_out = torch.linalg.qr(torch.randn(d, d_h, generator=g, dtype=torch.float64)).Q.T.unsqueeze(0)  # orthonormal rows
+    frobenius = (table[tokens[0]]).norm()
+    table[3] += scale * float(frobenius * max(n, d) * EPS64) * direction
+    values = table[tokens].unsqueeze(1)  # (1, 1, n, d_h)
+    allowed = pair_mask(torch.tensor([n]), n, causal=True)
+    scores = torch.randn(1, 1, n, n, generator=g, dtype=torch.float64)
+    a = torch.softmax(scores.masked_fill(~allowed.unsqueeze(1), float("-inf")), -1)
+    proj = project_attention(a, values, w_out, allowed)
+    t = value_output_matrix(values, w_out)
+    _, ref_rank = slow_row_projection(a[0, 0], t[0, 0], allowed[0])
+    assert proj.row_rank[0, 0].tolist() == ref_rank
+    assert ref_rank[-1] == (4 if scale > 1 else 3)
+    if scale < 1:  # below the tolerance the projection is well defined and must agree
+        assert_matches_reference(proj, a, values, w_out, allowed, [n], atol=1e-8)
+
+
+@hypothesis.settings(max_examples=40, deadline=None)
+@hypothesis.given(
+    tokens=st.lists(st.integers(0, 11), min_size=1, max_size=90),
+    d_h=st.integers(1, 9),
+    window=st.one_of(st.none(), st.integers(2, 30)),
+    seed=st.integers(0, 2**16),
+)
+def test_every_decision_equals_the_per_row_reference(tokens, d_h, window, seed):
+    # random repeats (first decoder layers), any head size, with and without a sliding window
+    ids = torch.tensor([tokens])
+    values, w_out, a, _ = rotary_first_layer(ids, h=2, d_h=d_h, d=d_h + 3, seed=seed)
+    n = len(tokens)
+    allowed = pair_mask(torch.tensor([n]), n, causal=True, window=window)
+    a = a * allowed.unsqueeze(1)
+    fast = project_attention(a, values, w_out, allowed)
+    slow = project_attention_by_row(a, values, w_out, allowed)
+    assert torch.equal(fast.row_rank, slow.row_rank)
+    torch.testing.assert_close(fast.effective, slow.effective, atol=1e-8, rtol=0)
+
+
+def test_a_token_repeated_many_times_joins_its_first_occurrence():
+    # token 0 seven times among three distinct tokens: each repeat must be grouped with position 0
+    # (resolving "an earlier equal row" by two pointer jumps left the sixth repeat in another group)
+    tokens = torch.tensor([[0, 1, 0, 2, 0, 0, 1, 0, 0, 0, 2, 0]])
+    values, w_out, a, allowed = rotary_first_layer(tokens, h=2, d_h=4, d=7, seed=6)
+    groups = duplicate_rows(reduced_values(values, w_out, torch.float64), torch.ones(1, 12, dtype=torch.bool))
+    assert groups.first[0, 0].tolist() == [0, 1, 0, 3, 0, 0, 1, 0, 0, 0, 3, 0]
+    assert groups.group[0, 1].tolist() == [0, 1, 0, 2, 0, 0, 1, 0, 0, 0, 2, 0]
+    proj = project_attention(a, values, w_out, allowed)
+    assert_matches_reference(proj, a, values, w_out, allowed, [12])
