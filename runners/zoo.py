@@ -125,8 +125,32 @@ class RandomInitEntry(_Entry):
         return self
 
 
+class ConfigEntry(_Entry):
+    """A model built from a config alone, with seeded fresh weights: scaling studies, architecture
+    sweeps, large-model fixtures. The config is ``config`` (a config.json, relative to models.yaml)
+    or ``repo``'s config.json at ``revision`` (nothing else of the repo is downloaded), with the
+    fields in ``overrides`` replaced (each must be a field of that file). A config has no tokenizer:
+    ``tokenizer`` names the entry whose tokenizer is used. Weights: ``init_seed``."""
+
+    source: Literal["config"]
+    config: str | None = None
+    repo: str | None = None
+    revision: str = "main"
+    tokenizer: str
+    overrides: dict[str, pydantic.JsonValue] = pydantic.Field(default_factory=dict)
+    init_seed: Annotated[int, pydantic.Field(ge=0)] = 0
+
+    @pydantic.model_validator(mode="after")
+    def _one_config(self) -> ConfigEntry:
+        if (self.config is None) == (self.repo is None):
+            raise ValueError("give either 'config' (a file) or 'repo' (a hub repo)")
+        if self.config is not None and "revision" in self.model_fields_set:
+            raise ValueError("'revision' goes with 'repo', not with 'config'")
+        return self
+
+
 LoadableEntry = HubEntry | LocalEntry | PackageEntry | GgufEntry
-Entry = LoadableEntry | RandomInitEntry
+Entry = LoadableEntry | RandomInitEntry | ConfigEntry
 ModelEntry = Annotated[Entry, pydantic.Field(discriminator="source")]
 _ENTRY = pydantic.TypeAdapter(ModelEntry)
 
@@ -164,13 +188,16 @@ class Zoo:
         entry = self.entries[entry_id]
         if isinstance(entry, RandomInitEntry):
             return self.needs_hub(entry.base)
+        if isinstance(entry, ConfigEntry):
+            return entry.repo is not None or self.needs_hub(entry.tokenizer)
         return isinstance(entry, HubEntry)
 
     def select(self, names: list[str] | None) -> tuple[list[str], list[str]]:
         """Entry ids for ``names`` and the names that match nothing.
 
         A name is an entry id, a tag, ``all``, or ``all-offline`` (every entry that needs no hub
-        access); None means the tag ``default``.
+        access, except config entries: those are sweeps and fixtures, up to billions of fresh
+        weights, chosen by id or tag); None means the tag ``default``.
         """
         wanted = names or ["default"]
         chosen: list[str] = []
@@ -179,7 +206,7 @@ class Zoo:
             if name == "all":
                 matches = list(self.entries)
             elif name == "all-offline":
-                matches = [i for i in self.entries if not self.needs_hub(i)]
+                matches = [i for i, e in self.entries.items() if not (isinstance(e, ConfigEntry) or self.needs_hub(i))]
             elif name in self.entries:
                 matches = [name]
             else:  # a broken entry with the tag is selected too: it becomes failed rows, not silence
@@ -196,7 +223,7 @@ def _describe(error: pydantic.ValidationError) -> str:
     for err in error.errors():
         loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
         if err["type"] == "union_tag_invalid":
-            parts.append(f"unknown source {_shown(err['input'].get('source'))} (expected hub, local, package, gguf or random_init)")
+            parts.append(f"unknown source {_shown(err['input'].get('source'))} (expected hub, local, package, gguf, random_init or config)")
         elif err["type"] == "union_tag_not_found":
             parts.append("missing key 'source'")
         elif err["type"] == "extra_forbidden":
@@ -205,9 +232,9 @@ def _describe(error: pydantic.ValidationError) -> str:
             parts.append(f"missing key {loc[-1]!r}")
         elif err["type"] == "value_error":
             parts.append(str(err["ctx"]["error"]))
-        else:
-            where = loc[-1] if loc else "entry"
-            parts.append(f"{where!r}: {err['msg'].lower()} (got {_shown(err['input'])})")
+        else:  # the field, and within a mapping (overrides) the key: loc[0] is the source
+            where = ".".join(loc[1:]) if len(loc) > 1 else loc[-1] if loc else "entry"
+            parts.append(f"{_shown(where)}: {err['msg'].lower()} (got {_shown(err['input'])})")
     more = f"; and {len(parts) - MAX_PROBLEMS} more" if len(parts) > MAX_PROBLEMS else ""
     return "; ".join(parts[:MAX_PROBLEMS]) + more
 
@@ -237,6 +264,16 @@ class _BoundedLoader(yaml.SafeLoader):
 def _tags_of(raw: object) -> tuple[str, ...]:
     tags = raw.get("tags") if isinstance(raw, dict) else None
     return tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list | tuple) else ()
+
+
+def _borrowed(entry: Entry) -> tuple[str, str] | None:
+    """(key, id) of the entry this one takes its config and tokenizer (``base``) or its tokenizer
+    (``tokenizer``) from; None for an entry that stands alone."""
+    if isinstance(entry, RandomInitEntry):
+        return "base", entry.base
+    if isinstance(entry, ConfigEntry):
+        return "tokenizer", entry.tokenizer
+    return None
 
 
 def load_zoo(path: str | Path) -> Zoo:
@@ -282,8 +319,9 @@ def load_zoo(path: str | Path) -> Zoo:
         zoo.entries[entry.id] = entry
         positions[entry.id] = index
     for entry_id, entry in list(zoo.entries.items()):
-        if isinstance(entry, RandomInitEntry) and not isinstance(zoo.entries.get(entry.base), LoadableEntry):
+        borrowed = _borrowed(entry)
+        if borrowed is not None and not isinstance(zoo.entries.get(borrowed[1]), LoadableEntry):
             del zoo.entries[entry_id]
-            message = f"'base': {_shown(entry.base)} is not a loadable entry of this zoo"
+            message = f"{borrowed[0]!r}: {_shown(borrowed[1])} is not a loadable entry of this zoo"
             zoo.errors.append(EntryError(path, positions[entry_id], entry_id, message, entry.tags))
     return zoo

@@ -36,6 +36,21 @@ def zoo_with(tmp_path, body):
         ("  - id: good\n    source: hub\n", "'good'", "duplicate id"),
         ("  - id: nowhere\n    source: gguf\n    file: m.gguf\n", "'nowhere'", "either 'path' or both 'packages' and 'file'"),
         ("  - id: nopkg\n    source: package\n    packages: []\n", "'nopkg'", "'packages'"),
+        ("  - id: noconfig\n    source: config\n    tokenizer: good\n", "'noconfig'",
+         "give either 'config' (a file) or 'repo' (a hub repo)"),
+        ("  - id: twoconfigs\n    source: config\n    config: c.json\n    repo: org/m\n    tokenizer: good\n", "'twoconfigs'",
+         "give either 'config' (a file) or 'repo' (a hub repo)"),
+        ("  - id: filerev\n    source: config\n    config: c.json\n    revision: v1\n    tokenizer: good\n", "'filerev'",
+         "'revision' goes with 'repo', not with 'config'"),
+        ("  - id: notok\n    source: config\n    config: c.json\n", "'notok'", "missing key 'tokenizer'"),
+        ("  - id: badtok\n    source: config\n    config: c.json\n    tokenizer: missing\n", "'badtok'",
+         "'tokenizer': 'missing' is not a loadable entry of this zoo"),
+        ("  - id: cfgtypo\n    source: config\n    config: c.json\n    tokenizer: good\n    overides: {}\n", "'cfgtypo'",
+         "unknown key 'overides'"),
+        ("  - id: badseed\n    source: config\n    config: c.json\n    tokenizer: good\n    init_seed: -1\n", "'badseed'",
+         "'init_seed'"),
+        ("  - id: dated\n    source: config\n    config: c.json\n    tokenizer: good\n    overrides: {x: 2020-01-01}\n",
+         "'dated'", "'overrides.x': input was not a valid json value"),
     ],
 )
 def test_bad_entry_gives_one_line_naming_it(tmp_path, entry, label, message):
@@ -45,6 +60,21 @@ def test_bad_entry_gives_one_line_naming_it(tmp_path, entry, label, message):
     line = str(zoo.errors[0])
     assert "\n" not in line
     assert str(tmp_path / "models.yaml") in line and label in line and message in line
+
+
+def test_config_entries_need_the_hub_for_a_repo_or_a_hub_tokenizer_and_are_not_all_offline(tmp_path):
+    zoo = zoo_with(tmp_path, GOOD + """
+  - {id: here, source: local, path: m}
+  - {id: file, source: config, config: c.json, tokenizer: here, overrides: {num_hidden_layers: 4}}
+  - {id: remote, source: config, repo: org/m, tokenizer: here}
+  - {id: hubtok, source: config, config: c.json, tokenizer: good}
+""")
+    assert zoo.errors == []
+    assert [zoo.needs_hub(i) for i in ("file", "remote", "hubtok")] == [False, True, True]
+    assert zoo.entries["file"].overrides == {"num_hidden_layers": 4} and zoo.entries["file"].init_seed == 0
+    assert zoo.entries["remote"].revision == "main"
+    assert zoo.select(["all-offline"])[0] == ["here"]
+    assert zoo.select(["all"])[0] == ["good", "here", "file", "remote", "hubtok"]
 
 
 def test_whole_file_errors(tmp_path):

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from runners.zoo import MAX_ALIASES, MAX_DEPTH, ZooFileError, load_zoo
 
 KEYS = ["id", "source", "repo", "revision", "path", "packages", "subdir", "file", "sha256", "base", "init_seed",
-        "init_seeds", "family", "dtype", "tags", "notes", "trust_remote_code", "colour"]
-SOURCES = ["hub", "local", "package", "gguf", "random_init", "ftp", "", None]
+        "init_seeds", "family", "dtype", "tags", "notes", "trust_remote_code", "colour", "config", "tokenizer", "overrides"]
+SOURCES = ["hub", "local", "package", "gguf", "random_init", "config", "ftp", "", None]
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),
                     st.text(max_size=300), st.sampled_from(SOURCES))
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
