@@ -27,6 +27,14 @@ def check_tokenizer_files(folder: Path) -> None:
         raise ModelFailure(f"no tokenizer files in {str(folder)!r} (looked for {', '.join(TOKENIZER_FILES[:3])}, ...)")
 
 
+def check_vocabulary(tokens: int, vocab_size: int | None, tokenizer_of: str) -> None:
+    """A tokenizer borrowed from another entry must fit the model's embedding: every one of its
+    ``tokens`` ids needs a row, so ``tokens <= vocab_size`` (unchecked where the config names none)."""
+    if vocab_size is not None and tokens > vocab_size:
+        raise ModelFailure(f"the tokenizer of {tokenizer_of!r} has {tokens} tokens, more than the config's "
+                           f"vocab_size {vocab_size}")
+
+
 def check_weights(named: Iterable[tuple[str, torch.Tensor]]) -> None:
     """Raise ``NonFiniteValues`` naming the first tensors that hold NaN or inf."""
     bad = [name for name, tensor in named if tensor.is_floating_point() and not torch.isfinite(tensor).all()]

@@ -8,10 +8,10 @@ import torch
 import transformers
 
 from runners.gguf import GgufError, dequantised_folder
-from runners.health import check_tokenizer_files, check_weights
+from runners.health import check_tokenizer_files, check_vocabulary, check_weights
 from runners.hub import cached, hub_reachable, why_unreachable
-from runners.weights import ModelLoadError, gguf_file, weights_folder
-from runners.zoo import Entry, GgufEntry, HubEntry, LoadableEntry, RandomInitEntry, Zoo
+from runners.weights import ModelLoadError, config_fields, gguf_file, weights_folder
+from runners.zoo import ConfigEntry, Entry, GgufEntry, HubEntry, LoadableEntry, RandomInitEntry, Zoo
 
 
 @dataclass
@@ -41,30 +41,64 @@ def _source(entry: LoadableEntry, zoo: Zoo) -> tuple[str, dict]:
     return str(folder), {}
 
 
+def _files_of(entry: Entry, zoo: Zoo) -> LoadableEntry:
+    """The entry whose files are loaded: the entry itself, a control's base (its config and
+    tokenizer), or a config entry's ``tokenizer`` (its tokenizer only)."""
+    if isinstance(entry, RandomInitEntry):
+        return zoo.entries[entry.base]
+    if isinstance(entry, ConfigEntry):
+        return zoo.entries[entry.tokenizer]
+    return entry
+
+
+def config_of(entry: ConfigEntry, zoo: Zoo) -> transformers.PretrainedConfig:
+    """A config entry's config: the fields ``config_fields`` reads (and ``fingerprint`` hashes), as
+    the config class of their ``model_type``."""
+    fields = config_fields(entry, zoo.path)
+    if fields["model_type"] not in transformers.CONFIG_MAPPING:
+        raise ModelLoadError(f"model_type {fields['model_type']!r} of {entry.config or entry.repo!r} is unknown to "
+                             f"transformers {transformers.__version__}")
+    return transformers.CONFIG_MAPPING[fields["model_type"]].from_dict(fields)
+
+
+def _initialised(config: transformers.PretrainedConfig, seed: int, dtype: torch.dtype,
+                 trust_remote_code: bool) -> transformers.PreTrainedModel:
+    """A model of ``config`` with fresh weights drawn after ``torch.manual_seed(seed)`` (the global
+    generator is restored afterwards): one config and seed give the same weights under one torch and
+    transformers version."""
+    config._attn_implementation = "eager"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return transformers.AutoModel.from_config(config, attn_implementation="eager", dtype=dtype,
+                                                  trust_remote_code=trust_remote_code)
+
+
 def load_model(entry: Entry, zoo: Zoo, device: str = "cpu", dtype_name: str | None = None,
                init_seed: int | None = None) -> LoadedModel:
     """Load an entry with eager attention (attention probabilities must be returned), in eval mode,
     in ``dtype_name`` (default: the entry's dtype); a random-init control with ``init_seed`` (one of
-    its ``init_seeds``). Its weights must be finite."""
-    base = zoo.entries[entry.base] if isinstance(entry, RandomInitEntry) else entry
-    assert not isinstance(base, RandomInitEntry)
-    where, kwargs = _source(base, zoo)
-    kwargs["trust_remote_code"] = base.trust_remote_code or entry.trust_remote_code
+    its ``init_seeds``); a config entry with its own ``init_seed`` and its tokenizer entry's
+    tokenizer, which must fit its vocabulary. Its weights must be finite."""
+    files = _files_of(entry, zoo)
+    where, kwargs = _source(files, zoo)
+    kwargs["trust_remote_code"] = files.trust_remote_code or entry.trust_remote_code
     dtype = getattr(torch, dtype_name or entry.dtype)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(where, **kwargs)
         if isinstance(entry, RandomInitEntry):
             config = transformers.AutoConfig.from_pretrained(where, **kwargs)
-            config._attn_implementation = "eager"
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(entry.init_seeds[0] if init_seed is None else init_seed)
-                model = transformers.AutoModel.from_config(config, attn_implementation="eager", dtype=dtype,
-                                                           trust_remote_code=kwargs["trust_remote_code"])
+            model = _initialised(config, entry.init_seeds[0] if init_seed is None else init_seed, dtype,
+                                 kwargs["trust_remote_code"])
+        elif isinstance(entry, ConfigEntry):
+            where = entry.config or entry.repo  # from here on a failure is the config's
+            config = config_of(entry, zoo)
+            check_vocabulary(len(tokenizer), getattr(config, "vocab_size", None), entry.tokenizer)
+            model = _initialised(config, entry.init_seed, dtype, entry.trust_remote_code)
         else:
             model = transformers.AutoModel.from_pretrained(where, attn_implementation="eager", dtype=dtype, **kwargs)
     except OSError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if isinstance(base, HubEntry) and ("connect" in first.lower() or "offline" in first.lower()):
+        if isinstance(files, HubEntry) and ("connect" in first.lower() or "offline" in first.lower()):
             raise ModelLoadError(f"cannot reach the Hugging Face hub for {where!r}: {first}") from e
         raise ModelLoadError(f"cannot load {where!r}: {first}") from e
     except ValueError as e:

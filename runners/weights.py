@@ -1,7 +1,8 @@
 """Where a zoo entry's weights are and what identifies them, without loading them (no torch).
 
-``fingerprint`` names the weights: a hub revision, a hash of the weight files, or a control's base
-and init seed. It is part of every cell's key, so changed weights make new cells.
+``fingerprint`` names the weights: a hub revision, a hash of the weight files, a control's base
+and init seed, or a config entry's config, init seed and tokenizer. It is part of every cell's key,
+so changed weights make new cells.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from pathlib import Path
 
 from runners.cache import feed, file_sha256, remembered
 from runners.failures import ModelFailure
+from runners.hub import cached, hub_reachable, why_unreachable
 from runners.package_files import PackageFileError, extracted, package_folder, packaged_file
-from runners.zoo import Entry, GgufEntry, HubEntry, LocalEntry, PackageEntry, RandomInitEntry, Zoo
+from runners.zoo import ConfigEntry, Entry, GgufEntry, HubEntry, LocalEntry, PackageEntry, RandomInitEntry, Zoo
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
@@ -60,6 +62,58 @@ def weights_folder(entry: LocalEntry | PackageEntry, zoo_path: Path) -> Path:
     return folder
 
 
+def _hub_config_file(repo: str, revision: str) -> Path:
+    """``repo``'s config.json at ``revision``, alone (downloaded once into the hub cache); the cached
+    copy when the hub cannot be reached."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    offline = not hub_reachable()
+    if offline and not cached(repo, revision):
+        raise ModelLoadError(f"{why_unreachable()}, and {repo!r} is not in the local cache")
+    try:
+        return Path(hf_hub_download(repo, "config.json", revision=revision, local_files_only=offline))
+    except (OSError, EntryNotFoundError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(f"cannot download the config.json of {repo!r} at {revision!r}: {first}") from None
+
+
+def config_file(entry: ConfigEntry, zoo_path: Path) -> Path:
+    """The config.json a config entry is built from: its file (relative to models.yaml) or its repo's."""
+    if entry.config is None:
+        assert entry.repo is not None
+        return _hub_config_file(entry.repo, entry.revision)
+    path = _relative(zoo_path, entry.config)
+    if not path.is_file():
+        raise ModelLoadError(f"config file {str(path)!r} does not exist")
+    return path
+
+
+def config_fields(entry: ConfigEntry, zoo_path: Path) -> dict:
+    """The fields a config entry's model is built from: its config.json with ``overrides`` replaced.
+    An override must name a field of the file (a typo would otherwise measure the unchanged model
+    under the sweep's name)."""
+    path = config_file(entry, zoo_path)
+    try:
+        fields = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelLoadError(f"config file {str(path)!r} is not JSON: {e}") from None
+    if not isinstance(fields, dict) or not isinstance(fields.get("model_type"), str):
+        raise ModelLoadError(f"config file {str(path)!r} has no 'model_type' (not a transformers config.json)")
+    absent = [key for key in entry.overrides if key not in fields]
+    if absent:
+        more = f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""
+        raise ModelLoadError(f"'overrides': config file {str(path)!r} has no field {absent[0]!r}{more}")
+    return fields | entry.overrides
+
+
+def _config_digest(fields: dict) -> str:
+    """sha256 of the config as canonical JSON (keys sorted, no spaces): the same fields give the same
+    digest however the file spells them (order, spacing, ``1e-05`` or ``0.00001``)."""
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _hash_folder(folder: Path) -> str:
     """sha256 of the weight and JSON files of a folder (names and bytes), read once per version of
     the files (``runners.cache.remembered``)."""
@@ -78,9 +132,11 @@ def _hash_files(folder: Path, files: list[Path]) -> str:
 
 
 def fingerprint(entry: Entry, zoo: Zoo, init_seed: int | None = None) -> str:
-    """What identifies the weights without loading them: hub revision, file hash, or base + init seed
-    (``init_seed``: one of a control's seeds; default its first). Files that cannot be read give a
-    ``ModelLoadError``."""
+    """What identifies the weights without loading them: hub revision, file hash, base + init seed
+    (``init_seed``: one of a control's seeds; default its first), or a config entry's config digest
+    (after its overrides) + init seed + its tokenizer entry's fingerprint. Fresh weights also depend
+    on the torch and transformers versions that drew them; both are in every cell's key beside this.
+    Files that cannot be read give a ``ModelLoadError``."""
     try:
         return _fingerprint(entry, zoo, init_seed)
     except OSError as e:
@@ -94,6 +150,9 @@ def _fingerprint(entry: Entry, zoo: Zoo, init_seed: int | None) -> str:
     if isinstance(entry, RandomInitEntry):
         seed = entry.init_seeds[0] if init_seed is None else init_seed
         return f"random_init(seed={seed}):{_fingerprint(zoo.entries[entry.base], zoo, None)}"
+    if isinstance(entry, ConfigEntry):
+        digest = _config_digest(config_fields(entry, zoo.path))
+        return f"config(seed={entry.init_seed}):sha256={digest},tokenizer={_fingerprint(zoo.entries[entry.tokenizer], zoo, None)}"
     if isinstance(entry, GgufEntry):
         return f"gguf:sha256={file_sha256(gguf_file(entry, zoo.path))[:16]}"
     folder = weights_folder(entry, zoo.path)
@@ -121,10 +180,11 @@ def _safetensors_parameters(path: Path) -> int:
 def parameter_count(entry: Entry, zoo: Zoo) -> int | None:
     """The number of weights of an entry without loading it, where its files are on this machine:
     exact from safetensors headers, else estimated from file sizes (4 bytes a weight; a GGUF file's
-    quantised weights at about half a byte); None for hub entries (their files are not here yet)."""
+    quantised weights at about half a byte); None for hub entries (their files are not here yet) and
+    config entries (no weight files)."""
     base = zoo.entries[entry.base] if isinstance(entry, RandomInitEntry) else entry
     try:
-        if isinstance(base, HubEntry):
+        if isinstance(base, HubEntry | ConfigEntry):
             return None
         if isinstance(base, GgufEntry):
             return gguf_file(base, zoo.path).stat().st_size * 2

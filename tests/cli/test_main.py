@@ -103,6 +103,22 @@ def test_bad_zoo_is_one_line_and_exit_code_two(tmp_path, capsys):
     assert "no entry or tag named 'nope'" in capsys.readouterr().err
 
 
+def test_list_shows_a_config_entry_and_names_one_that_cannot_be_built(tmp_path, tiny_bert_dir, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    (tmp_path / "tiny.json").write_text('{"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2}')
+    (tmp_path / "models.yaml").write_text(f"""models:
+  - {{id: tiny, source: local, path: {tiny_bert_dir}}}
+  - {{id: shape, source: config, config: tiny.json, tokenizer: tiny, init_seed: 3, tags: [sweep]}}
+  - {{id: typo, source: config, config: tiny.json, tokenizer: tiny, overrides: {{num_hiden_layers: 3}}}}
+""")
+    assert main(["list", "--zoo", str(tmp_path / "models.yaml"), "--results", str(tmp_path / "out"), "--wide"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()  # at 80 columns the weights are a block of their own
+    shape = [line.split() for line in lines if line.startswith("shape ")]
+    assert shape[0] == ["shape", "config", "sweep"] and shape[1][1].startswith("config(seed=3):sha256=")
+    assert lines[-1] == (f"unavailable: typo: 'overrides': config file {str(tmp_path / 'tiny.json')!r} "
+                         "has no field 'num_hiden_layers'")
+
+
 def test_stale_cells_are_counted_listed_and_recomputed(tmp_path, tiny_bert_dir, capsys, monkeypatch):
     import dataclasses
 

@@ -1,0 +1,103 @@
+"""Config entries (``source: config``) through the real loading path: a model from a config alone,
+its weights drawn from the entry's init seed, its fingerprint naming the config, seed and tokenizer."""
+
+import json
+import textwrap
+
+import pytest
+import torch
+import transformers
+
+from runners.failures import ModelFailure
+from runners.loading import load_model
+from runners.weights import ModelLoadError, fingerprint
+from runners.zoo import ConfigEntry, load_zoo
+from tests.conftest import VOCAB
+
+TINY_LLAMA = {"model_type": "llama", "vocab_size": len(VOCAB), "hidden_size": 32, "num_attention_heads": 4,
+              "num_key_value_heads": 2, "num_hidden_layers": 2, "intermediate_size": 64}
+"""The fields of ``tests.conftest.TINY_CONFIGS['llama']`` that differ from LlamaConfig's defaults."""
+
+
+@pytest.fixture
+def zoo(tmp_path, tiny_llama_dir):
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY_LLAMA, indent=2))
+    (tmp_path / "models.yaml").write_text(textwrap.dedent(f"""
+        models:
+          - {{id: tiny, source: local, path: {tiny_llama_dir}}}
+          - {{id: shape, source: config, config: tiny.json, tokenizer: tiny, tags: [sweep]}}
+          - {{id: shape-again, source: config, config: tiny.json, tokenizer: tiny}}
+          - {{id: shape-seed-1, source: config, config: tiny.json, tokenizer: tiny, init_seed: 1}}
+          - {{id: shape-deeper, source: config, config: tiny.json, tokenizer: tiny, overrides: {{num_hidden_layers: 3}}}}
+          - {{id: shape-typo, source: config, config: tiny.json, tokenizer: tiny, overrides: {{num_hiden_layers: 3}}}}
+          - {{id: shape-missing, source: config, config: absent/config.json, tokenizer: tiny}}
+          - {{id: shape-small-vocab, source: config, config: tiny.json, tokenizer: tiny, overrides: {{vocab_size: 8}}}}
+          - {{id: shape-hub, source: config, repo: org/not-cached, tokenizer: tiny}}
+    """))
+    return load_zoo(tmp_path / "models.yaml")
+
+
+def weights(model: transformers.PreTrainedModel) -> dict[str, torch.Tensor]:
+    return dict(model.state_dict())
+
+
+def test_a_config_entry_draws_the_weights_its_seed_gives_and_uses_its_tokenizer_entry(zoo, tiny_llama_dir):
+    assert zoo.errors == [] and isinstance(zoo.entries["shape"], ConfigEntry)
+    assert zoo.select(["sweep"])[0] == ["shape"]
+    loaded = load_model(zoo.entries["shape"], zoo)
+    model = loaded.model
+    assert type(model) is transformers.LlamaModel and not model.training
+    assert model.config._attn_implementation == "eager"
+    assert (model.config.num_hidden_layers, model.config.hidden_size, model.config.num_key_value_heads) == (2, 32, 2)
+    assert len(model.layers) == 2 and not any(p.requires_grad for p in model.parameters())
+    assert loaded.tokenizer.convert_ids_to_tokens(loaded.tokenizer("a dog .")["input_ids"]) == ["[CLS]", "a", "dog", ".", "[SEP]"]
+    # the tiny model of the tests was drawn from the same config after torch.manual_seed(0): the same weights
+    saved = weights(transformers.AutoModel.from_pretrained(tiny_llama_dir))
+    drawn = weights(model)
+    assert drawn.keys() == saved.keys()
+    assert all(torch.equal(drawn[name], saved[name]) for name in saved)
+
+
+def test_same_config_and_seed_give_the_same_weights_and_fingerprint(zoo, tmp_path):
+    first, again = (load_model(zoo.entries[i], zoo).model for i in ("shape", "shape-again"))
+    assert all(torch.equal(a, b) for a, b in zip(weights(first).values(), weights(again).values(), strict=True))
+    tiny = fingerprint(zoo.entries["tiny"], zoo)
+    assert fingerprint(zoo.entries["shape"], zoo) == fingerprint(zoo.entries["shape-again"], zoo)
+    assert fingerprint(zoo.entries["shape"], zoo).startswith("config(seed=0):sha256=")
+    assert fingerprint(zoo.entries["shape"], zoo).endswith(f",tokenizer={tiny}")
+    # the same fields written another way (order, spacing, an override to the value the file has)
+    (tmp_path / "respelt.json").write_text(json.dumps(dict(reversed(TINY_LLAMA.items()))))
+    respelt = zoo.entries["shape"].model_copy(update={"config": "respelt.json", "overrides": {"hidden_size": 32}})
+    assert fingerprint(respelt, zoo) == fingerprint(zoo.entries["shape"], zoo)
+
+
+def test_another_seed_or_override_gives_other_weights_and_another_fingerprint(zoo):
+    prints = {i: fingerprint(zoo.entries[i], zoo) for i in ("shape", "shape-seed-1", "shape-deeper")}
+    assert len(set(prints.values())) == 3
+    assert prints["shape-seed-1"].startswith("config(seed=1):")
+    first, other = (load_model(zoo.entries[i], zoo).model for i in ("shape", "shape-seed-1"))
+    assert not torch.equal(weights(first)["layers.0.self_attn.v_proj.weight"], weights(other)["layers.0.self_attn.v_proj.weight"])
+    deeper = load_model(zoo.entries["shape-deeper"], zoo).model
+    assert len(deeper.layers) == 3 and deeper.config.num_hidden_layers == 3 and deeper.config.hidden_size == 32
+
+
+def test_a_bad_config_entry_fails_with_one_line_naming_the_file_and_what_is_wrong(zoo, tmp_path):
+    cases = {
+        "shape-typo": f"'overrides': config file {str(tmp_path / 'tiny.json')!r} has no field 'num_hiden_layers'",
+        "shape-missing": f"config file {str(tmp_path / 'absent' / 'config.json')!r} does not exist",
+        "shape-hub": "cannot reach the Hugging Face hub (HF_HUB_OFFLINE is set), and 'org/not-cached' is not in the local cache",
+    }
+    for entry_id, message in cases.items():
+        for attempt in (lambda e: fingerprint(e, zoo), lambda e: load_model(e, zoo)):
+            with pytest.raises(ModelLoadError) as caught:
+                attempt(zoo.entries[entry_id])
+            assert str(caught.value) == message
+    with pytest.raises(ModelFailure) as caught:
+        load_model(zoo.entries["shape-small-vocab"], zoo)
+    assert str(caught.value) == f"the tokenizer of 'tiny' has {len(VOCAB)} tokens, more than the config's vocab_size 8"
+    (tmp_path / "tiny.json").write_text('{"hidden_size": 32}')
+    with pytest.raises(ModelLoadError, match=r"tiny.json' has no 'model_type' \(not a transformers config.json\)$"):
+        fingerprint(zoo.entries["shape"], zoo)
+    (tmp_path / "tiny.json").write_text('{"model_type": "no-such-model"}')
+    with pytest.raises(ModelLoadError, match=r"^model_type 'no-such-model' of 'tiny.json' is unknown to transformers"):
+        load_model(zoo.entries["shape"], zoo)
