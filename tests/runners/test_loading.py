@@ -9,7 +9,7 @@ import torch
 import transformers
 
 from runners.failures import ModelFailure
-from runners.loading import load_model
+from runners.loading import config_of, load_model
 from runners.weights import ModelLoadError, fingerprint
 from runners.zoo import ConfigEntry, load_zoo
 from tests.conftest import VOCAB
@@ -101,3 +101,38 @@ def test_a_bad_config_entry_fails_with_one_line_naming_the_file_and_what_is_wron
     (tmp_path / "tiny.json").write_text('{"model_type": "no-such-model"}')
     with pytest.raises(ModelLoadError, match=r"^model_type 'no-such-model' of 'tiny.json' is unknown to transformers"):
         load_model(zoo.entries["shape"], zoo)
+
+
+SHAPES = {
+    "SmolLM2-135M-shape": dict(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                               intermediate_size=1536, vocab_size=49152, tie_word_embeddings=True, rms_norm_eps=1e-5,
+                               max_position_embeddings=8192),
+    "Llama-3.2-1B-shape": dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
+                               head_dim=64, intermediate_size=8192, vocab_size=128256, tie_word_embeddings=True,
+                               rms_norm_eps=1e-5, max_position_embeddings=131072),
+}
+ROPE = {
+    "SmolLM2-135M-shape": (100000, {}),
+    "Llama-3.2-1B-shape": (500000, {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                    "original_max_position_embeddings": 8192}),
+}
+
+
+def rope(config: transformers.PretrainedConfig) -> tuple[float, dict]:
+    """(theta, scaling) whether transformers keeps them apart (4.x: ``rope_theta``, ``rope_scaling``)
+    or in one ``rope_parameters`` dict (5.x); no scaling is ``{}``."""
+    parameters = dict(getattr(config, "rope_parameters", None) or {"rope_theta": config.rope_theta, **(config.rope_scaling or {})})
+    theta = parameters.pop("rope_theta")
+    return theta, {} if parameters.get("rope_type", "default") == "default" else parameters
+
+
+@pytest.mark.parametrize("entry_id", list(SHAPES))
+def test_the_shipped_shape_configs_have_the_real_models_sizes(entry_id):
+    zoo = load_zoo("models.yaml")
+    entry = zoo.entries[entry_id]
+    assert isinstance(entry, ConfigEntry) and entry.tokenizer == "all-MiniLM-L6-v2" and "shape" in entry.tags
+    config = config_of(entry, zoo)  # what load_model builds the model from, without building it
+    assert config.model_type == "llama"
+    assert {key: getattr(config, key) for key in SHAPES[entry_id]} == SHAPES[entry_id]
+    assert config.hidden_size // config.num_attention_heads == 64
+    assert rope(config) == ROPE[entry_id]
