@@ -16,6 +16,33 @@ from torch.func import jvp, vmap
 
 LayersFn = Callable[[torch.Tensor], torch.Tensor]
 """Maps input embeddings ``x`` (n, d) to hidden states of every layer ``e^l``, stacked (L, n, d)."""
+Progress = Callable[[int], None]
+"""Called with the number of forward-mode products just pushed (progress inside one sequence)."""
+
+
+def product_flops(n: int, d: int, layers: int) -> float:
+    """Rough floating-point operations of one forward-mode product through ``layers`` layers of width
+    ``d`` for ``n`` tokens: about three forward passes of ``24 d^2 + 4 n d`` per token and layer
+    (projections and a 4d feed-forward map, attention scores and mixing)."""
+    return 3.0 * n * layers * (24.0 * d * d + 4.0 * n * d)
+
+
+def exact_flops(n: int, d: int, layers: int) -> float:
+    """Rough cost of exact block norms for one sequence of ``n`` tokens: ``n d`` products."""
+    return n * d * product_flops(n, d, layers)
+
+
+def exact_or_estimate(asked: str, n: int, d: int, layers: int, budget: float, probes: int) -> tuple[str, str]:
+    """The method to use for a longest sequence of ``n`` tokens, and what the label says about it: the
+    estimator where exact block norms are asked for but would cost more than ``budget``."""
+    estimate = f"estimate with {min(probes, d)} probe directions per token"
+    if asked == "estimate":
+        return "estimate", estimate
+    cost = exact_flops(n, d, layers)
+    if cost <= budget:
+        return "exact", "exact block norms"
+    return "estimate", (f"{estimate}, not exact: exact block norms would cost ~{cost:.1e} floating-point operations "
+                        f"for a sequence of {n} tokens (d = {d}, {layers} layers), over exact_max_flops = {budget:.1e}")
 
 
 def _squared_norms(columns: torch.Tensor) -> torch.Tensor:
@@ -24,12 +51,14 @@ def _squared_norms(columns: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()  # forward mode needs no tape; a model whose weights require grad would record one
-def jacobian_block_norms(layers_fn: LayersFn, x: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+def jacobian_block_norms(layers_fn: LayersFn, x: torch.Tensor, chunk_size: int | None = None,
+                         progress: Progress | None = None) -> torch.Tensor:
     """(L, n, n) squared Frobenius norms ``||J_ij^l||_F^2`` by forward mode.
 
     One Jacobian-vector product per input coordinate ``(j, k)`` (tangent = one-hot) gives column
     ``(j, k)`` of every ``J^l`` at once: ``n * d`` products for all layers and output tokens, batched
-    with ``vmap`` in chunks of ``chunk_size`` coordinates (default: one token's ``d``).
+    with ``vmap`` in chunks of ``chunk_size`` coordinates (default: one token's ``d``);
+    ``progress`` is called with each chunk's size.
     """
     n, d = x.shape
     chunk = chunk_size or d
@@ -45,6 +74,8 @@ def jacobian_block_norms(layers_fn: LayersFn, x: torch.Tensor, chunk_size: int |
         if total is None:
             total = torch.zeros(sq.shape[1], n, n, dtype=sq.dtype, device=x.device)
         total.index_add_(2, idx // d, sq.permute(1, 2, 0))
+        if progress is not None:
+            progress(len(idx))
     assert total is not None
     return total
 
@@ -63,13 +94,14 @@ class BlockNormEstimate:
 
 @torch.no_grad()
 def estimate_block_norms(
-    layers_fn: LayersFn, x: torch.Tensor, probes: int, seed: int, chunk_size: int | None = None
+    layers_fn: LayersFn, x: torch.Tensor, probes: int, seed: int, chunk_size: int | None = None,
+    progress: Progress | None = None,
 ) -> BlockNormEstimate:
     """``||J_ij^l||_F^2 ~ mean_v ||J_ij^l v||^2`` over ``probes`` random directions v at input token j.
 
     For each input token the k = ``probes`` directions are orthonormal (QR of a Gaussian d x k
     matrix) and scaled by ``sqrt(d)``, so each ``||J v||^2`` is unbiased and k = d is exact. Costs
-    ``n * k`` forward-mode products instead of ``n * d``.
+    ``n * k`` forward-mode products instead of ``n * d`` (``progress``: called with each chunk's size).
     """
     n, d = x.shape
     k = min(probes, d)
@@ -81,7 +113,12 @@ def estimate_block_norms(
     tangents = tangents.view(n * k, n, d)
     push = vmap(lambda t: jvp(layers_fn, (x,), (t,))[1])
     chunk = chunk_size or d
-    samples = torch.cat([_squared_norms(push(tangents[s : s + chunk])) for s in range(0, n * k, chunk)])  # (n*k, L, n_out)
+    parts = []
+    for s in range(0, n * k, chunk):
+        parts.append(_squared_norms(push(tangents[s : s + chunk])))
+        if progress is not None:
+            progress(len(parts[-1]))
+    samples = torch.cat(parts)  # (n*k, L, n_out)
     samples = samples.view(n, k, *samples.shape[1:]).permute(2, 3, 0, 1)  # (L, n_out, n_in, k)
     mean = samples.mean(-1)
     spread = samples.std(-1) / k**0.5 if k > 1 else torch.full_like(mean, float("nan"))

@@ -103,3 +103,19 @@ def test_estimator_is_exact_with_a_full_set_of_orthogonal_probes_and_close_with_
     own_exact = contributions(exact).diagonal(dim1=-2, dim2=-1)
     own_few = contributions(few.squared).diagonal(dim1=-2, dim2=-1)
     assert ((own_few - own_exact).abs() / own_exact).max() < 0.15
+
+
+def test_progress_is_reported_chunk_by_chunk_inside_one_sequence():
+    from suite.attribution import estimate_block_norms
+
+    n, d = 5, 6
+    fn = tiny_mixer(n, d)
+    x = torch.randn(n, d, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    pushed: list[int] = []
+    with_progress = jacobian_block_norms(fn, x, chunk_size=7, progress=pushed.append)
+    assert pushed == [7, 7, 7, 7, 2]  # n d = 30 products, in chunks of 7
+    torch.testing.assert_close(with_progress, jacobian_block_norms(fn, x, chunk_size=7))
+    pushed.clear()
+    estimate = estimate_block_norms(fn, x, probes=3, seed=0, chunk_size=4, progress=pushed.append)
+    assert pushed == [4, 4, 4, 3]  # n k = 15 products
+    torch.testing.assert_close(estimate.squared, estimate_block_norms(fn, x, probes=3, seed=0, chunk_size=4).squared)
