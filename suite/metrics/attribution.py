@@ -16,8 +16,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from suite.attribution import MixingSummary, contributions, estimate_block_norms, jacobian_block_norms, mixing_summary
-from suite.metrics.base import RowBuffer, progress_bar
+from suite.attribution import (
+    MixingSummary,
+    contributions,
+    estimate_block_norms,
+    exact_or_estimate,
+    jacobian_block_norms,
+    mixing_summary,
+)
+from suite.metrics.base import RowBuffer, progress_bar, say
 from suite.specs.hidden_token_attribution import SPEC, AttributionConfig
 from suite.trace import BatchTrace, ModelProbe
 from suite.uncertainty import Estimate, jackknife_half_width, ratio_of_sums
@@ -48,17 +55,28 @@ class AttributionMetric:
     def __init__(self, config: AttributionConfig, seed: int) -> None:
         self.config = config
         self.seed = seed
-        self.eligible: list[tuple[int, int]] = []  # (sequence id, n)
-        self.too_long = 0
+        self.seen: list[tuple[int, int]] = []  # (sequence id, n) of every probe sequence
         self.d_head: int | None = None
+        self.n_layers = 0
 
     def update(self, batch: BatchTrace) -> None:
         self.d_head = batch.layers[0].values.shape[-1]
-        for seq, n in zip(batch.sequence_ids.tolist(), batch.lengths.tolist(), strict=True):
-            if n <= self.config.max_tokens:
-                self.eligible.append((seq, n))
-            else:
-                self.too_long += 1
+        self.n_layers = len(batch.layers)
+        self.seen += zip(batch.sequence_ids.tolist(), batch.lengths.tolist(), strict=True)
+
+    @property
+    def cap(self) -> int:
+        """The longest sequence attributed: ``max_tokens``, else a multiple of d_h."""
+        return self.config.token_cap(self.d_head or 0)
+
+    @property
+    def eligible(self) -> list[tuple[int, int]]:
+        return [(seq, n) for seq, n in self.seen if n <= self.cap]
+
+    @property
+    def too_long(self) -> list[int]:
+        """Lengths of the probe sequences left out for being longer than the cap."""
+        return [n for _, n in self.seen if n > self.cap]
 
     def order(self) -> list[tuple[int, int]]:
         """Eligible sequences in corpus order, alternating longer than d_h and not (longer first),
@@ -71,15 +89,18 @@ class AttributionMetric:
             out += long[i : i + 1] + short[i : i + 1]
         return out
 
-    def _attribute(self, probe: ModelProbe, seq: int, n: int) -> _Attributed:
-        exact = self.config.method == "exact"
+    def _attribute(self, probe: ModelProbe, seq: int, n: int, method: str) -> _Attributed:
+        exact = method == "exact"
         products = probe.hidden_size if exact else min(self.config.probes, probe.hidden_size)
         x, layers_fn = probe.layers_fn(seq, products)
         leave_one_out = None
-        if exact:
-            norms = jacobian_block_norms(layers_fn, x, self.config.chunk_size)
-        else:
-            estimate = estimate_block_norms(layers_fn, x, self.config.probes, self.seed + seq, self.config.chunk_size)
+        with progress_bar(f"sequence {seq} ({n} tokens)", n * products, "product") as inner:
+            if exact:
+                norms = jacobian_block_norms(layers_fn, x, self.config.chunk_size, progress=inner.update)
+            else:
+                estimate = estimate_block_norms(layers_fn, x, self.config.probes, self.seed + seq,
+                                                self.config.chunk_size, progress=inner.update)
+        if not exact:
             norms = estimate.squared
             loo = [_token_sums(mixing_summary(contributions(q, probe.causal), probe.causal)) for q in estimate.leave_one_out]
             leave_one_out = {name: np.stack([q[name] for q in loo]) for name in PER_TOKEN}
@@ -108,21 +129,26 @@ class AttributionMetric:
         if probe is None:
             raise ValueError("hidden token attribution needs the model as a function (a ModelProbe)")
         order = self.order()
-        if not order:
-            raise ValueError(f"no probe sequence has at most {self.config.max_tokens} tokens for attribution")
+        if not order:  # nothing to attribute is a result (counted, with why), not a failure of the model
+            return self._skipped_rows(RowBuffer(self.spec.name), attributed=0).frame()
+        todo = order[: self.config.max_sequences]
+        method, how = exact_or_estimate(self.config.method, max(n for _, n in todo), probe.hidden_size, self.n_layers,
+                                        self.config.exact_max_flops, self.config.probes)
+        if method != self.config.method:
+            say(self.spec.name, how)
         done: list[_Attributed] = []
-        with progress_bar("attribution", min(len(order), self.config.max_sequences), "sequence") as bar:
-            for seq, n in order[: self.config.max_sequences]:
-                done.append(self._attribute(probe, seq, n))
+        with progress_bar("attribution", len(todo), "sequence") as bar:
+            for seq, n in todo:
+                done.append(self._attribute(probe, seq, n, method))
                 bar.update()
                 if len(done) >= self.config.min_sequences:
                     half = self._estimates(done)["own"].half_width[-1]
                     bar.set_postfix_str(f"last-layer own +-{half:.3f}, target {self.config.target_half_width}")
                     if half <= self.config.target_half_width:
                         break
-        return self._rows(done, len(order))
+        return self._rows(done, len(order), how)
 
-    def _rows(self, done: list[_Attributed], eligible: int) -> pd.DataFrame:
+    def _rows(self, done: list[_Attributed], eligible: int, how: str) -> pd.DataFrame:
         rows = RowBuffer(self.spec.name)
         estimates = self._estimates(done)
         n_layers = len(done[0].sums["own"])
@@ -146,10 +172,28 @@ class AttributionMetric:
         reason = ("the target interval was met" if met else
                   "all eligible sequences were used" if len(done) == eligible else
                   f"max_sequences ({self.config.max_sequences}) was reached")
-        label = (f"{len(done)} of {eligible} eligible sequences ({long} longer than d_h = {self.d_head} tokens, "
-                 f"{len(done) - long} not); last-layer own contribution +-{half:.3f} (target "
+        why_not = ("the cap is not above d_h" if self.cap <= (self.d_head or 0) else
+                   "the corpus, or the run's --max-tokens, has no longer sentence under the cap")
+        straddle = "" if long else f"; none is longer than d_h, so the sample does not straddle the head size ({why_not})"
+        label = (f"{len(done)} of {eligible} eligible sequences of at most {self.cap} tokens "
+                 f"({self.config.cap_reason(self.d_head or 0)}): {long} longer than d_h = {self.d_head} tokens, "
+                 f"{len(done) - long} not{straddle}; {how}; last-layer own contribution +-{half:.3f} (target "
                  f"{self.config.target_half_width}); stopped because {reason}")
         rows.add("attributed_sequences", float(len(done)), label=[label], n=[sum(a.n for a in done)], n_unit="tokens")
-        rows.add("skipped_sequences", float(self.too_long),
-                 label=[f"{self.too_long} probe sequences longer than max_tokens = {self.config.max_tokens}"])
-        return rows.frame()
+        return self._skipped_rows(rows, attributed=len(done)).frame()
+
+    def _skipped_rows(self, rows: RowBuffer, attributed: int) -> RowBuffer:
+        """The count of sequences left out for their length, with the cap and why; with nothing
+        attributed, also the zero count saying so."""
+        cap = f"the cap of {self.cap} tokens ({self.config.cap_reason(self.d_head or 0)})"
+        skipped = self.too_long
+        text = f"{len(skipped)} probe sequences left out for being longer than {cap}"
+        if skipped:
+            text += f"; the shortest of them has {min(skipped)} tokens"
+        if not attributed:
+            rows.add("attributed_sequences", 0.0, n=[0], n_unit="tokens",
+                     label=[f"no sequence attributed: none of the {len(self.seen)} probe sequences has at most "
+                            f"{self.cap} tokens ({self.config.cap_reason(self.d_head or 0)}); a higher "
+                            "--attribution-max-tokens attributes longer ones (none is truncated)"])
+        rows.add("skipped_sequences", float(len(skipped)), label=[text])
+        return rows

@@ -41,6 +41,11 @@ def progress_bar(description: str, total: int, unit: str) -> tqdm:
     return tqdm(total=total, desc=f"  {description}", unit=unit, file=sys.stderr, leave=False)
 
 
+def say(metric: str, line: str) -> None:
+    """One line on standard error now (the rows' label keeps it too), clear of any progress bar."""
+    tqdm.write(f"  {metric}: {line}", file=sys.stderr)
+
+
 def metric_class(name: str) -> type[Metric]:
     """The implementation of the metric ``name`` (an unknown name raises with a "did you mean")."""
     module, _, cls = SPECS.get(name).implementation.partition(":")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from suite.attribution import contributions, estimate_block_norms, jacobian_block_norms
+from suite.attribution import Progress, contributions, estimate_block_norms, exact_or_estimate, jacobian_block_norms
 from suite.context_mixing import (
     RAW_PRODUCT,
     ROLLOUT_WITH_IDENTITY,
@@ -26,7 +26,7 @@ from suite.context_mixing import (
     rollout,
     row_normalise,
 )
-from suite.metrics.base import RowBuffer, progress_bar
+from suite.metrics.base import RowBuffer, progress_bar, say
 from suite.specs.context_mixing import MEASURES, SCORES, SPEC, ContextMixingConfig
 from suite.trace import BatchTrace, ModelProbe
 from suite.uncertainty import ratio_of_sums
@@ -41,20 +41,28 @@ class ContextMixingMetric:
         self.config = config
         self.seed = seed
         self.eligible: list[tuple[int, int]] = []
+        self.too_long: list[int] = []  # lengths of the sequences left out for being longer than max_tokens
+        self.too_short = 0
+        self.n_layers = 0
 
     def update(self, batch: BatchTrace) -> None:
+        self.n_layers = len(batch.layers)
         for seq, n in zip(batch.sequence_ids.tolist(), batch.lengths.tolist(), strict=True):
-            if 3 <= n <= self.config.max_tokens:
+            if n > self.config.max_tokens:
+                self.too_long.append(n)
+            elif n < 3:
+                self.too_short += 1
+            else:
                 self.eligible.append((seq, n))
 
-    def _reference(self, probe: ModelProbe, seq: int) -> torch.Tensor:
-        """(L, n, n) attribution ``c^l`` of the sequence."""
-        if self.config.reference == "exact":
+    def _reference(self, probe: ModelProbe, seq: int, method: str, progress: Progress) -> torch.Tensor:
+        """(L, n, n) attribution ``c^l`` of the sequence (``method``: exact or estimate)."""
+        if method == "exact":
             x, layers_fn = probe.layers_fn(seq, probe.hidden_size)
-            norms = jacobian_block_norms(layers_fn, x)
+            norms = jacobian_block_norms(layers_fn, x, progress=progress)
         else:
             x, layers_fn = probe.layers_fn(seq, self.config.probes)
-            norms = estimate_block_norms(layers_fn, x, self.config.probes, self.seed + seq).squared
+            norms = estimate_block_norms(layers_fn, x, self.config.probes, self.seed + seq, progress=progress).squared
         return contributions(norms, probe.causal)
 
     def _local_reference(self, layer, causal: bool, seed: int) -> torch.Tensor:
@@ -69,9 +77,15 @@ class ContextMixingMetric:
         if probe is None:
             raise ValueError("context mixing needs the model as a function (a ModelProbe)")
         chosen = sorted(self.eligible)[: self.config.max_sequences]
-        if not chosen:
-            raise ValueError(f"no probe sequence has 3 to {self.config.max_tokens} tokens for context mixing")
         rows = RowBuffer(self.spec.name)
+        if not chosen:  # nothing to score is a result (counted, with why), not a failure of the model
+            return self._counts(rows, chosen, "").frame()
+        method, how = exact_or_estimate(self.config.reference, max(n for _, n in chosen), probe.hidden_size,
+                                        self.n_layers, self.config.exact_max_flops, self.config.probes)
+        if method != self.config.reference:
+            say(self.spec.name, f"reference: {how}")
+        if method == "estimate":
+            how += " (its probe error is not in the score intervals)"
         sums: dict[str, list[np.ndarray]] = defaultdict(list)  # variant -> per sequence (L,) sums over tokens
         counts: dict[str, list[np.ndarray]] = defaultdict(list)
         example = min(chosen, key=lambda c: (c[1], c[0]))
@@ -79,7 +93,9 @@ class ContextMixingMetric:
             for seq, n in chosen:
                 layers = probe.mixing_layers(seq)
                 local = [local_matrices(layer, probe.causal) for layer in layers]
-                reference = self._reference(probe, seq)
+                products = probe.hidden_size if method == "exact" else min(self.config.probes, probe.hidden_size)
+                with progress_bar(f"reference, sequence {seq} ({n} tokens)", n * products, "product") as inner:
+                    reference = self._reference(probe, seq, method, inner.update)
                 local_reference = [self._local_reference(layer, probe.causal, self.seed + seq + 7919 * i)
                                    for i, layer in enumerate(layers)]
                 for measure in MEASURES:
@@ -111,7 +127,26 @@ class ContextMixingMetric:
             layer_index = np.arange(1, len(chunks[0]) + 1)
             rows.add_estimate(variant, ratio_of_sums(np.stack(chunks), np.stack(counts[variant]), "tokens", self.seed),
                               layer_index)
-        return rows.frame()
+        return self._counts(rows, chosen, how).frame()
+
+    def _counts(self, rows: RowBuffer, chosen: list[tuple[int, int]], how: str) -> RowBuffer:
+        """How many sequences were scored (which, against what reference) and how many were left out, and why."""
+        limit = f"3 to {self.config.max_tokens} tokens"
+        if chosen:
+            text = (f"{len(chosen)} of {len(self.eligible)} eligible sequences of {limit}, the first in corpus order "
+                    f"(longest {max(n for _, n in chosen)} tokens); reference: {how}")
+        else:
+            seen = len(self.too_long) + self.too_short
+            text = (f"no sequence scored: none of the {seen} probe sequences has {limit}; a higher --mixing-max-tokens "
+                    "scores longer ones (none is truncated)")
+        rows.add("scored_sequences", float(len(chosen)), label=[text], n=[sum(n for _, n in chosen)], n_unit="tokens")
+        longer = f"{len(self.too_long)} longer than max_tokens = {self.config.max_tokens}"
+        if self.too_long:
+            longer += f" (the shortest of them has {min(self.too_long)} tokens)"
+        rows.add("skipped_sequences", float(len(self.too_long) + self.too_short),
+                 label=[f"{len(self.too_long) + self.too_short} probe sequences left out: {longer}, "
+                        f"{self.too_short} shorter than 3 tokens"])
+        return rows
 
     @staticmethod
     def _normalised(matrix: torch.Tensor, measure: str, where: str, causal: bool) -> torch.Tensor:

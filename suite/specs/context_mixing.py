@@ -23,16 +23,20 @@ NAMES = {"attention": "raw attention (rolled out with the residual)", "norm": "K
 
 
 class ContextMixingConfig(MetricConfig):
-    """The first ``max_sequences`` probe sequences (corpus order) of at most ``max_tokens`` tokens are
-    scored. Global scores compare each measure's rolled-out matrix with the attribution ``c^l``
-    (``reference``: exact block norms, or the estimator with ``probes`` directions); local scores
-    compare each one-layer matrix with the one-layer Jacobian ``||d e_i^l / d e_j^(l-1)||_F``,
-    estimated with ``probes`` directions per token."""
+    """The first ``max_sequences`` probe sequences (corpus order) of 3 to ``max_tokens`` tokens are
+    scored; the others are left out and counted (none is truncated; the measures hold n x n x d
+    tensors, hence the bound). Global scores compare each measure's rolled-out matrix with the
+    attribution ``c^l`` (``reference``: exact block norms, or the estimator with ``probes``
+    directions; exact falls back to the estimator where it would cost more than ``exact_max_flops``
+    for the longest scored sequence, and the rows' label says so); local scores compare each
+    one-layer matrix with the one-layer Jacobian ``||d e_i^l / d e_j^(l-1)||_F``, estimated with
+    ``probes`` directions per token."""
 
     max_sequences: Annotated[int, Field(ge=1)] = 3
-    max_tokens: Annotated[int, Field(ge=3)] = 16
+    max_tokens: Annotated[int, Field(ge=3, le=1024)] = 16
     reference: Literal["exact", "estimate"] = "exact"
     probes: Annotated[int, Field(ge=2)] = 8
+    exact_max_flops: Annotated[float, Field(gt=0)] = 1e16
 
 
 def _variants() -> dict[str, Variant]:
@@ -46,6 +50,11 @@ def _variants() -> dict[str, Variant]:
     out["matrix:attribution"] = Variant("example sequence: the attribution c^l it is scored against", kind="map")
     out["norm_resln/mixing_ratio"] = Variant("mean share of context in the attention block output (Kobayashi et al. "
                                              "2021)", "none", (0, 1), "share")
+    out["scored_sequences"] = Variant("sequences scored; the label says which and the reference used (and why, where "
+                                      "exact was too costly)", "none", (0, None), "sequences", kind="count")
+    out["skipped_sequences"] = Variant("probe sequences left out for being longer than max_tokens or shorter than 3 "
+                                       "tokens (the label says how many of each)", "none", (0, None), "sequences",
+                                       kind="count")
     return out
 
 
@@ -54,7 +63,7 @@ SPEC = MetricSpec(
     display_name="Context-mixing agreement",
     description="How well attention, norm-based, GlobEnc, ALTI and value-zeroing mixing matrices agree with "
     "Jacobian attribution, per layer (rolled out against c^l, and one layer against the one-layer Jacobian).",
-    version=1,
+    version=2,
     variants=_variants(),
     headline="alti/spearman",
     implementation="suite.metrics.context_mixing:ContextMixingMetric",

@@ -204,3 +204,34 @@ def test_an_unreadable_cell_is_quarantined_and_recomputed_the_rest_kept(zoo, cor
     assert [p.suffix for p in sorted(store.quarantined.iterdir())].count(".reason") == 1
     rows = ResultQuery(root).all_rows()
     assert set(rows["metric"]) == set(SPECS) and (rows["status"] == "ok").all()
+
+
+def test_a_long_only_corpus_fails_neither_attribution_nor_context_mixing(zoo, tmp_path):
+    """Every sentence is longer than attribution's cap (2.5 x d_h = 8: 20 tokens) and context
+    mixing's (16): both record that they left all out and why; no metric of either model fails."""
+    from results.summary import run_notes
+
+    long_only = Corpus("long", [(" ".join([s, *SENTENCES[i + 1 : i + 3]]), None) for i, s in enumerate(SENTENCES[:5])])
+    models = ["tiny", "tiny-decoder"]
+    settings = dict(FAST, hidden_token_attribution={"min_sequences": 2, "max_sequences": 2},
+                    context_mixing={"max_sequences": 2})
+    runner = Runner(zoo, long_only, RunConfig(metrics=settings, batch_size=4), ResultStore(tmp_path), "t",
+                    log=lambda line: None)
+    outcomes = runner.run(models)
+    assert all(not o.failed and sorted(o.computed) == sorted(SPECS) for o in outcomes), [o.failed for o in outcomes]
+    rows = ResultQuery(tmp_path).all_rows()
+    assert (rows["status"] == "ok").all()
+    for model in models:
+        counts = rows[(rows["model_id"] == model) & rows["variant"].str.endswith("_sequences")]
+        values = counts.set_index(["metric", "variant"])["value"].to_dict()
+        assert values == {("hidden_token_attribution", "attributed_sequences"): 0,
+                          ("hidden_token_attribution", "skipped_sequences"): 5,
+                          ("context_mixing", "scored_sequences"): 0, ("context_mixing", "skipped_sequences"): 5}
+        assert not rows[(rows["model_id"] == model) & rows["metric"].isin(["hidden_token_attribution", "context_mixing"])
+                        & rows["layer"].notna()].size  # no numbers from sentences that were not used
+    notes = run_notes(rows)
+    for model in models:
+        assert (f"{model}: hidden_token_attribution: no sequence attributed: none of the 5 probe sequences has at "
+                "most 20 tokens (2.5 x d_h = 8, rounded up)") in "\n".join(notes)
+        assert any(line.startswith(f"{model}: context_mixing: 5 probe sequences left out: 5 longer than max_tokens = 16 "
+                                   "(the shortest of them has 30 tokens), 0 shorter than 3 tokens") for line in notes), notes

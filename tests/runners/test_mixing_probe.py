@@ -24,8 +24,10 @@ def test_every_measure_runs_and_gives_row_stochastic_matrices(tiny):
     metric = ContextMixingMetric(ContextMixingConfig(max_sequences=2, max_tokens=14), seed=0)
     metric.update(tracer.trace(ids))
     rows = metric.finish(tracer)
-    aggregates = rows[rows["sequence"].isna()]
+    aggregates = rows[rows["sequence"].isna() & rows["layer"].notna()]
     expected = {v for v, spec in SPEC.variants.items() if spec.kind == "layer"}
+    counts = rows[rows["layer"].isna()].set_index("variant")["value"]
+    assert counts.to_dict() == {"scored_sequences": 2, "skipped_sequences": 0}
     assert set(aggregates["variant"]) == expected and aggregates["value"].notna().all()
     assert (aggregates["ci_low"] <= aggregates["value"] + 1e-12).all() and (aggregates["n_unit"] == "tokens").all()
     for measure in MEASURES:
