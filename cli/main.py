@@ -15,15 +15,20 @@ from cli.errors import CliError
 from suite.specs import SPECS
 
 DEFAULT_RESULTS = "idsuite-results"
+_PER_HEAD_SIZE = SPECS.get("hidden_token_attribution").config_type.model_fields["max_tokens_per_head_size"].default
 METRIC_OPTIONS = {  # command-line option -> (metric, config key, help, type)
     "attribution_method": ("hidden_token_attribution", "method", "'exact' or 'estimate' Jacobian norms", str),
     "attribution_probes": ("hidden_token_attribution", "probes", "probe directions per token (estimate)", int),
     "attribution_sequences": ("hidden_token_attribution", "max_sequences",
                               "most sequences attributed (it stops earlier once the target interval is met)", int),
-    "attribution_max_tokens": ("hidden_token_attribution", "max_tokens", "longest sequence for attribution", int),
+    "attribution_max_tokens": ("hidden_token_attribution", "max_tokens", "longest sequence for attribution (default "
+                               f"{_PER_HEAD_SIZE:g} x the model's head size d_h, rounded up, so that the sample "
+                               "straddles d_h)", int),
     "mixing_reference": ("context_mixing", "reference", "'exact' or 'estimate' attribution the context-mixing "
                          "measures are scored against", str),
     "mixing_sequences": ("context_mixing", "max_sequences", "sequences the context-mixing measures are scored on", int),
+    "mixing_max_tokens": ("context_mixing", "max_tokens", "longest sequence the context-mixing measures are scored on "
+                          "(3 to 1024; longer ones are left out and counted)", int),
     "mlp_epochs": ("token_identifiability", "mlp_max_epochs",
                    "most training epochs of an MLP map g (it stops earlier once converged)", int),
 }
@@ -63,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-tokens", type=int, default=128, help="longest sequence kept (default 128)")
     run.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (default 16)")
     for option, (metric, key, text, kind) in METRIC_OPTIONS.items():  # None keeps the metric config's default
-        default = SPECS.get(metric).config_type.model_fields[key].default
-        run.add_argument(f"--{option.replace('_', '-')}", type=kind, help=f"{text} (default {default})")
+        default = SPECS.get(metric).config_type.model_fields[key].default  # None: the help text says what it is
+        run.add_argument(f"--{option.replace('_', '-')}", type=kind,
+                         help=text if default is None else f"{text} (default {default})")
     run.add_argument("--seed", type=int, default=0, help="corpus order, splits and probes (default 0)")
     run.add_argument("--device", default="auto", help="'auto' (cuda where present, else cpu), 'cpu', 'cuda', 'cuda:1'")
     run.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],

@@ -119,6 +119,31 @@ def test_list_shows_a_config_entry_and_names_one_that_cannot_be_built(tmp_path, 
                          "has no field 'num_hiden_layers'")
 
 
+def test_the_token_limits_of_attribution_and_context_mixing_are_options(tmp_path, capsys):
+    from cli.main import build_parser
+    from cli.run import validate
+
+    (tmp_path / "models.yaml").write_text("models:\n  - {id: tiny, source: hub, tags: [default]}\n")
+    run = ["run", "--zoo", str(tmp_path / "models.yaml"), "--results", str(tmp_path / "r")]
+    plan = validate(build_parser().parse_args([*run, "--mixing-max-tokens", "64", "--attribution-max-tokens", "300"]))
+    configs = plan.config.metric_configs()
+    assert configs["context_mixing"].max_tokens == 64 and configs["hidden_token_attribution"].token_cap(64) == 300
+    default = validate(build_parser().parse_args(run)).config.metric_configs()
+    assert default["context_mixing"].max_tokens == 16  # modest by default
+    assert [default["hidden_token_attribution"].token_cap(d) for d in (32, 64, 128, 256)] == [80, 160, 320, 640]
+    for option, value, message in (
+        ("--mixing-max-tokens", "2", "--mixing-max-tokens: input should be greater than or equal to 3 (got 2)"),
+        ("--mixing-max-tokens", "1025", "--mixing-max-tokens: input should be less than or equal to 1024 (got 1025)"),
+        ("--attribution-max-tokens", "1", "--attribution-max-tokens: input should be greater than or equal to 2 (got 1)"),
+    ):
+        assert main([*run, option, value]) == 2
+        captured = capsys.readouterr()
+        assert captured.err == f"error: {message}\n" and captured.out == ""
+    assert not (tmp_path / "r").exists()
+    helps = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+    assert "2.5 x the model's head size d_h" in " ".join(helps.split()) and "(default None)" not in helps
+
+
 def test_stale_cells_are_counted_listed_and_recomputed(tmp_path, tiny_bert_dir, capsys, monkeypatch):
     import dataclasses
 
