@@ -26,18 +26,26 @@ def _plain(tracer, batches):
 
 
 def _battery(tracer, batches, finish, seconds: dict[str, float] | None = None):
-    """One battery over ``batches``; with ``seconds``, the time of each stage is added there: the
-    traced forward passes, the metrics' updates, and each metric's finish."""
+    """One battery over ``batches`` as the runner runs it (each layer's maps consumed as the forward
+    pass hands them over); with ``seconds``, the time of each stage is added there: the traced forward
+    passes with the per-layer updates, the batch updates, and each metric's finish."""
     clock = {} if seconds is None else seconds
     metrics = {m: metric_class(m)(SPECS.get(m).config_type(), 0) for m in BATTERY}
+    layerwise = [m for m in metrics.values() if hasattr(m, "update_layer")]
+
+    def on_layer(batch, layer):
+        for metric in layerwise:
+            metric.update_layer(batch, layer)
+
     for ids in batches:
         start = time.perf_counter()
-        trace = tracer.trace(ids)
+        trace = tracer.trace(ids, on_layer)
         middle = time.perf_counter()
         for metric in metrics.values():
             metric.update(trace)
-        clock["traced forward passes"] = clock.get("traced forward passes", 0.0) + middle - start
-        clock["updates"] = clock.get("updates", 0.0) + time.perf_counter() - middle
+        stage = "traced forward passes with per-layer updates"
+        clock[stage] = clock.get(stage, 0.0) + middle - start
+        clock["batch updates"] = clock.get("batch updates", 0.0) + time.perf_counter() - middle
     if finish:
         for name, metric in metrics.items():
             start = time.perf_counter()

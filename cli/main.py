@@ -66,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pair-column", default=None, help="column holding a second sentence, encoded as a pair")
     run.add_argument("--max-sequences", type=int, default=200, help="probe sequences per model (default 200)")
     run.add_argument("--max-tokens", type=int, default=128, help="longest sequence kept (default 128)")
-    run.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (default 16)")
+    run.add_argument("--batch-size", type=int, default=16, help="most sequences per forward pass (default 16)")
+    run.add_argument("--batch-map-elements", type=int, default=1 << 24,
+                     help="most attention-map entries per forward pass, sequences x heads x n^2 (default 2^24); "
+                          "longer sequences go in smaller batches, one at least")
     for option, (metric, key, text, kind) in METRIC_OPTIONS.items():  # None keeps the metric config's default
         default = SPECS.get(metric).config_type.model_fields[key].default  # None: the help text says what it is
         run.add_argument(f"--{option.replace('_', '-')}", type=kind,

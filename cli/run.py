@@ -29,8 +29,8 @@ from runners.zoo import Zoo, ZooFileError, load_zoo
 from suite.registry import RegistryError
 from suite.specs import SPECS
 
-RUN_OPTIONS = {"seed": "--seed", "batch_size": "--batch-size", "max_tokens": "--max-tokens", "device": "--device",
-               "dtype": "--dtype"}
+RUN_OPTIONS = {"seed": "--seed", "batch_size": "--batch-size", "batch_map_elements": "--batch-map-elements",
+               "max_tokens": "--max-tokens", "device": "--device", "dtype": "--dtype"}
 CORPUS_OPTIONS = {"source": "--corpus", "max_sequences": "--max-sequences", "text_column": "--text-column",
                   "pair_column": "--pair-column", "split": "--split", "config": "--corpus-config"}
 
@@ -94,7 +94,8 @@ def validate(args: argparse.Namespace) -> RunPlan:
         except pydantic.ValidationError as e:
             raise _option_error(e, options) from None
     try:
-        config = RunConfig(seed=args.seed, batch_size=args.batch_size, max_tokens=args.max_tokens,
+        config = RunConfig(seed=args.seed, batch_size=args.batch_size, batch_map_elements=args.batch_map_elements,
+                           max_tokens=args.max_tokens,
                            device=args.device, dtype=args.dtype, recompute=args.recompute, metrics=overrides)
         config.metric_configs()
     except pydantic.ValidationError as e:

@@ -83,7 +83,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("max_tokens", "int64", "provenance", "longest probe sequence kept", key=True, setting=True),
     Column("dtype", "string", "provenance", "forward-pass dtype", key=True),
     Column("device", "string", "provenance", "device name the cell was computed on"),
-    Column("batch_size", "int64", "provenance", "sequences per forward pass"),
+    Column("batch_size", "int64", "provenance", "most sequences in one forward pass of the model (see RunConfig)"),
     Column("timestamp", "string", "provenance", "UTC time the cell was written (ISO 8601, microseconds)"),
     Column("suite_version", "string", "provenance", "idsuite version", key=True),
     Column("torch_version", "string", "provenance", "torch version", key=True),

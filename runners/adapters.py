@@ -31,7 +31,8 @@ class Adapter:
     ``embeddings``: candidate modules whose output is ``x`` (the first that exists is used, e.g.
     ELECTRA's ``embeddings_project`` when the embedding size differs from the hidden size);
     ``layers``: the list of transformer blocks; ``value``/``output``: the value and attention-output
-    projections inside a block. ``value_layout``: ``separate`` (the module's output is V, with
+    projections inside a block; ``attention``: the module inside a block whose output tuple holds the
+    attention probabilities (B, H, N, N) at index 1. ``value_layout``: ``separate`` (the module's output is V, with
     ``n_kv_heads * d_h`` features), ``fused_qkv`` (``[Q | K | V]``, GPT-2's ``c_attn``) or
     ``fused_per_head`` (per head ``[q k v]``, GPT-NeoX's ``query_key_value``). ``conv1d``: the
     output weight is stored (in, out) (GPT-2's ``Conv1D``) rather than ``nn.Linear``'s (out, in).
@@ -51,6 +52,7 @@ class Adapter:
     layers: str
     value: str
     output: str
+    attention: str
     causal: bool = False
     value_layout: ValueLayout = "separate"
     conv1d: bool = False
@@ -93,7 +95,8 @@ class Adapter:
 ADAPTERS: Registry[Adapter] = Registry("architecture")
 _BERT_NORMS = {"mixing": "post", "attention_norm": "attention.output.LayerNorm", "ffn_norm": "output.LayerNorm"}
 _BERT_LIKE = Adapter(
-    ("embeddings",), "encoder.layer", "attention.self.value", "attention.output.dense", feed_forward="feed_forward_chunk",
+    ("embeddings",), "encoder.layer", "attention.self.value", "attention.output.dense", "attention.self",
+    feed_forward="feed_forward_chunk",
     **_BERT_NORMS,
 )
 for _name in ("bert", "roberta", "xlm-roberta", "camembert"):
@@ -105,6 +108,7 @@ ADAPTERS.register(
         "encoder.layer",
         "attention.self.value",
         "attention.output.dense",
+        "attention.self",
         feed_forward="feed_forward_chunk",
         **_BERT_NORMS,
     ),
@@ -116,6 +120,7 @@ ADAPTERS.register(
         "encoder.albert_layer_groups.0.albert_layers",
         "attention.value",
         "attention.dense",
+        "attention",
         shared_layers=True,
         feed_forward="ff_chunk",
         mixing="post",
@@ -124,15 +129,16 @@ ADAPTERS.register(
     ),
 )
 ADAPTERS.register(
-    "distilbert", Adapter(("embeddings",), "transformer.layer", "attention.v_lin", "attention.out_lin", feed_forward="ffn",
+    "distilbert", Adapter(("embeddings",), "transformer.layer", "attention.v_lin", "attention.out_lin", "attention",
+                          feed_forward="ffn",
                           mixing="post", attention_norm="sa_layer_norm", ffn_norm="output_layer_norm")
 )
-ADAPTERS.register("mpnet", Adapter(("embeddings",), "encoder.layer", "attention.attn.v", "attention.attn.o",
+ADAPTERS.register("mpnet", Adapter(("embeddings",), "encoder.layer", "attention.attn.v", "attention.attn.o", "attention.attn",
                                    mixing="post", attention_norm="attention.LayerNorm", ffn_norm="output.LayerNorm"))
 ADAPTERS.register(
     "gpt2",
     Adapter(
-        ("drop",), "h", "attn.c_attn", "attn.c_proj", causal=True, value_layout="fused_qkv", conv1d=True, feed_forward="mlp",
+        ("drop",), "h", "attn.c_attn", "attn.c_proj", "attn", causal=True, value_layout="fused_qkv", conv1d=True, feed_forward="mlp",
         final_norm="ln_f",
     ),
 )
@@ -143,6 +149,7 @@ ADAPTERS.register(
         "layers",
         "attention.query_key_value",
         "attention.dense",
+        "attention",
         causal=True,
         value_layout="fused_per_head",
         feed_forward="mlp",
@@ -150,7 +157,7 @@ ADAPTERS.register(
     ),
 )
 _LLAMA_LIKE = Adapter(
-    ("embed_tokens",), "layers", "self_attn.v_proj", "self_attn.o_proj", causal=True, feed_forward="mlp",
+    ("embed_tokens",), "layers", "self_attn.v_proj", "self_attn.o_proj", "self_attn", causal=True, feed_forward="mlp",
     final_norm="norm",
 )
 for _name in ("llama", "mistral", "qwen2", "qwen3"):

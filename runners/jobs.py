@@ -35,8 +35,10 @@ from runners.tracing import Tracer
 from runners.weights import fingerprint
 from runners.zoo import RandomInitEntry, Zoo
 from suite.metrics import metric_class
+from suite.metrics.base import Metric
 from suite.specs import SPECS
 from suite.specs.rows import ROW_COLUMNS
+from suite.trace import BatchTrace
 
 __all__ = ["ModelOutcome", "RunConfig", "Runner"]
 
@@ -68,6 +70,17 @@ class _Stage:
 
     def __init__(self) -> None:
         self.name = ""
+
+
+def _each(metrics: dict[str, Metric], outcome: ModelOutcome, where: str, call: Callable[[Metric], None]) -> None:
+    """``call`` on every metric; one that raises is recorded as failed (naming ``where``) and dropped,
+    and the others go on."""
+    for name in list(metrics):
+        try:
+            call(metrics[name])
+        except Exception as e:  # noqa: BLE001  (a metric that breaks is recorded; the others go on)
+            outcome.failed[name] = one_line(e, f"{name} on {where}")
+            del metrics[name]
 
 
 class Runner:
@@ -249,16 +262,18 @@ class Runner:
         metrics = {m: metric_class(m)(self.metric_configs[m], self.config.seed) for m in pending}
         batches = self._batches(tracer)
         facts["n_sequences"] = len(tracer.encodings)
+        facts["batch_size"] = max(map(len, batches))  # the largest batch actually run
         progress = tqdm(batches, desc="  forward + metrics", unit="batch", file=sys.stderr, leave=False)
         for number, batch_ids in enumerate(progress, start=1):
             stage.name = f"forward pass, batch {number} of {len(batches)}"
-            trace = tracer.trace(batch_ids)
-            for name in list(metrics):
-                try:
-                    metrics[name].update(trace)
-                except Exception as e:  # noqa: BLE001  (a metric that breaks is recorded; the others go on)
-                    outcome.failed[name] = one_line(e, f"{name} on batch {number}")
-                    del metrics[name]
+            where = f"batch {number}"
+
+            def on_layer(batch: BatchTrace, layer: int, where: str = where) -> None:
+                _each(metrics, outcome, f"{where}, layer {layer + 1}",
+                      lambda m: m.update_layer(batch, layer) if hasattr(m, "update_layer") else None)
+
+            trace = tracer.trace(batch_ids, on_layer)  # each layer's maps are consumed as they come, then released
+            _each(metrics, outcome, where, lambda m, trace=trace: m.update(trace))
         for name, metric in metrics.items():
             self.log(f"  {name} ...")
             try:
@@ -300,7 +315,16 @@ class Runner:
         return tracer, facts
 
     def _batches(self, tracer: Tracer) -> list[list[int]]:
-        """Sequences sorted by length so that padding stays small, then cut into batches."""
+        """Sequences sorted by length so that padding stays small, then cut into batches of at most
+        ``batch_size`` sequences and ``batch_map_elements`` map entries (``RunConfig``)."""
         order = sorted(tracer.encodings, key=lambda s: (len(tracer.encodings[s]["input_ids"]), s))
-        size = self.config.batch_size
-        return [order[i : i + size] for i in range(0, len(order), size)]
+        batches: list[list[int]] = []
+        for s in order:
+            n = len(tracer.encodings[s]["input_ids"])  # the longest so far: the order is by length
+            current = batches[-1] if batches else []
+            fits = len(current) < self.config.batch_size and (len(current) + 1) * tracer.n_heads * n * n <= self.config.batch_map_elements
+            if current and fits:
+                current.append(s)
+            else:
+                batches.append([s])
+        return batches

@@ -14,12 +14,16 @@ DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 class RunConfig(pydantic.BaseModel):
     """``metrics`` maps metric names to config overrides; ``lease_ttl``: seconds a cell's lease
-    lives without renewal (a dead worker's cells are taken over after that)."""
+    lives without renewal (a dead worker's cells are taken over after that). A batch holds at most
+    ``batch_size`` sequences and at most ``batch_map_elements`` attention-map entries (sequences x
+    heads x n^2 for its longest n; one sequence at least): the memory of one layer's maps is bounded,
+    whatever the sequence lengths."""
 
     model_config = pydantic.ConfigDict(extra="forbid")
 
     seed: Annotated[int, pydantic.Field(ge=0)] = 0
     batch_size: Annotated[int, pydantic.Field(ge=1, le=4096)] = 16
+    batch_map_elements: Annotated[int, pydantic.Field(ge=1, le=1 << 40)] = 1 << 24
     max_tokens: Annotated[int, pydantic.Field(ge=2, le=1 << 20)] = 128
     device: str = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"

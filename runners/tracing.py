@@ -17,7 +17,7 @@ from suite.attribution import LayersFn
 from suite.context_mixing import MixingLayer
 from suite.masks import token_mask
 from suite.null_space import output_factor
-from suite.trace import BatchTrace, LayerTrace
+from suite.trace import BatchTrace, LayerConsumer, LayerTrace
 
 PUNCTUATION = set(string.punctuation) | set("“”‘’–—…")
 SUBWORD_MARKS = ("##", "Ġ", "▁")
@@ -70,17 +70,6 @@ class Tracer:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    @contextmanager
-    def _capture_values(self) -> Iterator[list[torch.Tensor]]:
-        captured: list[torch.Tensor] = []  # in call order: one per layer, also for shared blocks
-        modules = {id(m): m for m in (b.get_submodule(self.adapter.value) for b in self.blocks)}
-        handles = [m.register_forward_hook(lambda m, i, o: captured.append(o)) for m in modules.values()]
-        try:
-            yield captured
-        finally:
-            for h in handles:
-                h.remove()
-
     def _positions(self, ids: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {name: torch.isin(ids, special.to(ids.device)) & valid for name, special in self.special.items()}
         out["punct"] = torch.isin(ids, self.punct.to(ids.device)) & valid
@@ -92,34 +81,65 @@ class Tracer:
         )
         return {k: v.to(self.device) for k, v in batch.items()}
 
+    @contextmanager
+    def _stream_layers(self, batch: BatchTrace, on_layer: LayerConsumer | None, drop_from_output: bool) -> Iterator[None]:
+        """Hooks that build each layer's ``LayerTrace`` as the forward pass runs (values from the value
+        projection, probabilities from the attention module's output), append it to ``batch.layers``
+        and, with ``on_layer``, hand it over and release it. ``drop_from_output``: the model returns
+        the probabilities only when asked (``output_attentions``); the hook then takes them out of the
+        module's output so the model does not keep every layer's."""
+        values: list[torch.Tensor] = []  # in call order: one per layer, also for shared blocks
+        rows = token_mask(batch.lengths, batch.token_ids.shape[1]).to(self.device).view(len(batch.lengths), 1, -1, 1)
+
+        def on_attention(module, inputs, output):
+            layer = len(batch.layers)
+            v = self.adapter.values(values.pop(0), self.d_head)  # (B, H_kv, N, d_h)
+            v = v.repeat_interleave(self.n_heads // v.shape[1], dim=1)  # query head h reads KV group h // (H / H_kv)
+            batch.layers.append(LayerTrace(output[1].float(), torch.where(rows, v.float(), 0.0), self.w_out[layer],
+                                           self.windows[layer], self.output_factors[layer]))
+            if on_layer is not None:
+                on_layer(batch, layer)
+                batch.release(layer)
+            return (output[0], None, *output[2:]) if drop_from_output else None
+
+        def unique(path: str) -> list[torch.nn.Module]:
+            return list({id(m): m for m in (b.get_submodule(path) for b in self.blocks)}.values())
+
+        handles = [m.register_forward_hook(lambda m, i, o: values.append(o)) for m in unique(self.adapter.value)]
+        handles += [m.register_forward_hook(on_attention) for m in unique(self.adapter.attention)]
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
     @torch.no_grad()
-    def trace(self, sequence_ids: list[int]) -> BatchTrace:
-        """Forward pass over the given (already encoded) sequences, right-padded into one batch."""
+    def trace(self, sequence_ids: list[int], on_layer: LayerConsumer | None = None) -> BatchTrace:
+        """Forward pass over the given (already encoded) sequences, right-padded into one batch.
+
+        With ``on_layer``, each attention layer is handed to it as the pass produces it and released
+        when it returns (peak memory: one layer's maps and what ``on_layer`` makes of them); without,
+        every layer is kept in the returned trace."""
         inputs = self._pad(sequence_ids)
         lengths = inputs["attention_mask"].sum(-1)
-        with self._capture_values() as values:
-            out = self.model(**inputs, output_attentions=True, output_hidden_states=True)
         valid = token_mask(lengths, inputs["input_ids"].shape[1])
-        hidden = torch.stack(out.hidden_states)
-        check_activations(hidden, valid)  # NaN or inf: a clear failure naming the layer, not garbage
-        rows = valid.view(valid.shape[0], 1, -1, 1)
-        layers = []
-        per_layer = zip(values, out.attentions, self.w_out, self.output_factors, self.windows, strict=True)
-        for value, attention, w_out, factor, window in per_layer:
-            v = self.adapter.values(value, self.d_head)  # (B, H_kv, N, d_h)
-            v = v.repeat_interleave(self.n_heads // v.shape[1], dim=1)  # query head h reads KV group h // (H / H_kv)
-            v = torch.where(rows, v.float(), 0.0)
-            layers.append(LayerTrace(attention.float(), v, w_out, window, factor))
-        return BatchTrace(
+        batch = BatchTrace(
             sequence_ids=torch.tensor(sequence_ids),
             lengths=lengths.cpu(),
             token_ids=inputs["input_ids"],
-            hidden_states=torch.where(valid.view(1, *valid.shape, 1), hidden.float(), 0.0),
-            layers=layers,
+            d_head=self.d_head,
             positions=self._positions(inputs["input_ids"], valid),
             causal=self.adapter.causal,
+            windows=self.windows,
             tokens=[self.tokenizer.convert_ids_to_tokens(self.encodings[s]["input_ids"]) for s in sequence_ids],
         )
+        asked = "attentions" not in (getattr(type(self.model), "_can_record_outputs", None) or {})
+        with self._stream_layers(batch, on_layer, drop_from_output=asked):
+            out = self.model(**inputs, output_attentions=asked, output_hidden_states=True)
+        hidden = torch.stack(out.hidden_states)
+        check_activations(hidden, valid)  # NaN or inf: a clear failure naming the layer, not garbage
+        batch.hidden_states = torch.where(valid.view(1, *valid.shape, 1), hidden.float(), 0.0)
+        return batch
 
     def inputs(self, sequence_id: int) -> dict[str, torch.Tensor]:
         """The model inputs of one sequence (a batch of one)."""

@@ -60,7 +60,7 @@ class AttributionMetric:
         self.n_layers = 0
 
     def update(self, batch: BatchTrace) -> None:
-        self.d_head = batch.layers[0].values.shape[-1]
+        self.d_head = batch.d_head
         self.n_layers = len(batch.layers)
         self.seen += zip(batch.sequence_ids.tolist(), batch.lengths.tolist(), strict=True)
 

@@ -24,7 +24,11 @@ from suite.uncertainty import Estimate
 
 
 class Metric(Protocol):
-    """A metric accumulates over batches (``update``) and turns into long-format rows (``finish``)."""
+    """A metric accumulates over batches (``update``) and turns into long-format rows (``finish``).
+
+    A metric that reads the attention maps also has ``update_layer(batch, layer)``: the runner hands
+    it each layer as the forward pass produces it (``suite.trace.LayerConsumer``), then releases the
+    layer's maps; ``update`` closes the batch (and reads any layers a trace kept)."""
 
     spec: ClassVar[MetricSpec]
 

@@ -27,12 +27,14 @@ class EffectiveAttentionMetric:
         self.rows = RowBuffer(self.spec.name)
         self.values: dict[str, list[torch.Tensor]] = defaultdict(list)  # variant -> (B, L, H) per batch
         self.example: tuple[tuple, int, list[str], list[torch.Tensor], list[torch.Tensor]] | None = None
+        self.keep: tuple[tuple, int] | None = None  # this batch's example choice, if it replaced the one kept
+        self.layer_values: dict[str, list[torch.Tensor]] = defaultdict(list)  # variant -> (B, H) per layer of this batch
 
     def _example_choice(self, batch: BatchTrace) -> tuple[tuple, int] | None:
         """The batch's best example sequence, if better than the one kept: the shortest sequence
         longer than d_h (whose maps have a null space to show), else the longest, of at most
         ``map_max_tokens`` tokens; ties go to the lowest corpus index."""
-        d_head = batch.layers[0].values.shape[-1]
+        d_head = batch.d_head
         best = None
         for b, (seq, n) in enumerate(zip(batch.sequence_ids.tolist(), batch.lengths.tolist(), strict=True)):
             if n > self.config.map_max_tokens:
@@ -42,39 +44,49 @@ class EffectiveAttentionMetric:
                 best = (rank, b)
         return best if best is not None and (self.example is None or best[0] < self.example[0]) else None
 
-    def update(self, batch: BatchTrace) -> None:
+    def update_layer(self, batch: BatchTrace, index: int) -> None:
+        """Layer ``index`` (0-based) of the batch, as the forward pass hands it over."""
         dtype = COMPUTE_DTYPES[self.config.compute_dtype]
-        keep = self._example_choice(batch)
-        if keep is not None:
-            self.example = (keep[0], batch.sequence_ids[keep[1]].item(), batch.tokens[keep[1]], [], [])
-        per_layer: dict[str, list[torch.Tensor]] = defaultdict(list)
-        for layer in range(1, len(batch.layers) + 1):
-            allowed = batch.allowed(layer - 1)
-            projection = batch.projection(layer - 1, dtype)  # ranks in ``dtype``; the summaries in float32
-            raw, eff = projection.attention.float(), projection.effective.float()
-            if keep is not None:
-                n = int(batch.lengths[keep[1]])
-                self.example[3].append(raw[keep[1], :, :n, :n].cpu())
-                self.example[4].append(eff[keep[1], :, :n, :n].cpu())
-            b, h = raw.shape[:2]
-            seq = batch.sequence_ids.view(-1, 1).expand(b, h)
-            heads = torch.arange(h).view(1, -1).expand(b, h)
-            n = batch.lengths.view(-1, 1).expand(b, h)
-            values = {
-                "null_share": null_share(raw, eff),
-                "pearson": row_pearson(raw, eff, allowed),
-                "argmax_change": argmax_change(raw, eff, allowed),
-            }
-            positions = torch.stack(list(batch.positions.values()), dim=-1)  # (B, N, P)
-            for kind, maps in (("raw", raw), ("eff", eff)):
-                for where, mass in zip(batch.positions, position_mass(maps, positions, allowed).unbind(-1), strict=True):
-                    values[f"mass_{where}_{kind}"] = mass
-            for name, value in values.items():
-                if name in PER_SEQUENCE:
-                    self.rows.add(name, value, layer, heads, seq, n)
-                per_layer[name].append(value.cpu())
-        for name, chunks in per_layer.items():
+        if index == 0:
+            self.keep = self._example_choice(batch)
+            if self.keep is not None:
+                b = self.keep[1]
+                self.example = (self.keep[0], batch.sequence_ids[b].item(), batch.tokens[b], [], [])
+        layer = index + 1
+        allowed = batch.allowed(index)
+        projection = batch.projection(index, dtype)  # ranks in ``dtype``; the summaries in float32
+        raw, eff = projection.attention.float(), projection.effective.float()
+        if self.keep is not None:
+            b = self.keep[1]
+            n = int(batch.lengths[b])
+            self.example[3].append(raw[b, :, :n, :n].cpu())
+            self.example[4].append(eff[b, :, :n, :n].cpu())
+        b, h = raw.shape[:2]
+        seq = batch.sequence_ids.view(-1, 1).expand(b, h)
+        heads = torch.arange(h).view(1, -1).expand(b, h)
+        n = batch.lengths.view(-1, 1).expand(b, h)
+        values = {
+            "null_share": null_share(raw, eff),
+            "pearson": row_pearson(raw, eff, allowed),
+            "argmax_change": argmax_change(raw, eff, allowed),
+        }
+        positions = torch.stack(list(batch.positions.values()), dim=-1)  # (B, N, P)
+        for kind, maps in (("raw", raw), ("eff", eff)):
+            for where, mass in zip(batch.positions, position_mass(maps, positions, allowed).unbind(-1), strict=True):
+                values[f"mass_{where}_{kind}"] = mass
+        for name, value in values.items():
+            if name in PER_SEQUENCE:
+                self.rows.add(name, value, layer, heads, seq, n)
+            self.layer_values[name].append(value.cpu())
+
+    def update(self, batch: BatchTrace) -> None:
+        """Close the batch: its layers' values (B, L, H) join the sequences'. Layers the trace kept
+        (a pass without a ``LayerConsumer``) are read here."""
+        for index in range(len(next(iter(self.layer_values.values()), [])), len(batch.layers)):
+            self.update_layer(batch, index)
+        for name, chunks in self.layer_values.items():
             self.values[name].append(torch.stack(chunks, 1))
+        self.layer_values.clear()
 
     def finish(self, probe: ModelProbe | None) -> pd.DataFrame:
         """Per head, per layer and for the whole model (the mean over layers), each with its bootstrap

@@ -24,22 +24,28 @@ class RankDeficiencyMetric:
         self.rows = RowBuffer(self.spec.name)
         self.sequences: list[torch.Tensor] = []
         self.per_batch: list[tuple[torch.Tensor, torch.Tensor]] = []  # (null_dim, row null fraction), (B, L, H)
+        self.layer_values: list[tuple[torch.Tensor, torch.Tensor]] = []  # the same, (B, H) per layer of this batch
+
+    def update_layer(self, batch: BatchTrace, index: int) -> None:
+        """Layer ``index`` (0-based) of the batch, as the forward pass hands it over."""
+        projection = batch.projection(index, COMPUTE_DTYPES[self.config.compute_dtype])
+        deficiency = rank_deficiency(projection.row_rank, projection.context, batch.lengths)
+        b, h = deficiency.rank.shape
+        seq = batch.sequence_ids.view(-1, 1).expand(b, h)
+        heads = torch.arange(h).view(1, -1).expand(b, h)
+        for name, value in (("rank", deficiency.rank), ("null_dim", deficiency.null_dim)):
+            self.rows.add(name, value, index + 1, heads, seq, deficiency.n)
+        self.layer_values.append((deficiency.null_dim.cpu(), deficiency.row_null_fraction.cpu()))
 
     def update(self, batch: BatchTrace) -> None:
-        dtype = COMPUTE_DTYPES[self.config.compute_dtype]
-        nulls, fractions = [], []
-        for layer in range(len(batch.layers)):
-            projection = batch.projection(layer, dtype)
-            deficiency = rank_deficiency(projection.row_rank, projection.context, batch.lengths)
-            b, h = deficiency.rank.shape
-            seq = batch.sequence_ids.view(-1, 1).expand(b, h)
-            heads = torch.arange(h).view(1, -1).expand(b, h)
-            for name, value in (("rank", deficiency.rank), ("null_dim", deficiency.null_dim)):
-                self.rows.add(name, value, layer + 1, heads, seq, deficiency.n)
-            nulls.append(deficiency.null_dim.cpu())
-            fractions.append(deficiency.row_null_fraction.cpu())
+        """Close the batch: its layers' (null_dim, row null fraction) (B, L, H) join the sequences'.
+        Layers the trace kept (a pass without a ``LayerConsumer``) are read here."""
+        for index in range(len(self.layer_values), len(batch.layers)):
+            self.update_layer(batch, index)
+        nulls, fractions = zip(*self.layer_values, strict=True)
         self.sequences.append(batch.sequence_ids)
         self.per_batch.append((torch.stack(nulls, 1), torch.stack(fractions, 1)))
+        self.layer_values = []
 
     def finish(self, probe: ModelProbe | None) -> pd.DataFrame:
         """Per head, per layer and for the whole model (the mean over layers), each with its

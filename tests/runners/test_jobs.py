@@ -235,3 +235,37 @@ def test_a_long_only_corpus_fails_neither_attribution_nor_context_mixing(zoo, tm
                 "most 20 tokens (2.5 x d_h = 8, rounded up)") in "\n".join(notes)
         assert any(line.startswith(f"{model}: context_mixing: 5 probe sequences left out: 5 longer than max_tokens = 16 "
                                    "(the shortest of them has 30 tokens), 0 shorter than 3 tokens") for line in notes), notes
+
+
+def test_batches_are_cut_by_the_map_budget_and_the_numbers_do_not_move(zoo, corpus, tmp_path):
+    # a budget of 4 heads x 24^2 entries: short sentences share a batch, longer ones go alone; every
+    # stored value equals the run with one batch of 16 (padding and batching change nothing beyond
+    # float round-off), and the batch size actually used is recorded
+    from runners.adapters import adapter_for
+    from runners.loading import load_model
+    from runners.tracing import Tracer
+
+    loaded = load_model(zoo.entries["tiny-decoder"], zoo)
+    tracer = Tracer(loaded.model, loaded.tokenizer, adapter_for(loaded.model.config.model_type))
+    for index, (text, pair) in enumerate(corpus.items):
+        tracer.encodings[index] = dict(loaded.tokenizer(text, pair))
+    budget = tracer.n_heads * 24 * 24
+    runner = Runner(zoo, corpus, RunConfig(metrics=FAST, batch_size=3, batch_map_elements=budget), ResultStore(tmp_path / "x"),
+                    "t", log=lambda s: None)
+    batches = runner._batches(tracer)
+    lengths = [[len(tracer.encodings[s]["input_ids"]) for s in batch] for batch in batches]
+    assert sorted(s for batch in batches for s in batch) == sorted(tracer.encodings)
+    assert all(len(b) == 1 or (len(b) <= 3 and len(b) * tracer.n_heads * max(b) ** 2 <= budget) for b in lengths)
+    assert any(len(b) > 1 for b in lengths) and any(len(b) == 1 and b[0] > 24 for b in lengths)
+    frames = []
+    for name, config in (("small", dict(batch_size=3, batch_map_elements=budget)), ("one", dict(batch_size=16))):
+        Runner(zoo, corpus, RunConfig(metrics=FAST, **config), ResultStore(tmp_path / name), name, log=lambda s: None).run(
+            ["tiny-decoder"])
+        frame = ResultQuery(tmp_path / name).all_rows()
+        cols = ["metric", "variant", "layer", "head", "sequence", "query", "key"]
+        frames.append(frame.sort_values(cols, na_position="first").reset_index(drop=True))
+    assert set(frames[0]["batch_size"]) == {max(map(len, lengths))} and set(frames[1]["batch_size"]) == {len(tracer.encodings)}
+    fitted = frames[0]["variant"].str.endswith("heldout_loss")  # an iterative fit carries the round-off further
+    for part in (~fitted, fitted):
+        pd.testing.assert_series_equal(frames[0]["value"][part], frames[1]["value"][part], rtol=1e-3 if part is fitted else 1e-5,
+                                       atol=1e-6)

@@ -101,8 +101,8 @@ def test_gemma3_has_no_null_space_below_its_head_size(zoo):
 @pytest.mark.parametrize("model_id", ["SmolLM2-135M-Instruct", "gemma-3-270m-q4km"])
 def test_prefix_projections_equal_the_per_row_reference_on_the_default_corpus(zoo, model_id):
     # the fast causal path (duplicate groups, the blocked recursion past d_h) against an SVD per row,
-    # on the default corpus's eight longest and eight first sentences, plus one sequence past d_h
-    # (Gemma 3: d_h = 256) and its repeated tokens; ranks identical, projections to 1e-6
+    # on the default corpus's eight longest and eight first sentences, plus one sequence 24 tokens past
+    # d_h (Gemma 3: d_h = 256), in the first, second and last layers; ranks identical, projections to 1e-6
     from runners.corpus import CorpusSpec, load_corpus
     from suite.null_space import project_attention, project_attention_by_row
 
@@ -116,11 +116,11 @@ def test_prefix_projections_equal_the_per_row_reference_on_the_default_corpus(zo
     long_text = " ".join(items[i][0] for i in order[:12])
     for index in chosen:
         tracer.encodings[index] = encodings[index]
-    tracer.encodings[-1] = dict(loaded.tokenizer(long_text))
-    assert len(tracer.encodings[-1]["input_ids"]) > tracer.d_head
+    encoded = loaded.tokenizer(long_text)
+    tracer.encodings[-1] = {key: value[: tracer.d_head + 24] for key, value in encoded.items()}  # 24 rows past d_h
+    assert len(encoded["input_ids"]) > tracer.d_head + 24
     trace = tracer.trace(chosen + [-1])
-    n_layers = len(trace.layers)
-    for layer in sorted({0, 1, n_layers // 2, n_layers - 1}):
+    for layer in (0, 1, len(trace.layers) - 1):
         t = trace.layers[layer]
         allowed = trace.allowed(layer)
         fast = project_attention(t.attention, t.values, t.w_out, allowed, torch.float64, False, t.output_factor)

@@ -1,5 +1,6 @@
 """Tracing: special positions, and all-MiniLM-L6-v2 (d_h = 32) has null_dim = max(0, n - 32) in every head."""
 
+import pandas as pd
 import pytest
 import torch
 import transformers
@@ -7,10 +8,12 @@ import transformers
 from runners.adapters import adapter_for
 from runners.tracing import Tracer
 from suite.attribution import contributions, mixing_summary
+from suite.metrics import metric_class
 from suite.metrics.attribution import AttributionMetric
 from suite.rank_deficiency import rank_deficiency
+from suite.specs import SPECS
 from suite.specs.hidden_token_attribution import AttributionConfig
-from tests.conftest import SENTENCES
+from tests.conftest import SENTENCES, TINY_CONFIGS, save_tiny
 
 LONG = " ".join(SENTENCES)  # about 90 tokens
 
@@ -69,3 +72,45 @@ def test_exact_attribution_metric_matches_reverse_mode(family, tiny_bert_dir, ti
         got = rows[(rows.variant == name) & rows.sequence.isna()].sort_values("layer").value.to_numpy()
         expected = getattr(summary, name).double().mean(-1).numpy()
         assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+@pytest.fixture(scope="module", params=sorted(TINY_CONFIGS))
+def tiny_tracer(request, tmp_path_factory):
+    folder = save_tiny(tmp_path_factory.mktemp(request.param), request.param)
+    return tracer_for(folder)
+
+
+def test_streamed_layers_are_the_models_attentions_and_are_released(tiny_tracer):
+    # every architecture: the maps handed over one layer at a time equal what the model returns with
+    # output_attentions, the values equal the kept trace's, and only the current layer is held
+    tracer, model, tokenizer = tiny_tracer
+    ids = encode(tracer, tokenizer, [(SENTENCES[1], None), (SENTENCES[4], SENTENCES[2]), ("Why?", None)])
+    kept = tracer.trace(ids)
+    with torch.no_grad():
+        reference = model(**tracer._pad(ids), output_attentions=True).attentions
+    seen = []
+
+    def consume(batch, layer):
+        assert all(earlier is None for earlier in batch.layers[:layer])  # released before the next comes
+        current = batch.layers[layer]
+        assert torch.equal(current.attention, reference[layer].float())
+        assert torch.equal(current.values, kept.layers[layer].values)
+        seen.append(layer)
+
+    streamed = tracer.trace(ids, consume)
+    assert seen == list(range(len(tracer.blocks))) and all(layer is None for layer in streamed.layers)
+    assert torch.equal(streamed.hidden_states, kept.hidden_states)
+    assert all(torch.equal(a.attention, r.float()) for a, r in zip(kept.layers, reference, strict=True))
+
+
+@pytest.mark.parametrize("name", ["rank_deficiency", "effective_attention"])
+def test_metrics_read_streamed_layers_as_they_read_a_kept_trace(tiny_llama_dir, name):
+    tracer, _, tokenizer = tracer_for(tiny_llama_dir)
+    ids = encode(tracer, tokenizer, [(SENTENCES[1], None), (LONG, None), (SENTENCES[0], None)])
+    frames = []
+    for stream in (False, True):
+        metric = metric_class(name)(SPECS.get(name).config_type(), seed=0)
+        trace = tracer.trace(ids, metric.update_layer if stream else None)
+        metric.update(trace)
+        frames.append(metric.finish(tracer))
+    pd.testing.assert_frame_equal(frames[0], frames[1])
