@@ -414,6 +414,11 @@ def project_attention_by_row(
     return Projection(effective.to(attention.dtype), row_rank, context, masked)
 
 
+MAX_BLOCK_ELEMENTS = 1 << 22
+"""Most attention entries (sequences x heads x n^2) projected at once: the float64 temporaries of a
+block stay near 32 MiB x a few, whatever the length (one head of one sequence at the least)."""
+
+
 def project_attention(
     attention: torch.Tensor,
     values: torch.Tensor,
@@ -451,6 +456,35 @@ def project_attention(
     ``attention`` (an orthonormal basis keeps the product ``A U U^T`` accurate to that dtype).
     ``values`` must be zero on padded rows; ``factor``: ``output_factor(w_out)`` if precomputed.
     """
+    b, h, n, _ = attention.shape
+    factor = output_factor(w_out) if factor is None else factor
+    if b * h * n * n <= MAX_BLOCK_ELEMENTS:
+        return _project_block(attention, values, w_out, allowed, compute_dtype, shared_context, factor)
+    heads = min(h, max(1, MAX_BLOCK_ELEMENTS // (n * n)))
+    sequences = max(1, MAX_BLOCK_ELEMENTS // (heads * n * n))
+    context = allowed.sum(-1)
+    masked = attention * allowed.unsqueeze(1).to(attention.dtype)
+    effective = torch.empty_like(masked)
+    row_rank = torch.empty(b, h, n, dtype=torch.long, device=attention.device)
+    for b0 in range(0, b, sequences):
+        for h0 in range(0, h, heads):
+            rows, cols = slice(b0, b0 + sequences), slice(h0, h0 + heads)
+            part = _project_block(masked[rows, cols], values[rows, cols], w_out[cols], allowed[rows], compute_dtype,
+                                  shared_context, factor[cols])
+            effective[rows, cols], row_rank[rows, cols] = part.effective, part.row_rank
+    return Projection(effective, row_rank, context, masked)
+
+
+def _project_block(
+    attention: torch.Tensor,
+    values: torch.Tensor,
+    w_out: torch.Tensor,
+    allowed: torch.Tensor,
+    compute_dtype: torch.dtype = torch.float64,
+    shared_context: bool = False,
+    factor: torch.Tensor | None = None,
+) -> Projection:
+    """``project_attention`` on one block of sequences and heads (its docstring)."""
     context = allowed.sum(-1)
     d = w_out.shape[-1]
     masked = attention * allowed.unsqueeze(1).to(attention.dtype)  # a float mask multiplies faster than a bool one

@@ -443,3 +443,21 @@ def test_a_token_repeated_many_times_joins_its_first_occurrence():
     assert groups.group[0, 1].tolist() == [0, 1, 0, 2, 0, 0, 1, 0, 0, 0, 2, 0]
     proj = project_attention(a, values, w_out, allowed)
     assert_matches_reference(proj, a, values, w_out, allowed, [12])
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_blocks_of_heads_and_sequences_give_the_same_projection(monkeypatch, causal):
+    # a budget of one head of one sequence, then of two heads of one sequence, against all at once
+    g = torch.Generator().manual_seed(8)
+    tokens = torch.randint(0, 6, (3, 20), generator=g)
+    values, w_out, a, _ = rotary_first_layer(tokens, h=3, d_h=4, d=9, seed=8)
+    lengths = torch.tensor([20, 13, 5])
+    values = values * (torch.arange(20) < lengths.view(-1, 1)).view(3, 1, 20, 1)
+    allowed = pair_mask(lengths, 20, causal=causal)
+    a = a * allowed.unsqueeze(1)
+    whole = project_attention(a, values, w_out, allowed, shared_context=not causal)
+    for budget in (400, 800):
+        monkeypatch.setattr("suite.null_space.MAX_BLOCK_ELEMENTS", budget)
+        blocks = project_attention(a, values, w_out, allowed, shared_context=not causal)
+        assert torch.equal(blocks.row_rank, whole.row_rank) and torch.equal(blocks.attention, whole.attention)
+        torch.testing.assert_close(blocks.effective, whole.effective, atol=1e-12, rtol=0)
