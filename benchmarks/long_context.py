@@ -114,9 +114,9 @@ def measure(shape: str, n: int, batch: int, what: str, device: str, dtype: str) 
             "loaded_bytes": loaded_rss, "device": device, "dtype": dtype}
 
 
-def measure_attribution(shape: str, n: int, device: str, dtype: str) -> dict:
-    """Exact hidden token attribution (n d forward-mode products) of one sequence of ``n`` tokens,
-    and its seconds against one forward pass of that sequence."""
+def measure_attribution(shape: str, n: int, method: str, device: str, dtype: str) -> dict:
+    """Hidden token attribution of one sequence of ``n`` tokens (``exact``: n d forward-mode
+    products; ``estimate``: n x 8 probes), and its seconds against one forward pass of that sequence."""
     import torch
 
     from suite.metrics.attribution import AttributionMetric
@@ -124,7 +124,7 @@ def measure_attribution(shape: str, n: int, device: str, dtype: str) -> dict:
 
     tracer = _model(shape, device, dtype)
     ids = _inputs(tracer, n, 1, seed=1)
-    config = AttributionConfig(method="exact", min_sequences=1, max_sequences=1, max_tokens=n, exact_max_flops=1e30)
+    config = AttributionConfig(method=method, min_sequences=1, max_sequences=1, max_tokens=n, exact_max_flops=1e30)
     metric = AttributionMetric(config, 0)
     start = time.perf_counter()
     with torch.no_grad():
@@ -133,7 +133,7 @@ def measure_attribution(shape: str, n: int, device: str, dtype: str) -> dict:
     metric.update(tracer.trace(ids))
     start = time.perf_counter()
     metric.finish(tracer)
-    return {"shape": shape, "n": n, "what": "exact attribution", "seconds": time.perf_counter() - start,
+    return {"shape": shape, "n": n, "what": f"{method} attribution", "seconds": time.perf_counter() - start,
             "forward_seconds": forward, "device": device, "dtype": dtype}
 
 
@@ -168,12 +168,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lengths", type=int, nargs="+", help="lengths for --shape")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--attribution", type=int, default=0, help="also exact attribution of one sequence of this length")
+    parser.add_argument("--estimate", type=int, nargs="*", default=[],
+                        help="also the attribution estimate (8 probes) of one sequence of each length, per attributed token")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         if args.child[0] == "attribution":
-            _, shape, n, device, dtype = args.child
-            print(json.dumps(measure_attribution(shape, int(n), device, dtype)))
+            _, shape, n, method, device, dtype = args.child
+            print(json.dumps(measure_attribution(shape, int(n), method, device, dtype)))
         else:
             shape, n, batch, what, device, dtype = args.child
             print(json.dumps(measure(shape, int(n), int(batch), what, device, dtype)))
@@ -182,11 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     goals = [(args.shape, args.lengths)] if args.shape else (GPU_GOALS if args.gpu else CPU_GOALS)
     for dtype in (("bfloat16", "float32") if args.gpu else ("float32",)):
         curves(goals, args.batch, device, dtype)
+    shape = args.shape or ("1B" if args.gpu else "135M")
     if args.attribution:
-        shape = args.shape or ("1B" if args.gpu else "135M")
-        row = _child(["attribution", shape, str(args.attribution), device, "float32"])
+        row = _child(["attribution", shape, str(args.attribution), "exact", device, "float32"])
         print(f"exact attribution, {shape}, n = {row['n']}: {row['seconds']:.1f} s = "
               f"{row['seconds'] / row['forward_seconds']:.0f}x one forward pass of the sequence", flush=True)
+    for n in args.estimate:
+        row = _child(["attribution", shape, str(n), "estimate", device, "float32"])
+        print(f"attribution estimate, {shape}, n = {n}: {row['seconds'] / n * 1000:.0f} ms per attributed token = "
+              f"{row['seconds'] / n / row['forward_seconds']:.1f}x one forward pass of the sequence", flush=True)
     return 0
 
 

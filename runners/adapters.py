@@ -32,7 +32,7 @@ class Adapter:
     ELECTRA's ``embeddings_project`` when the embedding size differs from the hidden size);
     ``layers``: the list of transformer blocks; ``value``/``output``: the value and attention-output
     projections inside a block; ``attention``: the module inside a block whose output tuple holds the
-    attention probabilities (B, H, N, N) at index 1. ``value_layout``: ``separate`` (the module's output is V, with
+    attention probabilities (B, H, N, N). ``value_layout``: ``separate`` (the module's output is V, with
     ``n_kv_heads * d_h`` features), ``fused_qkv`` (``[Q | K | V]``, GPT-2's ``c_attn``) or
     ``fused_per_head`` (per head ``[q k v]``, GPT-NeoX's ``query_key_value``). ``conv1d``: the
     output weight is stored (in, out) (GPT-2's ``Conv1D``) rather than ``nn.Linear``'s (out, in).

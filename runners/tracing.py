@@ -91,16 +91,22 @@ class Tracer:
         values: list[torch.Tensor] = []  # in call order: one per layer, also for shared blocks
         rows = token_mask(batch.lengths, batch.token_ids.shape[1]).to(self.device).view(len(batch.lengths), 1, -1, 1)
 
+        n = batch.token_ids.shape[1]
+
         def on_attention(module, inputs, output):
+            # the probabilities: the (B, H, N, N) entry (index 1 in current transformers; older GPT-2 and
+            # GPT-NeoX modules put their key-value cache there)
+            index = next(i for i, o in enumerate(output) if isinstance(o, torch.Tensor) and o.dim() == 4
+                         and o.shape[-2:] == (n, n))
             layer = len(batch.layers)
             v = self.adapter.values(values.pop(0), self.d_head)  # (B, H_kv, N, d_h)
             v = v.repeat_interleave(self.n_heads // v.shape[1], dim=1)  # query head h reads KV group h // (H / H_kv)
-            batch.layers.append(LayerTrace(output[1].float(), torch.where(rows, v.float(), 0.0), self.w_out[layer],
+            batch.layers.append(LayerTrace(output[index].float(), torch.where(rows, v.float(), 0.0), self.w_out[layer],
                                            self.windows[layer], self.output_factors[layer]))
             if on_layer is not None:
                 on_layer(batch, layer)
                 batch.release(layer)
-            return (output[0], None, *output[2:]) if drop_from_output else None
+            return (*output[:index], None, *output[index + 1 :]) if drop_from_output else None
 
         def unique(path: str) -> list[torch.nn.Module]:
             return list({id(m): m for m in (b.get_submodule(path) for b in self.blocks)}.values())

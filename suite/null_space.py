@@ -324,15 +324,16 @@ def _saturated_prefix_rows(
     ``C_t^{-1} = P - P B_t^T S_t^{-1} B_t P``, and ``S_t = L_t L_t^T`` is the leading t x t block,
     so for every row of the block at once ``Z = Y P - (H o U)^T X`` with ``X = L^{-1} B P``,
     ``H = L^{-1} (B P Y^T)`` and ``U`` the upper triangle (s <= t). ``C`` is updated and factorised
-    again at each block, so rounding does not accumulate. O(n (c + k) k) per head, no per-row
+    again at each block, so rounding does not accumulate; all of it in float64, whatever the dtype of
+    ``a``, as the gate below is set for float64. O(n (c + k) k) per head, no per-row
     decomposition. These are the normal equations of ``Q[:i+1]``: a block is computed only where
     ``lambda_min(C) >= 1 / ||L_C^{-1}||_F^2`` exceeds ``CONDITION_LIMIT^-2`` at its start (so
     ``cond(C_t) <= CONDITION_LIMIT^2`` for each of its rows, ``C_t >= C``); the rest of ``rows`` is
     left to the caller. ``a`` (G, N, N), ``vm`` (G, N, k), ``start`` (G,), ``rows`` (G, N); returns
     (G, N, N), zero outside the rows computed, and those rows (G, N).
     """
-    q, _ = torch.linalg.qr(vm)  # (G, N, k)
-    y = a @ q  # row i uses keys <= i only, so this is A[i] Q[:i+1]
+    q, _ = torch.linalg.qr(vm.double())  # (G, N, k); float64 whatever the compute dtype: the gate below is float64's
+    y = a.double() @ q  # row i uses keys <= i only, so this is A[i] Q[:i+1]
     g, n, k = q.shape
     upto = torch.arange(n, device=q.device) <= start.view(-1, 1)  # (G, N)
     head = q * upto.unsqueeze(-1).to(q.dtype)
@@ -345,8 +346,9 @@ def _saturated_prefix_rows(
         block, yb = later[:, i0:i1], y[:, i0:i1]
         factor_c, info = torch.linalg.cholesky_ex(c)
         inverse_c = torch.linalg.solve_triangular(factor_c, eye_k, upper=False)
-        done[:, i0:i1] = ((info == 0) & (inverse_c.square().sum((-1, -2)) < CONDITION_LIMIT**2)).unsqueeze(-1)
-        p = inverse_c.mT @ inverse_c  # C^{-1}
+        ok = (info == 0) & (inverse_c.square().sum((-1, -2)) < CONDITION_LIMIT**2)
+        done[:, i0:i1] = ok.unsqueeze(-1)
+        p = torch.where(ok.view(-1, 1, 1), inverse_c.mT @ inverse_c, 0.0)  # C^{-1}; a head left to the caller gets S = I
         bp = block @ p  # (G, c, k)
         eye = torch.eye(i1 - i0, dtype=q.dtype, device=q.device)
         factor = torch.linalg.cholesky(eye + bp @ block.mT)
@@ -355,8 +357,7 @@ def _saturated_prefix_rows(
         z[:, i0:i1] = yb @ p - h.triu().mT @ x
         c = c + block.mT @ block
     done &= rows
-    causal = torch.ones(n, n, dtype=torch.bool, device=q.device).tril()
-    return torch.where(done.unsqueeze(-1) & causal, z @ q.mT, 0.0), done
+    return (z @ q.mT).tril_().mul_(done.unsqueeze(-1).to(q.dtype)).to(a.dtype), done  # row i on keys j <= i only
 
 
 @dataclass(frozen=True)
@@ -523,9 +524,15 @@ def _project_block(
     tail = torch.zeros_like(saturated)
     if saturated.any():
         heads = saturated.any(-1)
-        start = (groups.distinct[heads] < k).sum(-1)  # the first row with k distinct rows
-        part, tail[heads] = _saturated_prefix_rows(a[heads], vm[heads], start, saturated[heads])
-        effective[heads] += part
+        if heads.all():  # the common case past d_h: no copies of the maps
+            start = (groups.distinct < k).sum(-1)
+            part, tail = _saturated_prefix_rows(a.flatten(0, 1), vm.flatten(0, 1), start.flatten(), saturated.flatten(0, 1))
+            effective += part.view_as(effective)
+            tail = tail.view_as(saturated)
+        else:
+            start = (groups.distinct[heads] < k).sum(-1)  # the first row with k distinct rows
+            part, tail[heads] = _saturated_prefix_rows(a[heads], vm[heads], start, saturated[heads])
+            effective[heads] += part
         row_rank = torch.where(saturated, k, row_rank)
 
     inputs = _RowInputs(a, vm, allowed, context, compute_dtype)

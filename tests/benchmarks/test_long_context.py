@@ -7,16 +7,17 @@ from benchmarks import long_context
 
 
 @pytest.mark.slow
-def test_the_script_measures_forward_battery_and_exact_attribution(capsys):
-    assert long_context.main(["--shape", "tiny", "--lengths", "24", "--attribution", "6"]) == 0
+def test_the_script_measures_forward_battery_and_attribution(capsys):
+    assert long_context.main(["--shape", "tiny", "--lengths", "24", "--attribution", "6", "--estimate", "8"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    header, row, attribution = lines
+    header, row, attribution, estimate = lines
     assert header.split()[:4] == ["shape", "n", "batch", "forward"] and "(cpu, float32)" in header
     shape, n, batch, forward, battery, times, forward_gib, battery_gib, memory = row.split()
     assert (shape, n, batch) == ("tiny", "24", "1")
     assert float(forward) > 0 and float(battery) > 0 and times.endswith("x") and memory.endswith("x")
     assert float(forward_gib) > 0.1 and float(battery_gib) >= float(forward_gib) * 0.9  # whole-process peaks, same load
     assert attribution.startswith("exact attribution, tiny, n = 6: ")
+    assert estimate.startswith("attribution estimate, tiny, n = 8: ") and "ms per attributed token" in estimate
 
 
 def test_zipf_inputs_repeat_tokens_and_stay_in_both_vocabularies():

@@ -461,3 +461,36 @@ def test_blocks_of_heads_and_sequences_give_the_same_projection(monkeypatch, cau
         blocks = project_attention(a, values, w_out, allowed, shared_context=not causal)
         assert torch.equal(blocks.row_rank, whole.row_rank) and torch.equal(blocks.attention, whole.attention)
         torch.testing.assert_close(blocks.effective, whole.effective, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1e-9, 1e-11])
+def test_a_head_too_badly_conditioned_for_the_recursion_falls_back_without_breaking_the_others(scale):
+    # the first d_h value rows of head 0 are tiny against the later ones (certified independent, but
+    # C at the first row of rank d_h is hopeless): its rows must get their own QR, head 1 the recursion
+    g = torch.Generator().manual_seed(0)
+    n, k = 30, 2
+    values = torch.randn(1, 2, n, k, generator=g, dtype=torch.float64)
+    values[:, 0, :k] *= scale
+    w_out = torch.randn(2, k, k + 3, generator=g, dtype=torch.float64)
+    allowed = pair_mask(torch.tensor([n]), n, causal=True)
+    scores = torch.randn(1, 2, n, n, generator=g, dtype=torch.float64)
+    a = torch.softmax(scores.masked_fill(~allowed.unsqueeze(1), float("-inf")), -1)
+    proj = project_attention(a, values, w_out, allowed)
+    t = value_output_matrix(values, w_out)
+    for h, atol in ((0, 1e-14 / scale), (1, 1e-10)):  # head 0: the projection itself moves by ~ eps / scale
+        ref_eff, ref_rank = slow_row_projection(a[0, h], t[0, h], allowed[0])
+        assert proj.row_rank[0, h].tolist() == ref_rank
+        torch.testing.assert_close(proj.effective[0, h], ref_eff, atol=atol, rtol=0)
+
+
+def test_float32_compute_keeps_the_recursion_in_float64():
+    # float32 ranks (the GPU setting): the recursion past d_h must be as accurate as a float32 SVD per
+    # row, not cond(C) * float32 eps off
+    values, w_out, scores = causal_head(b=1, h=2, n=120, d_h=8, d=16, seed=2)
+    values[:, :, :8] *= 1e-2
+    allowed = pair_mask(torch.tensor([120]), 120, causal=True)
+    a = torch.softmax(scores.masked_fill(~allowed.unsqueeze(1), float("-inf")), -1)
+    reference = project_attention_by_row(a, values, w_out, allowed, torch.float64)
+    fast = project_attention(a.float(), values.float(), w_out.float(), allowed, torch.float32)
+    assert torch.equal(fast.row_rank, reference.row_rank)
+    assert (fast.effective.double() - reference.effective).abs().max() < 1e-5
