@@ -154,7 +154,7 @@ def curves(goals: list[tuple[str, list[int]]], batch: int, device: str, dtype: s
         for n in lengths:
             pair = {what: _child([shape, str(n), str(batch), what, device, dtype]) for what in ("forward", "battery")}
             f, b = pair["forward"], pair["battery"]
-            print(f"{shape:>5} {n:>5} {batch:>5}  {f['seconds']:>9.2f} {b['seconds']:>9.2f} {b['seconds'] / f['seconds']:>5.2f}x  "
+            print(f"{shape:>5} {n:>5} {batch:>5}  {f['seconds']:>9.4f} {b['seconds']:>9.4f} {b['seconds'] / f['seconds']:>5.2f}x  "
                   f"{f['peak_bytes'] / gib:>11.2f} {b['peak_bytes'] / gib:>11.2f} {b['peak_bytes'] / f['peak_bytes']:>7.2f}x",
                   flush=True)
             rows.append({"forward": f, "battery": b})
