@@ -267,20 +267,10 @@ def _group_average(a: torch.Tensor, group: torch.Tensor, allowed: torch.Tensor) 
     return (sums / counts.clamp(min=1)).gather(-1, index) * keys
 
 
-@dataclass(frozen=True)
-class _Representatives:
-    """The first ``min(u, k)`` distinct value rows of each head, in order: ``rows`` (B, H, k, k), zero
-    past ``count`` (B, H); ``independent`` (B, H): certified independent under the rank tolerance."""
-
-    rows: torch.Tensor
-    count: torch.Tensor
-    independent: torch.Tensor
-
-
-def _representatives(
+def _independent_representatives(
     m: torch.Tensor, groups: DuplicateRows, lengths: torch.Tensor, tolerance: torch.Tensor, dtype: torch.dtype
-) -> _Representatives:
-    """Each head's first ``min(u, k)`` distinct rows of ``m`` (B, H, N, k), and whether they are
+) -> torch.Tensor:
+    """(B, H) whether the first ``min(u, k)`` distinct rows of each head of ``m`` (B, H, N, k) are
     certainly independent under ``tolerance`` (B, H), a bound on the rank tolerance of every prefix
     (``_certified_cholesky`` on their Gram)."""
     b, h, n, k = m.shape
@@ -293,7 +283,7 @@ def _representatives(
     reps[bi, hi, slot[bi, hi, ji]] = m[bi, hi, ji]
     gram, trace = _padded_row_gram(reps, torch.arange(k, device=m.device) < count.unsqueeze(-1))
     _, full_rank, _ = _certified_cholesky(gram, trace, lengths.view(-1, 1), k, dtype, tolerance.square())
-    return _Representatives(reps, count, full_rank & (count > 0))
+    return full_rank & (count > 0)
 
 
 PREFIX_BLOCKS = (8, 8, 16, 32)
@@ -437,7 +427,7 @@ def project_attention(
     facts per head, with no decomposition per row. Exact duplicate value rows are grouped
     (``duplicate_rows``: a rotary decoder's first layer repeats the values of a repeated token), and
     ``u_i`` counts the distinct rows among ``0..i``. If the first ``min(u, d_h)`` distinct rows are
-    certified independent (``_representatives``) under ``||T_h||_F max(n, d) eps``, a bound on every
+    certified independent (``_independent_representatives``) under ``||T_h||_F max(n, d) eps``, a bound on every
     prefix's rank tolerance, then every subset of them is too (removing rows cannot lower the smallest
     singular value of a full-row-rank matrix), so:
 
@@ -508,8 +498,8 @@ def _project_block(
     frobenius = vm.flatten(-2).norm(dim=-1)  # (B, H): >= sigma_max of every prefix (padding is zero)
     tol_n = rank_tolerance(frobenius, lengths.view(-1, 1), d, compute_dtype)  # >= every prefix's tolerance
     groups = duplicate_rows(vm, valid)
-    reps = _representatives(vm, groups, lengths, tol_n, compute_dtype)
-    prefix = reps.independent.unsqueeze(-1) & ((context == positions + 1) & valid).unsqueeze(1)  # (B, H, N)
+    independent = _independent_representatives(vm, groups, lengths, tol_n, compute_dtype)
+    prefix = independent.unsqueeze(-1) & ((context == positions + 1) & valid).unsqueeze(1)  # (B, H, N)
     grouped = prefix & (groups.distinct <= k)
     row_rank = torch.where(grouped, groups.distinct, 0)
     repeats = ((groups.first != positions) & valid.unsqueeze(1)).any(-1, keepdim=True)  # (B, H, 1)
