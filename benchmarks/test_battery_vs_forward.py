@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from benchmarks.conftest import ratio, record
-from suite.metrics import metric_class
-from suite.null_space import project_attention
-from suite.specs import SPECS
+from idsuite.suite.metrics import metric_class
+from idsuite.suite.null_space import project_attention
+from idsuite.suite.specs import SPECS
 
 BATTERY = ("rank_deficiency", "effective_attention", "token_identifiability")
 ratio("(1) battery per batch / plain forward", "battery_per_batch", "plain_forward", "<= 1.5x")

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from benchmarks.conftest import NOTES, ratio, record
-from suite.attribution import estimate_block_norms, jacobian_block_norms
-from suite.context_mixing import (
+from idsuite.suite.attribution import estimate_block_norms, jacobian_block_norms
+from idsuite.suite.context_mixing import (
     alti_contributions,
     decomposed,
     globenc_norms,

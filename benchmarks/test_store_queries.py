@@ -24,10 +24,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmarks.conftest import NOTES, ratio, record
-from leaderboard.data import Board
-from results.identity import cell_key
-from results.schema import KEY_COLUMNS
-from results.store import CellRef, ResultStore
+from idsuite.leaderboard.data import Board
+from idsuite.results.identity import cell_key
+from idsuite.results.schema import KEY_COLUMNS
+from idsuite.results.store import CellRef, ResultStore
 
 MODELS = int(os.environ.get("IDSUITE_BENCH_MODELS", "100"))
 COMPARED = min(MODELS, int(os.environ.get("IDSUITE_BENCH_COMPARED", "25")))
@@ -45,12 +45,12 @@ ratio(f"(14) model page, {COMPARED} models: pandas concat + select / DuckDB dril
 def template(tmp_path_factory) -> ResultStore:
     if os.environ.get("IDSUITE_BENCH_TEMPLATE"):
         return ResultStore(os.environ["IDSUITE_BENCH_TEMPLATE"])
-    from runners.corpus import CorpusSpec, load_corpus
-    from runners.jobs import RunConfig, Runner
-    from runners.zoo import load_zoo
+    from idsuite.runners.jobs import RunConfig, Runner
+    from idsuite.runners.models.zoo import load_zoo
+    from idsuite.runners.probing.corpus import CorpusSpec, load_corpus
 
     store = ResultStore(tmp_path_factory.mktemp("template"))
-    zoo = load_zoo(ROOT / "models.yaml")
+    zoo = load_zoo()
     config = RunConfig(metrics={"token_identifiability": {"mlp_max_epochs": 5}})
     Runner(zoo, load_corpus(CorpusSpec()), config, store, "bench", log=lambda s: None).run(
         ["all-MiniLM-L6-v2", "all-MiniLM-L6-v2-random-init"])
@@ -170,7 +170,7 @@ def test_board_model_page(benchmark, request, store):
                          ids=["list", "export"])
 def test_cli_on_the_synthetic_store(benchmark, synthetic, tmp_path, command):
     """Whole commands, interpreter start included (goal: under 2 s each)."""
-    argv = [sys.executable, "-m", "cli.main", *[a.replace("{tmp}", str(tmp_path)) for a in command],
+    argv = [sys.executable, "-m", "idsuite.cli.main", *[a.replace("{tmp}", str(tmp_path)) for a in command],
             "--results", str(synthetic)]
 
     def run() -> float:

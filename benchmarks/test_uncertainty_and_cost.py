@@ -12,9 +12,9 @@ import torch
 
 from benchmarks.conftest import NOTES, ratio, record
 from benchmarks.test_battery_vs_forward import BATTERY, _battery, _plain
-from suite.metrics.attribution import AttributionMetric
-from suite.specs.hidden_token_attribution import AttributionConfig
-from suite.uncertainty import jackknife_half_width
+from idsuite.suite.metrics.attribution import AttributionMetric
+from idsuite.suite.specs.hidden_token_attribution import AttributionConfig
+from idsuite.suite.uncertainty import jackknife_half_width
 
 ratio("(12) battery over the default corpus (MLPs converged, attribution excluded) / forward passes",
       "default_corpus_battery", "default_corpus_forward", "<= 2x")

@@ -8,11 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cli.errors import CliError
+from idsuite.cli.errors import CliError
 
 
 def leaderboard_command(args: argparse.Namespace) -> int:
-    import leaderboard
+    from idsuite import leaderboard
 
     app = Path(leaderboard.__file__).resolve().parent / "app.py"
     env = dict(os.environ, IDSUITE_RESULTS=str(Path(args.results).resolve()))
@@ -22,9 +22,9 @@ def leaderboard_command(args: argparse.Namespace) -> int:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    from leaderboard.data import Board
-    from leaderboard.export import export, export_paired
-    from results.summary import headline_variants
+    from idsuite.leaderboard.data import Board
+    from idsuite.leaderboard.export import export, export_paired
+    from idsuite.results.summary import headline_variants
 
     board = Board(args.results, variants=headline_variants())  # the table and figures show headlines only
     if board.cells.empty:

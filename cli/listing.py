@@ -8,14 +8,14 @@ import sys
 
 import pandas as pd
 
-from cli.errors import CliError
-from cli.tables import fit, terminal_width
-from results.query import ResultQuery
-from results.schema import SIZE_FACTS
-from results.selection import with_settings
-from results.summary import count_label
-from runners.weights import ModelLoadError, fingerprint
-from runners.zoo import ZooFileError, load_zoo
+from idsuite.cli.errors import CliError
+from idsuite.cli.tables import fit, terminal_width
+from idsuite.results.query import ResultQuery
+from idsuite.results.schema import SIZE_FACTS
+from idsuite.results.selection import with_settings
+from idsuite.results.summary import count_label
+from idsuite.runners.models.weights import ModelLoadError, fingerprint
+from idsuite.runners.models.zoo import ZooFileError, load_zoo
 
 SHORT_NAMES = {"n_params": "params", "n_layers": "L", "n_heads": "H", "n_kv_heads": "kv", "d_head": "d_h",
                "d_model": "d"}

@@ -1,7 +1,7 @@
 """``idsuite``: run the battery over the zoo (``run``), show the zoo (``list``), browse and export
 the results (``leaderboard``, ``export``).
 
-The parser needs only the metric declarations (``suite.specs``); each command imports what it
+The parser needs only the metric declarations (``idsuite.suite.specs``); each command imports what it
 needs when it runs, so ``idsuite --help`` answers at once.
 """
 
@@ -11,8 +11,9 @@ import argparse
 import os
 import sys
 
-from cli.errors import CliError
-from suite.specs import SPECS
+from idsuite.cli.errors import CliError
+from idsuite.runners.models.zoo import DEFAULT_ZOO
+from idsuite.suite.specs import SPECS
 
 DEFAULT_RESULTS = "idsuite-results"
 _PER_HEAD_SIZE = SPECS.get("hidden_token_attribution").config_type.model_fields["max_tokens_per_head_size"].default
@@ -47,7 +48,7 @@ def _results_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _zoo_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--zoo", default="models.yaml", metavar="FILE", help="model zoo file (default: models.yaml)")
+    parser.add_argument("--zoo", default=str(DEFAULT_ZOO), metavar="FILE", help="model zoo file (default: the zoo that ships with idsuite)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,12 +113,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         if args.command == "run":
-            from cli.run import run_command
+            from idsuite.cli.run import run_command
             return run_command(args)
         if args.command == "list":
-            from cli.listing import list_command
+            from idsuite.cli.listing import list_command
             return list_command(args)
-        from cli.board import export_command, leaderboard_command
+        from idsuite.cli.board import export_command, leaderboard_command
         return {"leaderboard": leaderboard_command, "export": export_command}[args.command](args)
     except CliError as e:
         print(f"error: {e}", file=sys.stderr)

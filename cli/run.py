@@ -15,19 +15,19 @@ from pathlib import Path
 
 import pydantic
 
-from cli.errors import CliError
-from cli.main import METRIC_OPTIONS
-from cli.tables import fit, terminal_width
-from results.query import ResultQuery
-from results.selection import with_settings
-from results.store import CellRef, ResultStore
-from results.summary import run_notes, run_tables
-from runners.corpus import Corpus, CorpusError, CorpusSpec, load_corpus
-from runners.jobs import Runner
-from runners.run_config import RunConfig
-from runners.zoo import Zoo, ZooFileError, load_zoo
-from suite.registry import RegistryError
-from suite.specs import SPECS
+from idsuite.cli.errors import CliError
+from idsuite.cli.main import METRIC_OPTIONS
+from idsuite.cli.tables import fit, terminal_width
+from idsuite.results.query import ResultQuery
+from idsuite.results.selection import with_settings
+from idsuite.results.store import CellRef, ResultStore
+from idsuite.results.summary import run_notes, run_tables
+from idsuite.runners.jobs import Runner
+from idsuite.runners.models.zoo import Zoo, ZooFileError, load_zoo
+from idsuite.runners.probing.corpus import Corpus, CorpusError, CorpusSpec, load_corpus
+from idsuite.runners.run_config import RunConfig
+from idsuite.suite.registry import RegistryError
+from idsuite.suite.specs import SPECS
 
 RUN_OPTIONS = {"seed": "--seed", "batch_size": "--batch-size", "batch_map_elements": "--batch-map-elements",
                "max_tokens": "--max-tokens", "device": "--device", "dtype": "--dtype"}
@@ -142,7 +142,7 @@ def run_command(args: argparse.Namespace) -> int:
     print(f"{sum(len(refs) for refs in todo.values())} cell(s) to compute, {_stale_replaced(query, todo)} of them "
           "replacing stale cells (written by an older metric version)")
     if args.backend == "ray":
-        from runners.distributed import run_on_ray
+        from idsuite.runners.distributed import run_on_ray
 
         outcomes = run_on_ray(runner, plan.models, args.address)
     else:

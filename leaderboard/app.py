@@ -13,11 +13,11 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from leaderboard import data
-from results.identity import short_setting_names
-from results.summary import headline_label
-from suite.specs import SPECS
-from suite.specs.context_mixing import MEASURES
+from idsuite.leaderboard import data
+from idsuite.results.identity import short_setting_names
+from idsuite.results.summary import headline_label
+from idsuite.suite.specs import SPECS
+from idsuite.suite.specs.context_mixing import MEASURES
 
 st.set_page_config(page_title="idsuite leaderboard", layout="wide", initial_sidebar_state="collapsed")
 RESULTS = os.environ.get("IDSUITE_RESULTS", "idsuite-results")

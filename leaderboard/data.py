@@ -3,7 +3,7 @@
 ``Board`` reads the store through ``results`` (DuckDB over the Parquet files): the main table and
 the curves come from the cells' small summary files, a model page's head matrices and example
 maps from that model's cells only. Columns and help texts come from each metric's declaration
-(``suite.specs``): adding a metric adds its column. Nothing here imports torch or runs a model.
+(``idsuite.suite.specs``): adding a metric adds its column. Nothing here imports torch or runs a model.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from results.compare import PAIRED_COLUMNS, paired
-from results.query import ResultQuery, refs
-from results.schema import SIZE_FACTS
-from results.selection import ranked_settings, select, with_settings
-from results.summary import aggregate_rows, combine_seeds, count_label, headline_label, headlines, layer_rows
-from suite.specs import SPECS, MetricSpec
-from suite.specs.context_mixing import MEASURES
+from idsuite.results.compare import PAIRED_COLUMNS, paired
+from idsuite.results.query import ResultQuery, refs
+from idsuite.results.schema import SIZE_FACTS
+from idsuite.results.selection import ranked_settings, select, with_settings
+from idsuite.results.summary import aggregate_rows, combine_seeds, count_label, headline_label, headlines, layer_rows
+from idsuite.suite.specs import SPECS, MetricSpec
+from idsuite.suite.specs.context_mixing import MEASURES
 
 LEAD_COLUMNS = ["model", "kind", "n_params"]
 """First in the main table: what the model is and its size; then the headlines, then ``status``."""
@@ -67,7 +67,7 @@ class Board:
     """One store's data for the leaderboard, with one setting per metric (``chosen``: metric ->
     setting label; default the setting most models finished) and the newest cell per model.
     ``variants``: the (metric, variant) pairs whose aggregated rows are read (default: all; the paper
-    export needs only the headlines, ``results.summary.headline_variants``)."""
+    export needs only the headlines, ``idsuite.results.summary.headline_variants``)."""
 
     def __init__(self, root: str | Path, chosen: dict[str, str] | None = None,
                  variants: Collection[tuple[str, str]] | None = None) -> None:
@@ -177,7 +177,7 @@ class Board:
 
     def paired(self, model_a: str, model_b: str, metric: str, variant: str | None = None) -> pd.DataFrame:
         """``model_a`` minus ``model_b`` on the same sentences, per layer and for the headline, with
-        paired bootstrap intervals (``results.compare.paired``; a control's init seeds pooled)."""
+        paired bootstrap intervals (``idsuite.results.compare.paired``; a control's init seeds pooled)."""
         spec = SPECS.get(metric)
         variant = variant or spec.headline
         sides = [refs(self._cell(m, metric)) for m in (model_a, model_b)]

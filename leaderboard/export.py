@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from leaderboard.data import PAIRED_SPECS, Board, latex_table
-from leaderboard.figures import Curve, LayerFigure, draw_all
-from results.compare import PAIRED_COLUMNS
-from results.store import model_folder
-from suite.specs import SPECS
+from idsuite.leaderboard.data import PAIRED_SPECS, Board, latex_table
+from idsuite.leaderboard.figures import Curve, LayerFigure, draw_all
+from idsuite.results.compare import PAIRED_COLUMNS
+from idsuite.results.store import model_folder
+from idsuite.suite.specs import SPECS
 
 
 def layer_figure(board: Board, metric: str, variant: str, normalise_depth: bool = True) -> LayerFigure | None:

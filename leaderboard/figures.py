@@ -1,7 +1,7 @@
 """Per-layer figures for papers, drawn from plain arrays with matplotlib (no pyplot, no global state).
 
 ``draw`` writes one figure as PNG and PDF, ``draw_all`` many (on Linux the PDFs in a forked child
-while this process draws the PNGs); ``leaderboard.export`` shapes the data into ``LayerFigure``
+while this process draws the PNGs); ``idsuite.leaderboard.export`` shapes the data into ``LayerFigure``
 objects.
 """
 

@@ -1,5 +1,5 @@
 """Paired comparisons: the difference of two models on the same probe sentences, per layer, with a
-paired bootstrap interval (``suite.uncertainty.paired_difference``).
+paired bootstrap interval (``idsuite.suite.uncertainty.paired_difference``).
 
 Each side is one or more cells of a metric (a control's init seeds are pooled: their per-sentence
 sums and counts add up). Per-sequence rows give, for every sentence and layer, a value averaged
@@ -14,10 +14,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from results.query import ResultQuery
-from results.store import CellRef
-from suite.specs import SPECS
-from suite.uncertainty import paired_difference
+from idsuite.results.query import ResultQuery
+from idsuite.results.store import CellRef
+from idsuite.suite.specs import SPECS
+from idsuite.suite.uncertainty import paired_difference
 
 PAIRED_COLUMNS = ["layer", "difference", "ci_low", "ci_high", "excludes_zero", "sequences"]
 """One row per layer, then the headline's row (``layer`` null: the mean over layers or the last

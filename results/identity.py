@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 
-from results.schema import KEY_COLUMNS, SETTING_COLUMNS
+from idsuite.results.schema import KEY_COLUMNS, SETTING_COLUMNS
 
 SETTING_SEPARATOR = "; "
 SUBJECT_COLUMNS = ["model_id", "init_seed"]

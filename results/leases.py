@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from results.store import CellRef, model_folder, process_alive
+from idsuite.results.store import CellRef, model_folder, process_alive
 
 DEFAULT_TTL = 300.0
 """Seconds a lease lives unless renewed; the holder renews every third of it."""

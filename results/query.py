@@ -16,8 +16,8 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from results.schema import ARROW_SCHEMA, CARD_COLUMNS, NAMES, SCHEMA_VERSION, select_list
-from results.store import CARD_KEY, CellRef, ResultStore
+from idsuite.results.schema import ARROW_SCHEMA, CARD_COLUMNS, NAMES, SCHEMA_VERSION, select_list
+from idsuite.results.store import CARD_KEY, CellRef, ResultStore
 
 CELL_COLUMNS = ["model_id", "metric", "cell_key"]
 """What names a cell in query results."""

@@ -13,7 +13,7 @@ from typing import Literal
 
 import pyarrow as pa
 
-from suite.specs.rows import ROW_COLUMNS
+from idsuite.suite.specs.rows import ROW_COLUMNS
 
 SCHEMA_VERSION = 2
 """1: the first store. 2: per-cell summary files and cards, ``trust_remote_code``, ``init_seed``, and
@@ -42,7 +42,7 @@ class Column:
 
 
 _ROW_DESCRIPTIONS = {
-    "metric": "metric name (suite.specs)",
+    "metric": "metric name (idsuite.suite.specs)",
     "variant": "reported quantity of the metric",
     "layer": "1..L (0: embedding layer); null on whole-model aggregates",
     "head": "attention head; null when aggregated over heads",
@@ -108,7 +108,7 @@ SIZE_FACTS = [c.name for c in COLUMNS if c.group == "size"]
 PROVENANCE_COLUMNS = [c.name for c in COLUMNS if c.role == "provenance"]
 CARD_COLUMNS = ["metric", *[c for c in PROVENANCE_COLUMNS + FACT_COLUMNS if c != "timestamp"]]
 """The columns that are the same on every row of a cell; with ``ok``, ``error`` and ``written``
-they make its card (``results.store.cell_card``), kept in each file's footer."""
+they make its card (``idsuite.results.store.cell_card``), kept in each file's footer."""
 ARROW_SCHEMA = pa.schema([pa.field(c.name, ARROW_TYPES[c.type]) for c in COLUMNS])
 
 

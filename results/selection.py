@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from results.identity import SUBJECT_COLUMNS, setting_label
-from results.schema import SETTING_COLUMNS
-from suite.specs import SPECS
+from idsuite.results.identity import SUBJECT_COLUMNS, setting_label
+from idsuite.results.schema import SETTING_COLUMNS
+from idsuite.suite.specs import SPECS
 
 
 def with_settings(cells: pd.DataFrame) -> pd.DataFrame:

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from results.schema import CARD_COLUMNS, SCHEMA_VERSION, conform
+from idsuite.results.schema import CARD_COLUMNS, SCHEMA_VERSION, conform
 
 CellState = Literal["missing", "ok", "failed"]
 ROW_GROUP_ROWS = 65_536

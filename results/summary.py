@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from suite.specs import SPECS, MetricSpec
+from idsuite.suite.specs import SPECS, MetricSpec
 
 ARROW_FREE_DIRECTIONS = {"higher": "higher better", "lower": "lower better", "none": ""}
 

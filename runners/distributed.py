@@ -19,9 +19,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from runners.corpus import Corpus
-from runners.jobs import ModelOutcome, Runner
-from runners.weights import parameter_count
+from idsuite.runners.jobs import ModelOutcome, Runner
+from idsuite.runners.models.weights import parameter_count
+from idsuite.runners.probing.corpus import Corpus
 
 MAX_RETRIES = 2
 """How often a task whose worker died is run again."""
@@ -48,9 +48,9 @@ class TaskSpec:
 
 def run_model_task(spec: TaskSpec, model_id: str, init_seed: int | None) -> dict[str, Any]:
     """In a Ray worker: one model's pending cells into the shared store; the ``ModelOutcome`` as a dict."""
-    from results.store import ResultStore
-    from runners.run_config import RunConfig
-    from runners.zoo import load_zoo
+    from idsuite.results.store import ResultStore
+    from idsuite.runners.models.zoo import load_zoo
+    from idsuite.runners.run_config import RunConfig
 
     runner = Runner(load_zoo(spec.zoo_path), Corpus(spec.corpus_id, [tuple(i) for i in spec.corpus_items]),
                     RunConfig.model_validate_json(spec.config), ResultStore(spec.store_root), spec.run_id,

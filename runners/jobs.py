@@ -2,8 +2,8 @@
 forward pass per batch.
 
 Nothing that goes wrong inside one model's work stops the run: it becomes failed rows with one line
-of cause (``runners.failures``) and the next model goes on. Each cell about to be computed is
-leased (``results.leases``), so that concurrent runs on one store compute it once; cells another
+of cause (``idsuite.runners.failures``) and the next model goes on. Each cell about to be computed is
+leased (``idsuite.results.leases``), so that concurrent runs on one store compute it once; cells another
 run is computing are waited for at the end (and taken over if that run dies).
 """
 
@@ -20,25 +20,25 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from results.identity import cell_key
-from results.leases import Leases
-from results.schema import FACT_COLUMNS, SCHEMA_VERSION
-from results.store import CellRef, ResultStore
-from runners.adapters import adapter_for
-from runners.corpus import Corpus
-from runners.failures import ModelFailure, one_line
-from runners.health import check_unknown_share
-from runners.loading import load_model
-from runners.provenance import device_name, library_versions, utc_now
-from runners.run_config import RunConfig
-from runners.tracing import Tracer
-from runners.weights import fingerprint
-from runners.zoo import RandomInitEntry, Zoo
-from suite.metrics import metric_class
-from suite.metrics.base import Metric
-from suite.specs import SPECS
-from suite.specs.rows import ROW_COLUMNS
-from suite.trace import BatchTrace
+from idsuite.results.identity import cell_key
+from idsuite.results.leases import Leases
+from idsuite.results.schema import FACT_COLUMNS, SCHEMA_VERSION
+from idsuite.results.store import CellRef, ResultStore
+from idsuite.runners.failures import ModelFailure, one_line
+from idsuite.runners.models.adapters import adapter_for
+from idsuite.runners.models.health import check_unknown_share
+from idsuite.runners.models.loading import load_model
+from idsuite.runners.models.weights import fingerprint
+from idsuite.runners.models.zoo import RandomInitEntry, Zoo
+from idsuite.runners.probing.corpus import Corpus
+from idsuite.runners.probing.tracing import Tracer
+from idsuite.runners.provenance import device_name, library_versions, utc_now
+from idsuite.runners.run_config import RunConfig
+from idsuite.suite.metrics import metric_class
+from idsuite.suite.metrics.base import Metric
+from idsuite.suite.specs import SPECS
+from idsuite.suite.specs.rows import ROW_COLUMNS
+from idsuite.suite.trace import BatchTrace
 
 __all__ = ["ModelOutcome", "RunConfig", "Runner"]
 
@@ -121,7 +121,7 @@ class Runner:
 
     # -- cells -----------------------------------------------------------------------------------
     def _identity(self, model_id: str, weights: str, metric: str) -> dict[str, Any]:
-        """The key columns of a cell (``results.identity``): what makes it the same computation."""
+        """The key columns of a cell (``idsuite.results.identity``): what makes it the same computation."""
         entry = self.zoo.entries.get(model_id)
         return {
             "model_fingerprint": weights,

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import platform
 from datetime import UTC, datetime
 
 import torch
 import transformers
 
-import suite
-
 
 def library_versions() -> dict[str, str]:
-    return {"suite_version": suite.__version__, "torch_version": torch.__version__, "transformers_version": transformers.__version__}
+    return {"suite_version": importlib.metadata.version("idsuite"), "torch_version": torch.__version__,
+            "transformers_version": transformers.__version__}
 
 
 def device_name(device: str) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 
-from suite.specs import SPECS, MetricConfig
+from idsuite.suite.specs import SPECS, MetricConfig
 
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 

@@ -3,5 +3,3 @@
 Brunner et al., "On Identifiability in Transformers", ICLR 2020 (arXiv 1908.04211).
 Symbol names follow ``DESIGN.md``: ``E``, ``V_h``, ``W_O^h``, ``T_h = V_h W_O^h``, ``A_h``.
 """
-
-__version__ = "0.1.0"

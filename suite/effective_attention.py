@@ -1,6 +1,6 @@
 """How far effective attention ``A_eff = A_h U_h U_h^T`` is from raw attention ``A_h``.
 
-``A_eff`` itself comes from ``suite.null_space.project_attention``. ``A_null = A_h - A_eff`` lies
+``A_eff`` itself comes from ``idsuite.suite.null_space.project_attention``. ``A_null = A_h - A_eff`` lies
 in the left null space of ``T_h``, so ``A_eff T_h = A_h T_h``: the head's output is unchanged.
 Effective rows need not be non-negative nor sum to one (Brunner et al. 2020, section 4.2).
 """

@@ -8,10 +8,10 @@ from typing import Protocol
 
 import torch
 
-from suite.attribution import LayersFn
-from suite.context_mixing import MixingLayer
-from suite.masks import pair_mask
-from suite.null_space import Projection, project_attention
+from idsuite.suite.attribution import LayersFn
+from idsuite.suite.context_mixing import MixingLayer
+from idsuite.suite.masks import pair_mask
+from idsuite.suite.null_space import Projection, project_attention
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class LayerTrace:
     model repeats each KV group's values for its query heads), zero on padded rows;
     ``w_out`` (H, d_h, d): ``W_O^h``, the rows of the output projection that head h feeds;
     ``window``: sliding-window size of the layer (row i sees keys with ``|i - j| < window``), if any;
-    ``output_factor`` (H, d_h, d_h): ``suite.null_space.output_factor(w_out)`` when the model's
+    ``output_factor`` (H, d_h, d_h): ``idsuite.suite.null_space.output_factor(w_out)`` when the model's
     tracer computed it once (else it is computed per batch).
     """
 

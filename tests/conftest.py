@@ -29,7 +29,7 @@ SENTENCES = [
 @pytest.fixture(scope="session", autouse=True)
 def digests_of_this_session(tmp_path_factory: pytest.TempPathFactory):
     """The weight digests of the tests' temporary models go to a folder of this session, not to the
-    user's cache (``runners.cache``)."""
+    user's cache (``idsuite.runners.models.cache``)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("IDSUITE_DIGESTS", str(tmp_path_factory.mktemp("digests")))
         yield

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from results.query import ResultQuery
-from suite.specs.rows import ROW_COLUMNS
+from idsuite.results.query import ResultQuery
+from idsuite.suite.specs.rows import ROW_COLUMNS
 from tests.conftest import SENTENCES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ def env() -> dict[str, str]:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=env(), capture_output=True,
+    return subprocess.run([sys.executable, "-m", "idsuite.cli.main", *args], cwd=ROOT, env=env(), capture_output=True,
                           text=True, timeout=600)
 
 

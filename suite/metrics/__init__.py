@@ -1,5 +1,5 @@
-"""The metric implementations (torch); their declarations are in ``suite.specs``."""
+"""The metric implementations (torch); their declarations are in ``idsuite.suite.specs``."""
 
-from suite.metrics.base import Metric, RowBuffer, metric_class
+from idsuite.suite.metrics.base import Metric, RowBuffer, metric_class
 
 __all__ = ["Metric", "RowBuffer", "metric_class"]

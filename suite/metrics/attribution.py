@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from suite.attribution import (
+from idsuite.suite.attribution import (
     MixingSummary,
     contributions,
     estimate_block_norms,
@@ -24,10 +24,10 @@ from suite.attribution import (
     jacobian_block_norms,
     mixing_summary,
 )
-from suite.metrics.base import RowBuffer, progress_bar, say
-from suite.specs.hidden_token_attribution import SPEC, AttributionConfig
-from suite.trace import BatchTrace, ModelProbe
-from suite.uncertainty import Estimate, jackknife_half_width, ratio_of_sums
+from idsuite.suite.metrics.base import RowBuffer, progress_bar, say
+from idsuite.suite.specs.hidden_token_attribution import SPEC, AttributionConfig
+from idsuite.suite.trace import BatchTrace, ModelProbe
+from idsuite.suite.uncertainty import Estimate, jackknife_half_width, ratio_of_sums
 
 PER_TOKEN = ("own", "own_is_top", "entropy")
 

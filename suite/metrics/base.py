@@ -1,6 +1,6 @@
 """What a metric implementation is: an accumulator over batches that turns into long-format rows.
 
-Its declaration (metadata, variants, config) lives in ``suite.specs``; ``metric_class`` imports the
+Its declaration (metadata, variants, config) lives in ``idsuite.suite.specs``; ``metric_class`` imports the
 implementation a declaration names.
 """
 
@@ -17,17 +17,17 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from suite.specs import SPECS, MetricSpec
-from suite.specs.rows import INDEX_COLUMNS, ROW_COLUMNS
-from suite.trace import BatchTrace, ModelProbe
-from suite.uncertainty import Estimate
+from idsuite.suite.specs import SPECS, MetricSpec
+from idsuite.suite.specs.rows import INDEX_COLUMNS, ROW_COLUMNS
+from idsuite.suite.trace import BatchTrace, ModelProbe
+from idsuite.suite.uncertainty import Estimate
 
 
 class Metric(Protocol):
     """A metric accumulates over batches (``update``) and turns into long-format rows (``finish``).
 
     A metric that reads the attention maps also has ``update_layer(batch, layer)``: the runner hands
-    it each layer as the forward pass produces it (``suite.trace.LayerConsumer``), then releases the
+    it each layer as the forward pass produces it (``idsuite.suite.trace.LayerConsumer``), then releases the
     layer's maps; ``update`` closes the batch (and reads any layers a trace kept)."""
 
     spec: ClassVar[MetricSpec]
@@ -110,7 +110,7 @@ class RowBuffer:
         chunk["n_clusters"] = np.full(chunk["size"], estimate.clusters, dtype=np.int64)
 
     def frame(self) -> pd.DataFrame:
-        """Every row added, with the columns ``suite.specs.rows.ROW_COLUMNS`` in their order and types."""
+        """Every row added, with the columns ``idsuite.suite.specs.rows.ROW_COLUMNS`` in their order and types."""
         if not self.chunks:
             return pd.DataFrame({c: pd.Series(dtype="object") for c in ROW_COLUMNS})
         sizes = [c["size"] for c in self.chunks]

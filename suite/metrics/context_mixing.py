@@ -1,6 +1,6 @@
 """Metric: context-mixing measures per layer, scored against Jacobian attribution.
 
-For each scored sequence: every measure's one-layer matrices (``suite.context_mixing``) and their
+For each scored sequence: every measure's one-layer matrices (``idsuite.suite.context_mixing``) and their
 rollouts; the attribution ``c^l`` (exact block norms, or estimated) and the one-layer Jacobians
 (estimated through each layer alone); per-token agreement of rows. Per layer, the mean over all
 scored tokens with its bootstrap interval over sequences.
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from suite.attribution import Progress, contributions, estimate_block_norms, exact_or_estimate, jacobian_block_norms
-from suite.context_mixing import (
+from idsuite.suite.attribution import Progress, contributions, estimate_block_norms, exact_or_estimate, jacobian_block_norms
+from idsuite.suite.context_mixing import (
     RAW_PRODUCT,
     ROLLOUT_WITH_IDENTITY,
     agreement,
@@ -26,10 +26,10 @@ from suite.context_mixing import (
     rollout,
     row_normalise,
 )
-from suite.metrics.base import RowBuffer, progress_bar, say
-from suite.specs.context_mixing import MEASURES, SCORES, SPEC, ContextMixingConfig
-from suite.trace import BatchTrace, ModelProbe
-from suite.uncertainty import ratio_of_sums
+from idsuite.suite.metrics.base import RowBuffer, progress_bar, say
+from idsuite.suite.specs.context_mixing import MEASURES, SCORES, SPEC, ContextMixingConfig
+from idsuite.suite.trace import BatchTrace, ModelProbe
+from idsuite.suite.uncertainty import ratio_of_sums
 
 AGREEMENT_FIELDS = {"spearman": "spearman", "top_agreement": "top", "own_error": "own_error"}
 

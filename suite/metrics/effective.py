@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from suite.effective_attention import argmax_change, null_share, position_mass, row_pearson
-from suite.metrics.base import RowBuffer, layer_head_grid
-from suite.metrics.rank import COMPUTE_DTYPES
-from suite.specs.effective_attention import SPEC, EffectiveAttentionConfig
-from suite.trace import BatchTrace, ModelProbe
-from suite.uncertainty import ratio_of_sums
+from idsuite.suite.effective_attention import argmax_change, null_share, position_mass, row_pearson
+from idsuite.suite.metrics.base import RowBuffer, layer_head_grid
+from idsuite.suite.metrics.rank import COMPUTE_DTYPES
+from idsuite.suite.specs.effective_attention import SPEC, EffectiveAttentionConfig
+from idsuite.suite.trace import BatchTrace, ModelProbe
+from idsuite.suite.uncertainty import ratio_of_sums
 
 PER_SEQUENCE = ("null_share", "pearson", "argmax_change")
 

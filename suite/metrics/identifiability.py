@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from suite.identifiability import fit_linear, fit_mlps, fit_naive, identified_per_sequence, predict
-from suite.masks import token_mask
-from suite.metrics.base import RowBuffer, progress_bar
-from suite.specs.token_identifiability import SPEC, IdentifiabilityConfig
-from suite.trace import BatchTrace, ModelProbe
-from suite.uncertainty import ratio_of_sums
+from idsuite.suite.identifiability import fit_linear, fit_mlps, fit_naive, identified_per_sequence, predict
+from idsuite.suite.masks import token_mask
+from idsuite.suite.metrics.base import RowBuffer, progress_bar
+from idsuite.suite.specs.token_identifiability import SPEC, IdentifiabilityConfig
+from idsuite.suite.trace import BatchTrace, ModelProbe
+from idsuite.suite.uncertainty import ratio_of_sums
 
 
 def pad_stack(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from suite.metrics.base import RowBuffer, layer_head_grid
-from suite.rank_deficiency import rank_deficiency
-from suite.specs.rank_deficiency import SPEC, RankConfig
-from suite.trace import BatchTrace, ModelProbe
-from suite.uncertainty import ratio_of_sums
+from idsuite.suite.metrics.base import RowBuffer, layer_head_grid
+from idsuite.suite.rank_deficiency import rank_deficiency
+from idsuite.suite.specs.rank_deficiency import SPEC, RankConfig
+from idsuite.suite.trace import BatchTrace, ModelProbe
+from idsuite.suite.uncertainty import ratio_of_sums
 
 COMPUTE_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 

@@ -48,7 +48,7 @@ class MetricSpec:
     ``headline`` names the variant shown as the model's one number and ``headline_layer`` how it is
     taken from the per-layer rows (``mean`` over layers or the ``last`` layer); with
     ``headline_best_of``, the best of those variants (by their direction) is shown instead.
-    ``implementation``: ``module:Class`` of the accumulator (imported by ``suite.metrics``).
+    ``implementation``: ``module:Class`` of the accumulator (imported by ``idsuite.suite.metrics``).
     ``paper``: where the quantity is defined (for the docs and help texts); ``summary_variants``:
     what ``idsuite run`` prints per layer (default: the headline); ``in_main_table``: whether the
     leaderboard's main table has a column for it (else it has a view of its own).

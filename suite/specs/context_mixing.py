@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from suite.specs.base import MetricConfig, MetricSpec, Variant
+from idsuite.suite.specs.base import MetricConfig, MetricSpec, Variant
 
 MEASURES = ("attention", "norm", "norm_resln", "globenc", "alti", "value_zeroing")
 """The context-mixing measures (their maths: ``suite/context_mixing.py``)."""
@@ -66,7 +66,7 @@ SPEC = MetricSpec(
     version=2,
     variants=_variants(),
     headline="alti/spearman",
-    implementation="suite.metrics.context_mixing:ContextMixingMetric",
+    implementation="idsuite.suite.metrics.context_mixing:ContextMixingMetric",
     headline_layer="last",
     headline_best_of=tuple(f"{m}/spearman" for m in MEASURES),
     config_type=ContextMixingConfig,

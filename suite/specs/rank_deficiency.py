@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from suite.specs.base import MetricConfig, MetricSpec, Variant
+from idsuite.suite.specs.base import MetricConfig, MetricSpec, Variant
 
 
 class RankConfig(MetricConfig):
@@ -30,7 +30,7 @@ SPEC = MetricSpec(
         ),
     },
     headline="nonidentifiable_share",
-    implementation="suite.metrics.rank:RankDeficiencyMetric",
+    implementation="idsuite.suite.metrics.rank:RankDeficiencyMetric",
     config_type=RankConfig,
     summary_variants=("nonidentifiable_share", "null_fraction"),
     paper="Brunner et al. 2020, section 4.1",

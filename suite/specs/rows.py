@@ -7,7 +7,7 @@ attention-map cell; ``label``: text (a token of the example sequence).
 
 Every aggregate carries its uncertainty: ``n`` units averaged, named by ``n_unit`` (sequences,
 tokens, sequence-heads, ...), ``n_clusters`` sequences resampled, and the 95% interval
-[``ci_low``, ``ci_high``] of a seeded bootstrap over those sequences (``suite.uncertainty``).
+[``ci_low``, ``ci_high``] of a seeded bootstrap over those sequences (``idsuite.suite.uncertainty``).
 """
 
 ROW_COLUMNS: dict[str, str] = {

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from suite.specs.base import MetricConfig, MetricSpec, Variant
+from idsuite.suite.specs.base import MetricConfig, MetricSpec, Variant
 
 MAPPINGS = ("naive", "linear", "mlp")
 DISTANCES = ("cosine", "l2")
@@ -56,7 +56,7 @@ SPEC = MetricSpec(
                                     ("converged", "1 if the held-out loss stopped improving before the epoch cap", "flag"))},
     },
     headline="mlp/cosine",
-    implementation="suite.metrics.identifiability:IdentifiabilityMetric",
+    implementation="idsuite.suite.metrics.identifiability:IdentifiabilityMetric",
     headline_layer="last",
     headline_best_of=tuple(f"{g}/{dist}" for g in MAPPINGS for dist in DISTANCES),
     config_type=IdentifiabilityConfig,

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from results.query import ResultQuery
-from results.store import ResultStore
-from suite.specs import SPECS
+from idsuite.results.query import ResultQuery
+from idsuite.results.store import ResultStore
+from idsuite.suite.specs import SPECS
 from tests.processes import ROOT, cli, env, results_of, run_args
 
 STALLED_WRITE = """
@@ -34,7 +34,7 @@ def stalled(table, where, **kwargs):
         time.sleep(600)
     return real(table, where, **kwargs)
 pq.write_table = stalled
-from cli.main import main
+from idsuite.cli.main import main
 sys.exit(main(sys.argv[3:]))
 """
 
@@ -83,7 +83,7 @@ def computed_cells(log: str) -> list[tuple[str, str]]:
 
 def test_two_runs_on_one_store_compute_each_cell_once(run_setup):
     results = run_setup / "shared"
-    argv = [sys.executable, "-m", "cli.main", *run_args(run_setup, results)]
+    argv = [sys.executable, "-m", "idsuite.cli.main", *run_args(run_setup, results)]
     runs = [subprocess.Popen(argv, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for _ in range(2)]
     logs = [r.communicate(timeout=600)[0] for r in runs]

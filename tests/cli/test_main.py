@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
-from suite.specs import SPECS
+from idsuite.cli.main import main
+from idsuite.runners.models.zoo import DEFAULT_ZOO
+from idsuite.suite.specs import SPECS
 from tests.conftest import SENTENCES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +60,7 @@ models:
     assert capsys.readouterr().err.strip().endswith("has no random-init control in these results; name the second model")
 
     # the console command (its read-only commands skip the interpreter's teardown): output flushed, files whole
-    command = [sys.executable, "-m", "cli.main", "export", "--results", str(tmp_path / "out"), "--out", str(tmp_path / "p3")]
+    command = [sys.executable, "-m", "idsuite.cli.main", "export", "--results", str(tmp_path / "out"), "--out", str(tmp_path / "p3")]
     buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a terminal user's shell has it
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300, env=buffered)
     printed = done.stdout.splitlines()
@@ -70,11 +71,11 @@ models:
     assert done.returncode == 2 and done.stderr.startswith("error: no results in")
 
     # the figures' fork (draw_all) comes after the store's DuckDB connection is closed (no worker threads)
-    probe = ("import gc, sys, duckdb\nimport leaderboard.figures as figures\nreal = figures._forked\n"
+    probe = ("import gc, sys, duckdb\nimport idsuite.leaderboard.figures as figures\nreal = figures._forked\n"
              "def forked(work):\n    for db in (o for o in gc.get_objects() if isinstance(o, duckdb.DuckDBPyConnection)):\n"
              "        try:\n            db.execute('SELECT 1')\n            print('open connection at fork', file=sys.stderr)\n"
              "        except duckdb.ConnectionException:\n            print('closed connection at fork', file=sys.stderr)\n"
-             "    return real(work)\nfigures._forked = forked\nfrom cli.main import main\nsys.exit(main(sys.argv[1:]))\n")
+             "    return real(work)\nfigures._forked = forked\nfrom idsuite.cli.main import main\nsys.exit(main(sys.argv[1:]))\n")
     done = subprocess.run([sys.executable, "-c", probe, *paper[:2], str(tmp_path / "out"), "--out", str(tmp_path / "p4")],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0 and done.stderr.splitlines() == ["closed connection at fork"], done.stderr
@@ -85,7 +86,7 @@ def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path, unbuffered):
     """``idsuite list | head -1``: the pipe breaks while printing (unbuffered) or at the flush; the
     command ends quietly with 141, as a process ended by SIGPIPE does."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"} | ({"PYTHONUNBUFFERED": "1"} if unbuffered else {})
-    listing = subprocess.Popen([sys.executable, "-m", "cli.main", "list", "--zoo", str(ROOT / "models.yaml"), "--results",
+    listing = subprocess.Popen([sys.executable, "-m", "idsuite.cli.main", "list", "--zoo", str(DEFAULT_ZOO), "--results",
                                 str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env)
     listing.stdout.close()  # the reader has gone before the first line
     err = listing.stderr.read().decode()
@@ -120,8 +121,8 @@ def test_list_shows_a_config_entry_and_names_one_that_cannot_be_built(tmp_path, 
 
 
 def test_the_token_limits_of_attribution_and_context_mixing_are_options(tmp_path, capsys):
-    from cli.main import build_parser
-    from cli.run import validate
+    from idsuite.cli.main import build_parser
+    from idsuite.cli.run import validate
 
     (tmp_path / "models.yaml").write_text("models:\n  - {id: tiny, source: hub, tags: [default]}\n")
     run = ["run", "--zoo", str(tmp_path / "models.yaml"), "--results", str(tmp_path / "r")]
@@ -147,7 +148,7 @@ def test_the_token_limits_of_attribution_and_context_mixing_are_options(tmp_path
 def test_stale_cells_are_counted_listed_and_recomputed(tmp_path, tiny_bert_dir, capsys, monkeypatch):
     import dataclasses
 
-    from suite.specs import SPECS
+    from idsuite.suite.specs import SPECS
 
     (tmp_path / "models.yaml").write_text(f"models:\n  - {{id: tiny, source: local, path: {tiny_bert_dir}, tags: [default]}}\n")
     corpus = tmp_path / "probe.txt"

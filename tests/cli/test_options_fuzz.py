@@ -11,9 +11,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cli.errors import CliError
-from cli.main import build_parser, main
-from cli.run import RunPlan, validate
+from idsuite.cli.errors import CliError
+from idsuite.cli.main import build_parser, main
+from idsuite.cli.run import RunPlan, validate
 
 OPTIONS = ["--batch-size", "--max-tokens", "--max-sequences", "--seed", "--device", "--dtype", "--attribution-method",
            "--attribution-probes", "--attribution-sequences", "--attribution-max-tokens", "--mixing-max-tokens",

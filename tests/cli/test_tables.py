@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from cli.tables import fit
+from idsuite.cli.tables import fit
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from results.store import ResultStore
-from runners.corpus import Corpus
-from runners.jobs import RunConfig, Runner
-from runners.zoo import load_zoo
+from idsuite.results.store import ResultStore
+from idsuite.runners.jobs import RunConfig, Runner
+from idsuite.runners.models.zoo import load_zoo
+from idsuite.runners.probing.corpus import Corpus
 from tests.conftest import SENTENCES
 
 FAST = {

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import leaderboard
-from leaderboard.data import PAIRED_SPECS, Board
-from suite.specs import SPECS
+from idsuite import leaderboard
+from idsuite.leaderboard.data import PAIRED_SPECS, Board
+from idsuite.suite.specs import SPECS
 
 APP = str(Path(leaderboard.__file__).parent / "app.py")
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-import leaderboard
-from leaderboard.data import TABLE_SPECS
+from idsuite import leaderboard
+from idsuite.leaderboard.data import TABLE_SPECS
 from tests.leaderboard.conftest import MODELS
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")

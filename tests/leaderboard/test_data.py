@@ -4,12 +4,21 @@ and partial models, filters, curves with normalised depth, the stored example ma
 import numpy as np
 import pandas as pd
 
-from leaderboard.data import DETAIL_COLUMNS, LEAD_COLUMNS, PAIRED_SPECS, TABLE_SPECS, Board, filter_table, interval_label, reader_order
-from leaderboard.export import export
-from results.identity import SETTING_SEPARATOR, short_setting_names
-from results.query import ResultQuery
-from results.summary import headline_label, headline_variants, layer_rows
-from suite.specs import SPECS
+from idsuite.leaderboard.data import (
+    DETAIL_COLUMNS,
+    LEAD_COLUMNS,
+    PAIRED_SPECS,
+    TABLE_SPECS,
+    Board,
+    filter_table,
+    interval_label,
+    reader_order,
+)
+from idsuite.leaderboard.export import export
+from idsuite.results.identity import SETTING_SEPARATOR, short_setting_names
+from idsuite.results.query import ResultQuery
+from idsuite.results.summary import headline_label, headline_variants, layer_rows
+from idsuite.suite.specs import SPECS
 
 
 def test_main_table_has_one_row_per_model_and_one_column_per_headline(results_dir):
@@ -119,7 +128,7 @@ def test_one_setting_per_metric_and_the_newest_cell_per_model(results_dir, two_s
 
 
 def test_paired_differences_and_their_export(results_dir, tmp_path):
-    from leaderboard.export import export_paired
+    from idsuite.leaderboard.export import export_paired
 
     board = Board(results_dir)
     same = board.paired("tiny-bert", "tiny-bert", "rank_deficiency")

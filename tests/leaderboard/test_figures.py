@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from leaderboard import figures
-from leaderboard.figures import Curve, LayerFigure, draw, draw_all
+from idsuite.leaderboard import figures
+from idsuite.leaderboard.figures import Curve, LayerFigure, draw, draw_all
 
 LINUX = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the PDFs are drawn in a child on Linux only")
 

@@ -7,10 +7,10 @@ import json
 import pandas as pd
 import pytest
 
-from results.identity import cell_key
-from results.schema import KEY_COLUMNS
-from results.store import CellRef, ResultStore
-from suite.specs import SPECS
+from idsuite.results.identity import cell_key
+from idsuite.results.schema import KEY_COLUMNS
+from idsuite.results.store import CellRef, ResultStore
+from idsuite.suite.specs import SPECS
 
 
 def identity(model_id: str = "m", metric: str = "rank_deficiency", **changes) -> dict[str, object]:

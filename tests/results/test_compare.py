@@ -4,8 +4,8 @@ zero-width interval; a constant shift is found exactly; only shared sentences co
 import numpy as np
 import pandas as pd
 
-from results.compare import paired
-from results.query import ResultQuery
+from idsuite.results.compare import paired
+from idsuite.results.query import ResultQuery
 from tests.results.conftest import cell_frame
 
 

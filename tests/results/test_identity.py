@@ -3,8 +3,8 @@ and library versions."""
 
 import pytest
 
-from results.identity import cell_key, setting_label, setting_parts, short_setting_names
-from results.schema import KEY_COLUMNS
+from idsuite.results.identity import cell_key, setting_label, setting_parts, short_setting_names
+from idsuite.results.schema import KEY_COLUMNS
 from tests.results.conftest import identity
 
 

@@ -8,8 +8,8 @@ import sys
 import threading
 import time
 
-from results.leases import UNREADABLE_GRACE, Lease, Leases
-from results.store import CellRef
+from idsuite.results.leases import UNREADABLE_GRACE, Lease, Leases
+from idsuite.results.store import CellRef
 
 REF = CellRef("model/x", "rank_deficiency", "abc")
 

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from results.query import ResultQuery, refs
+from idsuite.results.query import ResultQuery, refs
 from tests.results.conftest import cell_frame
 
 

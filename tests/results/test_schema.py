@@ -5,8 +5,8 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from results import schema
-from suite.specs.rows import ROW_COLUMNS
+from idsuite.results import schema
+from idsuite.suite.specs.rows import ROW_COLUMNS
 
 
 def test_derived_lists_come_from_the_declaration():

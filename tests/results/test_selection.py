@@ -2,9 +2,9 @@
 
 import json
 
-from results.query import ResultQuery
-from results.selection import ranked_settings, select, with_settings
-from suite.specs import SPECS
+from idsuite.results.query import ResultQuery
+from idsuite.results.selection import ranked_settings, select, with_settings
+from idsuite.suite.specs import SPECS
 from tests.results.conftest import cell_frame
 
 

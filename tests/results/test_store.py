@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from results.store import model_folder, model_id_of
+from idsuite.results.store import model_folder, model_id_of
 from tests.results.conftest import cell_frame
 
 

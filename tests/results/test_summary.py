@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from results.summary import combine_seeds, count_label, headlines, run_notes, run_tables, with_interval
+from idsuite.results.summary import combine_seeds, count_label, headlines, run_notes, run_tables, with_interval
 
 
 def aggregate(model: str, metric: str, variant: str, layer: int | None, value: float, half: float = 0.01,

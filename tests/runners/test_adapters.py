@@ -12,10 +12,10 @@ import torch
 import transformers
 from torch.func import jvp, vmap
 
-from runners import linearized_feed_forward
-from runners.adapters import ADAPTERS, UnsupportedArchitecture, adapter_for
-from suite.null_space import value_output_matrix
-from suite.rank_deficiency import rank_deficiency
+from idsuite.runners import linearized_feed_forward
+from idsuite.runners.models.adapters import ADAPTERS, UnsupportedArchitecture, adapter_for
+from idsuite.suite.null_space import value_output_matrix
+from idsuite.suite.rank_deficiency import rank_deficiency
 from tests.conftest import SENTENCES, TINY_CONFIGS, save_tiny
 from tests.runners.test_tracing import encode, tracer_for
 

@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from runners.cache import digest_folder, file_sha256, remembered
-from runners.weights import _hash_folder
+from idsuite.runners.models.cache import digest_folder, file_sha256, remembered
+from idsuite.runners.models.weights import _hash_folder
 
 
 @pytest.fixture

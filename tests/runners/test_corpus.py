@@ -2,7 +2,7 @@
 
 import pytest
 
-from runners.corpus import CorpusError, CorpusSpec, load_corpus, split_sentences
+from idsuite.runners.probing.corpus import CorpusError, CorpusSpec, load_corpus, split_sentences
 
 
 def test_sentence_split_keeps_closing_quotes():

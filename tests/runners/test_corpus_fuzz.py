@@ -11,7 +11,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runners.corpus import CorpusError, CorpusSpec, load_corpus
+from idsuite.runners.probing.corpus import CorpusError, CorpusSpec, load_corpus
 
 cells = st.one_of(st.none(), st.integers(-1000, 1000), st.floats(allow_nan=True), st.booleans(), st.text(max_size=40))
 rows = st.lists(st.dictionaries(st.sampled_from(["text", "pair", "other"]), cells, max_size=3), max_size=8)

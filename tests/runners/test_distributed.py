@@ -44,12 +44,12 @@ def ray_address():
 
 
 def ray_run(setup: Path, results: Path, address: str) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "cli.main", *run_args(setup, results), "--backend", "ray", "--address", address]
+    argv = [sys.executable, "-m", "idsuite.cli.main", *run_args(setup, results), "--backend", "ray", "--address", address]
     return subprocess.Popen(argv, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def local_run(setup: Path) -> pd.DataFrame:
-    local = subprocess.run([sys.executable, "-m", "cli.main", *run_args(setup, setup / "local")], cwd=ROOT, env=env(),
+    local = subprocess.run([sys.executable, "-m", "idsuite.cli.main", *run_args(setup, setup / "local")], cwd=ROOT, env=env(),
                            capture_output=True, text=True, timeout=600)
     assert local.returncode == 0, local.stdout + local.stderr
     return results_of(setup / "local")

@@ -12,14 +12,14 @@ import pytest
 import torch
 import transformers
 
-import runners.weights
-from results.query import ResultQuery
-from results.store import ResultStore
-from runners.corpus import Corpus
-from runners.failures import MAX_MESSAGE
-from runners.jobs import RunConfig, Runner
-from runners.zoo import load_zoo
-from suite.specs import SPECS
+import idsuite.runners.models.weights
+from idsuite.results.query import ResultQuery
+from idsuite.results.store import ResultStore
+from idsuite.runners.failures import MAX_MESSAGE
+from idsuite.runners.jobs import RunConfig, Runner
+from idsuite.runners.models.zoo import load_zoo
+from idsuite.runners.probing.corpus import Corpus
+from idsuite.suite.specs import SPECS
 from tests.conftest import SENTENCES, VOCAB
 
 FAST = {
@@ -90,7 +90,7 @@ models:
 
 
 def test_every_fault_is_failed_rows_with_one_line_and_the_rest_completes(faulty_zoo, tmp_path, monkeypatch):
-    real_hash, real_write = runners.weights._hash_files, ResultStore.write
+    real_hash, real_write = idsuite.runners.models.weights._hash_files, ResultStore.write
 
     def unreadable(folder, files):  # root reads any file, so the permission error is injected
         if folder.name == "unreadable":
@@ -102,7 +102,7 @@ def test_every_fault_is_failed_rows_with_one_line_and_the_rest_completes(faulty_
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(store, ref, frame)
 
-    monkeypatch.setattr(runners.weights, "_hash_files", unreadable)
+    monkeypatch.setattr(idsuite.runners.models.weights, "_hash_files", unreadable)
     monkeypatch.setattr(ResultStore, "write", full_disk)
     store = ResultStore(tmp_path / "results")
     corpus = Corpus("tiny", [(s, None) for s in SENTENCES])

@@ -3,13 +3,13 @@
 import pandas as pd
 import pytest
 
-import runners.jobs
-from results.query import ResultQuery
-from results.store import ResultStore
-from runners.corpus import Corpus
-from runners.jobs import RunConfig, Runner
-from runners.zoo import load_zoo
-from suite.specs import SPECS
+import idsuite.runners.jobs
+from idsuite.results.query import ResultQuery
+from idsuite.results.store import ResultStore
+from idsuite.runners.jobs import RunConfig, Runner
+from idsuite.runners.models.zoo import load_zoo
+from idsuite.runners.probing.corpus import Corpus
+from idsuite.suite.specs import SPECS
 from tests.conftest import SENTENCES
 
 FAST = {
@@ -114,7 +114,7 @@ def test_example_attention_maps_are_stored(zoo, corpus, tmp_path):
 def test_killed_run_restarts_without_recomputing_finished_cells(zoo, corpus, tmp_path, monkeypatch):
     root = tmp_path / "results"
     loads: list[str] = []
-    real_load = runners.jobs.load_model
+    real_load = idsuite.runners.jobs.load_model
 
     def counting_load(entry, *args, **kwargs):
         loads.append(entry.id)
@@ -122,7 +122,7 @@ def test_killed_run_restarts_without_recomputing_finished_cells(zoo, corpus, tmp
             raise KeyboardInterrupt  # the run is killed while the second model starts
         return real_load(entry, *args, **kwargs)
 
-    monkeypatch.setattr(runners.jobs, "load_model", counting_load)
+    monkeypatch.setattr(idsuite.runners.jobs, "load_model", counting_load)
     with pytest.raises(KeyboardInterrupt):
         make_runner(zoo, corpus, root).run(["tiny", "tiny-random-init"])
     first = ResultQuery(root).all_rows()
@@ -209,7 +209,7 @@ def test_an_unreadable_cell_is_quarantined_and_recomputed_the_rest_kept(zoo, cor
 def test_a_long_only_corpus_fails_neither_attribution_nor_context_mixing(zoo, tmp_path):
     """Every sentence is longer than attribution's cap (2.5 x d_h = 8: 20 tokens) and context
     mixing's (16): both record that they left all out and why; no metric of either model fails."""
-    from results.summary import run_notes
+    from idsuite.results.summary import run_notes
 
     long_only = Corpus("long", [(" ".join([s, *SENTENCES[i + 1 : i + 3]]), None) for i, s in enumerate(SENTENCES[:5])])
     models = ["tiny", "tiny-decoder"]
@@ -241,9 +241,9 @@ def test_batches_are_cut_by_the_map_budget_and_the_numbers_do_not_move(zoo, corp
     # a budget of 4 heads x 24^2 entries: short sentences share a batch, longer ones go alone; every
     # stored value equals the run with one batch of 16 (padding and batching change nothing beyond
     # float round-off), and the batch size actually used is recorded
-    from runners.adapters import adapter_for
-    from runners.loading import load_model
-    from runners.tracing import Tracer
+    from idsuite.runners.models.adapters import adapter_for
+    from idsuite.runners.models.loading import load_model
+    from idsuite.runners.probing.tracing import Tracer
 
     loaded = load_model(zoo.entries["tiny-decoder"], zoo)
     tracer = Tracer(loaded.model, loaded.tokenizer, adapter_for(loaded.model.config.model_type))

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.func import jvp, vmap
 
-from runners.linearized_feed_forward import (
+from idsuite.runners.probing.linearized_feed_forward import (
     LinearizedFeedForward,
     pays_off,
     token_jacobians,

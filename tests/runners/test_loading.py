@@ -8,10 +8,10 @@ import pytest
 import torch
 import transformers
 
-from runners.failures import ModelFailure
-from runners.loading import config_of, load_model
-from runners.weights import ModelLoadError, fingerprint
-from runners.zoo import ConfigEntry, load_zoo
+from idsuite.runners.failures import ModelFailure
+from idsuite.runners.models.loading import config_of, load_model
+from idsuite.runners.models.weights import ModelLoadError, fingerprint
+from idsuite.runners.models.zoo import ConfigEntry, load_zoo
 from tests.conftest import VOCAB
 
 TINY_LLAMA = {"model_type": "llama", "vocab_size": len(VOCAB), "hidden_size": 32, "num_attention_heads": 4,
@@ -128,7 +128,7 @@ def rope(config: transformers.PretrainedConfig) -> tuple[float, dict]:
 
 @pytest.mark.parametrize("entry_id", list(SHAPES))
 def test_the_shipped_shape_configs_have_the_real_models_sizes(entry_id):
-    zoo = load_zoo("models.yaml")
+    zoo = load_zoo()
     entry = zoo.entries[entry_id]
     assert isinstance(entry, ConfigEntry) and entry.tokenizer == "all-MiniLM-L6-v2" and "shape" in entry.tags
     config = config_of(entry, zoo)  # what load_model builds the model from, without building it

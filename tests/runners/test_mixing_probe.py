@@ -5,10 +5,10 @@ real output, and value zeroing by subtracting ``u_ij`` equals zeroing token j's 
 import pytest
 import torch
 
-from runners.tracing import Tracer
-from suite.context_mixing import decomposed, head_mixed, local_matrices
-from suite.metrics.context_mixing import ContextMixingMetric
-from suite.specs.context_mixing import MEASURES, SPEC, ContextMixingConfig
+from idsuite.runners.probing.tracing import Tracer
+from idsuite.suite.context_mixing import decomposed, head_mixed, local_matrices
+from idsuite.suite.metrics.context_mixing import ContextMixingMetric
+from idsuite.suite.specs.context_mixing import MEASURES, SPEC, ContextMixingConfig
 from tests.conftest import SENTENCES, TINY_CONFIGS, save_tiny
 from tests.runners.test_tracing import encode, tracer_for
 

@@ -5,8 +5,8 @@ import zipfile
 
 import pytest
 
-from runners import package_files
-from runners.package_files import PackageFileError, extracted, package_folder, packaged_file
+from idsuite.runners import package_files
+from idsuite.runners.models.package_files import PackageFileError, extracted, package_folder, packaged_file
 
 
 @pytest.fixture

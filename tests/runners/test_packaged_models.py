@@ -9,16 +9,16 @@ embeddings touch only Q and K): there ``null_dim = n - (number of distinct token
 import pytest
 import torch
 
-from results.query import ResultQuery
-from results.store import ResultStore
-from runners.adapters import adapter_for
-from runners.corpus import Corpus
-from runners.jobs import RunConfig, Runner
-from runners.loading import load_model
-from runners.tracing import Tracer
-from runners.zoo import load_zoo
-from suite.rank_deficiency import rank_deficiency
-from suite.specs import SPECS
+from idsuite.results.query import ResultQuery
+from idsuite.results.store import ResultStore
+from idsuite.runners.jobs import RunConfig, Runner
+from idsuite.runners.models.adapters import adapter_for
+from idsuite.runners.models.loading import load_model
+from idsuite.runners.models.zoo import load_zoo
+from idsuite.runners.probing.corpus import Corpus
+from idsuite.runners.probing.tracing import Tracer
+from idsuite.suite.rank_deficiency import rank_deficiency
+from idsuite.suite.specs import SPECS
 from tests.conftest import SENTENCES
 
 pytestmark = pytest.mark.slow
@@ -40,11 +40,11 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def zoo():
-    return load_zoo("models.yaml")
+    return load_zoo()
 
 
 def _require(zoo, model_id):
-    from runners.weights import ModelLoadError, fingerprint
+    from idsuite.runners.models.weights import ModelLoadError, fingerprint
 
     try:
         fingerprint(zoo.entries[model_id], zoo)
@@ -103,8 +103,8 @@ def test_prefix_projections_equal_the_per_row_reference_on_the_default_corpus(zo
     # the fast causal path (duplicate groups, the blocked recursion past d_h) against an SVD per row,
     # on the default corpus's eight longest and eight first sentences, plus one sequence 24 tokens past
     # d_h (Gemma 3: d_h = 256; first and last layers); ranks identical, projections to 1e-6
-    from runners.corpus import CorpusSpec, load_corpus
-    from suite.null_space import project_attention, project_attention_by_row
+    from idsuite.runners.probing.corpus import CorpusSpec, load_corpus
+    from idsuite.suite.null_space import project_attention, project_attention_by_row
 
     _require(zoo, model_id)
     loaded = load_model(zoo.entries[model_id], zoo)

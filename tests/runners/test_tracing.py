@@ -5,14 +5,14 @@ import pytest
 import torch
 import transformers
 
-from runners.adapters import adapter_for
-from runners.tracing import Tracer
-from suite.attribution import contributions, mixing_summary
-from suite.metrics import metric_class
-from suite.metrics.attribution import AttributionMetric
-from suite.rank_deficiency import rank_deficiency
-from suite.specs import SPECS
-from suite.specs.hidden_token_attribution import AttributionConfig
+from idsuite.runners.models.adapters import adapter_for
+from idsuite.runners.probing.tracing import Tracer
+from idsuite.suite.attribution import contributions, mixing_summary
+from idsuite.suite.metrics import metric_class
+from idsuite.suite.metrics.attribution import AttributionMetric
+from idsuite.suite.rank_deficiency import rank_deficiency
+from idsuite.suite.specs import SPECS
+from idsuite.suite.specs.hidden_token_attribution import AttributionConfig
 from tests.conftest import SENTENCES, TINY_CONFIGS, save_tiny
 
 LONG = " ".join(SENTENCES)  # about 90 tokens

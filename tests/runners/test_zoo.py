@@ -1,14 +1,13 @@
 """models.yaml validation: every kind of mistake gives one line naming the entry."""
 
 import textwrap
-from pathlib import Path
 
 import pytest
 
-from runners.zoo import ConfigEntry, GgufEntry, PackageEntry, RandomInitEntry, ZooFileError, load_zoo
+from idsuite.runners.models.zoo import DEFAULT_ZOO, ConfigEntry, GgufEntry, PackageEntry, RandomInitEntry, ZooFileError, load_zoo
 
 PACKAGED = ["all-MiniLM-L6-v2", "all-mpnet-base-v2", "SmolLM2-135M-Instruct", "gemma-3-270m-q4km"]
-SHAPES = {"SmolLM2-135M-shape": "runners/configs/SmolLM2-135M.json", "Llama-3.2-1B-shape": "runners/configs/Llama-3.2-1B.json"}
+SHAPES = {"SmolLM2-135M-shape": "configs/SmolLM2-135M.json", "Llama-3.2-1B-shape": "configs/Llama-3.2-1B.json"}
 HUB = ["bert-base-uncased", "bert-large-uncased", "roberta-base", "roberta-large", "distilbert-base-uncased",
        "albert-base-v2", "gpt2", "gpt2-medium", "pythia-70m", "pythia-160m", "pythia-410m", "Qwen2.5-0.5B",
        "Llama-3.2-1B", "gemma-3-270m"]
@@ -91,7 +90,7 @@ def test_whole_file_errors(tmp_path):
 
 
 def test_repository_zoo_is_valid_and_has_the_required_entries():
-    zoo = load_zoo("models.yaml")
+    zoo = load_zoo()
     assert zoo.errors == []
     assert isinstance(zoo.entries["all-MiniLM-L6-v2"], PackageEntry)
     assert isinstance(zoo.entries["all-mpnet-base-v2"], PackageEntry)
@@ -105,7 +104,7 @@ def test_repository_zoo_is_valid_and_has_the_required_entries():
     for shape_id, config in SHAPES.items():
         shape = zoo.entries[shape_id]
         assert isinstance(shape, ConfigEntry) and shape.config == config and shape.tags == ("config", "decoder", "shape")
-        assert (Path("models.yaml").parent / config).is_file() and not zoo.needs_hub(shape_id)
+        assert (DEFAULT_ZOO.parent / config).is_file() and not zoo.needs_hub(shape_id)
     assert zoo.select(None)[0] == ["all-MiniLM-L6-v2", "all-MiniLM-L6-v2-random-init"]
     offline = zoo.select(["all-offline"])[0]  # config entries (a 1B model among them) only by id or tag
     assert sorted(offline) == sorted(PACKAGED + [f"{m}-random-init" for m in PACKAGED])

@@ -11,7 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runners.zoo import MAX_ALIASES, MAX_DEPTH, ZooFileError, load_zoo
+from idsuite.runners.models.zoo import MAX_ALIASES, MAX_DEPTH, ZooFileError, load_zoo
 
 KEYS = ["id", "source", "repo", "revision", "path", "packages", "subdir", "file", "sha256", "base", "init_seed",
         "init_seeds", "family", "dtype", "tags", "notes", "trust_remote_code", "colour", "config", "tokenizer", "overrides"]

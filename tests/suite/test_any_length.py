@@ -9,13 +9,13 @@ import pytest
 import torch
 import transformers
 
-from runners.adapters import adapter_for
-from runners.tracing import Tracer
-from suite.attribution import exact_flops, exact_or_estimate
-from suite.metrics.attribution import AttributionMetric
-from suite.metrics.context_mixing import ContextMixingMetric
-from suite.specs.context_mixing import ContextMixingConfig
-from suite.specs.hidden_token_attribution import AttributionConfig
+from idsuite.runners.models.adapters import adapter_for
+from idsuite.runners.probing.tracing import Tracer
+from idsuite.suite.attribution import exact_flops, exact_or_estimate
+from idsuite.suite.metrics.attribution import AttributionMetric
+from idsuite.suite.metrics.context_mixing import ContextMixingMetric
+from idsuite.suite.specs.context_mixing import ContextMixingConfig
+from idsuite.suite.specs.hidden_token_attribution import AttributionConfig
 from tests.conftest import VOCAB, WORDS
 
 LENGTHS = [7, 12, 18, 25, 35, 45]

@@ -4,9 +4,9 @@ rollouts compose, value zeroing of an unattended token changes nothing, causal r
 
 import torch
 
-from suite.attribution import contributions, jacobian_block_norms
-from suite.context_mixing import MixingLayer, agreement, local_matrices, rollout, row_normalise
-from suite.specs.context_mixing import MEASURES
+from idsuite.suite.attribution import contributions, jacobian_block_norms
+from idsuite.suite.context_mixing import MixingLayer, agreement, local_matrices, rollout, row_normalise
+from idsuite.suite.specs.context_mixing import MEASURES
 
 
 def layer(attention, transformed, x, form="pre"):

@@ -2,14 +2,14 @@
 
 import torch
 
-from suite.effective_attention import (
+from idsuite.suite.effective_attention import (
     argmax_change,
     null_share,
     position_mass,
     row_pearson,
 )
-from suite.masks import pair_mask
-from suite.null_space import column_space, project_rows, value_output_matrix
+from idsuite.suite.masks import pair_mask
+from idsuite.suite.null_space import column_space, project_rows, value_output_matrix
 
 
 def random_head(n, d_h, d, b=2, h=3, seed=0):

@@ -6,8 +6,8 @@ import hypothesis.strategies as st
 import pytest
 import torch
 
-from suite.masks import pair_mask
-from suite.null_space import (
+from idsuite.suite.masks import pair_mask
+from idsuite.suite.null_space import (
     column_space,
     duplicate_rows,
     project_attention,
@@ -16,7 +16,7 @@ from suite.null_space import (
     reduced_values,
     value_output_matrix,
 )
-from suite.rank_deficiency import rank_deficiency
+from idsuite.suite.rank_deficiency import rank_deficiency
 
 EPS64 = torch.finfo(torch.float64).eps
 
@@ -175,7 +175,7 @@ def test_full_rank_rows_of_a_badly_conditioned_head_get_a_qr_each(monkeypatch):
     allowed = pair_mask(lengths, 14, causal=True)
     a = torch.softmax(scores.masked_fill(~allowed.unsqueeze(1), float("-inf")), -1) * allowed.unsqueeze(1)
     t = value_output_matrix(values, w_out)
-    monkeypatch.setattr("suite.null_space._rank_and_basis", lambda *args: pytest.fail("an SVD was taken"))
+    monkeypatch.setattr("idsuite.suite.null_space._rank_and_basis", lambda *args: pytest.fail("an SVD was taken"))
     proj = project_attention(a, values, w_out, allowed)
     monkeypatch.undo()
     for b in range(2):
@@ -244,7 +244,7 @@ def with_singular_values(s, n, seed=0):
 
 def test_cholesky_certificate_never_certifies_a_rank_the_svd_denies():
     # sigma_min / sigma_max swept from 1e-1 down to 1e-17 (far below the float64 tolerance)
-    from suite.null_space import CONDITION_LIMIT, _certified_cholesky
+    from idsuite.suite.null_space import CONDITION_LIMIT, _certified_cholesky
 
     ratios = [10.0**-e for e in range(1, 18)]
     m = torch.stack([with_singular_values([1.0] * 7 + [r], 40, seed=i) for i, r in enumerate(ratios)])
@@ -328,7 +328,7 @@ def rotary_first_layer(tokens, h, d_h, d, seed):
 
 def no_row_decompositions(monkeypatch):
     fail = lambda *args: pytest.fail("a row took its own decomposition")  # noqa: E731
-    monkeypatch.setattr("suite.null_space._project_each_row", lambda inputs, rows, *args: fail() if len(rows) else None)
+    monkeypatch.setattr("idsuite.suite.null_space._project_each_row", lambda inputs, rows, *args: fail() if len(rows) else None)
 
 
 def assert_matches_reference(proj, a, values, w_out, allowed, lengths, atol=1e-10):
@@ -457,7 +457,7 @@ def test_blocks_of_heads_and_sequences_give_the_same_projection(monkeypatch, cau
     a = a * allowed.unsqueeze(1)
     whole = project_attention(a, values, w_out, allowed, shared_context=not causal)
     for budget in (400, 800):
-        monkeypatch.setattr("suite.null_space.MAX_BLOCK_ELEMENTS", budget)
+        monkeypatch.setattr("idsuite.suite.null_space.MAX_BLOCK_ELEMENTS", budget)
         blocks = project_attention(a, values, w_out, allowed, shared_context=not causal)
         assert torch.equal(blocks.row_rank, whole.row_rank) and torch.equal(blocks.attention, whole.attention)
         torch.testing.assert_close(blocks.effective, whole.effective, atol=1e-12, rtol=0)

@@ -3,7 +3,7 @@ zero for a model paired with itself, means over layers, and the jackknife."""
 
 import numpy as np
 
-from suite.uncertainty import jackknife_half_width, paired_difference, ratio_of_sums
+from idsuite.suite.uncertainty import jackknife_half_width, paired_difference, ratio_of_sums
 
 
 def clustered_sample(rng, clusters=40, mean=0.5):

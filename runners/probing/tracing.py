@@ -9,15 +9,15 @@ from contextlib import ExitStack, contextmanager
 import torch
 import transformers
 
-from runners.adapters import Adapter, attention_windows
-from runners.health import check_activations
-from runners.linearized_feed_forward import LinearizedFeedForward, pays_off
-from runners.mixing_probe import MixingProbe
-from suite.attribution import LayersFn
-from suite.context_mixing import MixingLayer
-from suite.masks import token_mask
-from suite.null_space import output_factor
-from suite.trace import BatchTrace, LayerConsumer, LayerTrace
+from idsuite.runners.models.adapters import Adapter, attention_windows
+from idsuite.runners.models.health import check_activations
+from idsuite.runners.probing.linearized_feed_forward import LinearizedFeedForward, pays_off
+from idsuite.runners.probing.mixing_probe import MixingProbe
+from idsuite.suite.attribution import LayersFn
+from idsuite.suite.context_mixing import MixingLayer
+from idsuite.suite.masks import token_mask
+from idsuite.suite.null_space import output_factor
+from idsuite.suite.trace import BatchTrace, LayerConsumer, LayerTrace
 
 PUNCTUATION = set(string.punctuation) | set("“”‘’–—…")
 SUBWORD_MARKS = ("##", "Ġ", "▁")

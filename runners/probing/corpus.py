@@ -14,7 +14,7 @@ from typing import Annotated
 import datasets
 import pydantic
 
-from runners.hub import hub_reachable, offline_mode, why_unreachable
+from idsuite.runners.models.hub import hub_reachable, offline_mode, why_unreachable
 
 LEE = "lee"
 MRPC = "mrpc"

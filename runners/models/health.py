@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from runners.failures import ModelFailure, NonFiniteValues
+from idsuite.runners.failures import ModelFailure, NonFiniteValues
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt",
                    "tokenizer.model", "spiece.model", "sentencepiece.bpe.model")

@@ -14,8 +14,8 @@ from typing import Literal
 
 import torch
 
-from suite.context_mixing import BlockForm
-from suite.registry import Registry, RegistryError
+from idsuite.suite.context_mixing import BlockForm
+from idsuite.suite.registry import Registry, RegistryError
 
 ValueLayout = Literal["separate", "fused_qkv", "fused_per_head"]
 

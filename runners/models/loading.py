@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import torch
 import transformers
 
-from runners.gguf import GgufError, dequantised_folder
-from runners.health import check_tokenizer_files, check_vocabulary, check_weights
-from runners.hub import cached, hub_reachable, why_unreachable
-from runners.weights import ModelLoadError, config_fields, gguf_file, weights_folder
-from runners.zoo import ConfigEntry, Entry, GgufEntry, HubEntry, LoadableEntry, RandomInitEntry, Zoo
+from idsuite.runners.models.gguf import GgufError, dequantised_folder
+from idsuite.runners.models.health import check_tokenizer_files, check_vocabulary, check_weights
+from idsuite.runners.models.hub import cached, hub_reachable, why_unreachable
+from idsuite.runners.models.weights import ModelLoadError, config_fields, gguf_file, weights_folder
+from idsuite.runners.models.zoo import ConfigEntry, Entry, GgufEntry, HubEntry, LoadableEntry, RandomInitEntry, Zoo
 
 
 @dataclass

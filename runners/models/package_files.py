@@ -16,7 +16,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from runners.cache import cache_root, file_sha256
+from idsuite.runners.models.cache import cache_root, file_sha256
 
 PART_SUFFIX = re.compile(r"\.(?:part)?(\d+)")
 

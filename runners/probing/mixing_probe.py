@@ -1,6 +1,6 @@
 """What the context-mixing measures need from a model, for one sequence: every layer's attention,
 transformed values, residual input, real attention-block output and norm scales, and the layer as a
-function (``suite.context_mixing.MixingLayer``).
+function (``idsuite.suite.context_mixing.MixingLayer``).
 
 One forward pass with hooks records, per layer, the block's call (its arguments), its value and
 attention-output projections, and the norms named by the adapter. A layer is then re-run alone from
@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from runners.adapters import Adapter
-from runners.failures import ModelFailure
-from suite.context_mixing import MixingLayer
+from idsuite.runners.failures import ModelFailure
+from idsuite.runners.models.adapters import Adapter
+from idsuite.suite.context_mixing import MixingLayer
 
 REPRODUCE_TOLERANCE = 1e-3
 """Relative error allowed between a re-run layer's output and the model's own (float32 noise)."""

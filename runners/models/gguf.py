@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 import transformers
 
-from runners.cache import cache_root, file_sha256
-from runners.package_files import scratch_dir
+from idsuite.runners.models.cache import cache_root, file_sha256
+from idsuite.runners.models.package_files import scratch_dir
 
 
 class GgufError(Exception):

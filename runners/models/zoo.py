@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import pydantic
 import yaml
 
-from results.store import model_folder
+from idsuite.results.store import model_folder
 
 DTypeName = Literal["float32", "bfloat16", "float16"]
 
@@ -276,8 +276,12 @@ def _borrowed(entry: Entry) -> tuple[str, str] | None:
     return None
 
 
-def load_zoo(path: str | Path) -> Zoo:
-    """Parse and validate ``models.yaml``; bad entries are collected, the good ones kept."""
+DEFAULT_ZOO = Path(__file__).with_name("models.yaml")
+"""The zoo that ships with idsuite (``runners/models/models.yaml`` in the repository)."""
+
+
+def load_zoo(path: str | Path = DEFAULT_ZOO) -> Zoo:
+    """Parse and validate a zoo file (by default the shipped one); bad entries are collected, the good ones kept."""
     path = Path(path)
     try:
         if path.stat().st_size > MAX_FILE_BYTES:

@@ -13,11 +13,11 @@ import json
 import math
 from pathlib import Path
 
-from runners.cache import feed, file_sha256, remembered
-from runners.failures import ModelFailure
-from runners.hub import cached, hub_reachable, why_unreachable
-from runners.package_files import PackageFileError, extracted, package_folder, packaged_file
-from runners.zoo import ConfigEntry, Entry, GgufEntry, HubEntry, LocalEntry, PackageEntry, RandomInitEntry, Zoo
+from idsuite.runners.failures import ModelFailure
+from idsuite.runners.models.cache import feed, file_sha256, remembered
+from idsuite.runners.models.hub import cached, hub_reachable, why_unreachable
+from idsuite.runners.models.package_files import PackageFileError, extracted, package_folder, packaged_file
+from idsuite.runners.models.zoo import ConfigEntry, Entry, GgufEntry, HubEntry, LocalEntry, PackageEntry, RandomInitEntry, Zoo
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
@@ -116,7 +116,7 @@ def _config_digest(fields: dict) -> str:
 
 def _hash_folder(folder: Path) -> str:
     """sha256 of the weight and JSON files of a folder (names and bytes), read once per version of
-    the files (``runners.cache.remembered``)."""
+    the files (``idsuite.runners.models.cache.remembered``)."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES + (".json",))
     if not any(p.suffix in WEIGHT_SUFFIXES for p in files):
         raise ModelLoadError(f"no weight files ({', '.join(WEIGHT_SUFFIXES)}) in {str(folder)!r}")
