@@ -5,6 +5,7 @@ installed into a folder of its own that comes first on ``sys.path``, so the chec
 installed copy, not on the editable one, from a folder that is not the repository.
 """
 
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -20,8 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(ROOT)],
+    out, source = tmp_path_factory.mktemp("wheel"), tmp_path_factory.mktemp("source") / "idsuite"
+    # built from a copy of the tracked and untracked files, so that setuptools' build/ is not left in the checkout
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True)
+    for name in files.stdout.splitlines():
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(source)],
                    check=True, capture_output=True)
     return next(out.glob("idsuite-*.whl"))
 

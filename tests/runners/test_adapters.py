@@ -12,8 +12,8 @@ import torch
 import transformers
 from torch.func import jvp, vmap
 
-from idsuite.runners import linearized_feed_forward
 from idsuite.runners.models.adapters import ADAPTERS, UnsupportedArchitecture, adapter_for
+from idsuite.runners.probing import linearized_feed_forward
 from idsuite.suite.null_space import value_output_matrix
 from idsuite.suite.rank_deficiency import rank_deficiency
 from tests.conftest import SENTENCES, TINY_CONFIGS, save_tiny

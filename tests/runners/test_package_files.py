@@ -5,7 +5,7 @@ import zipfile
 
 import pytest
 
-from idsuite.runners import package_files
+from idsuite.runners.models import package_files
 from idsuite.runners.models.package_files import PackageFileError, extracted, package_folder, packaged_file
 
 
