@@ -10,10 +10,10 @@ import pandas as pd
 
 from idsuite.cli.errors import CliError
 from idsuite.cli.tables import fit, terminal_width
+from idsuite.results.labels import count_label
 from idsuite.results.query import ResultQuery
 from idsuite.results.schema import SIZE_FACTS
 from idsuite.results.selection import with_settings
-from idsuite.results.summary import count_label
 from idsuite.runners.models.weights import ModelLoadError, fingerprint
 from idsuite.runners.models.zoo import ZooFileError, load_zoo
 

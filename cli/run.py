@@ -17,11 +17,11 @@ import pydantic
 
 from idsuite.cli.errors import CliError
 from idsuite.cli.main import METRIC_OPTIONS
+from idsuite.cli.summary_tables import run_notes, run_tables
 from idsuite.cli.tables import fit, terminal_width
 from idsuite.results.query import ResultQuery
 from idsuite.results.selection import with_settings
 from idsuite.results.store import CellRef, ResultStore
-from idsuite.results.summary import run_notes, run_tables
 from idsuite.runners.jobs import Runner
 from idsuite.runners.models.zoo import Zoo, ZooFileError, load_zoo
 from idsuite.runners.probing.corpus import Corpus, CorpusError, CorpusSpec, load_corpus

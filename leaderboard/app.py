@@ -15,7 +15,7 @@ import streamlit as st
 
 from idsuite.leaderboard import data
 from idsuite.results.identity import short_setting_names
-from idsuite.results.summary import headline_label
+from idsuite.results.labels import headline_label
 from idsuite.suite.specs import SPECS
 from idsuite.suite.specs.context_mixing import MEASURES
 

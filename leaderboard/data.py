@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 
 from idsuite.results.compare import PAIRED_COLUMNS, paired
+from idsuite.results.labels import count_label, headline_label
 from idsuite.results.query import ResultQuery, refs
 from idsuite.results.schema import SIZE_FACTS
 from idsuite.results.selection import ranked_settings, select, with_settings
-from idsuite.results.summary import aggregate_rows, combine_seeds, count_label, headline_label, headlines, layer_rows
+from idsuite.results.summary import aggregate_rows, combine_seeds, headlines, layer_rows
 from idsuite.suite.specs import SPECS, MetricSpec
 from idsuite.suite.specs.context_mixing import MEASURES
 

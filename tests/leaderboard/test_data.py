@@ -16,8 +16,9 @@ from idsuite.leaderboard.data import (
 )
 from idsuite.leaderboard.export import export
 from idsuite.results.identity import SETTING_SEPARATOR, short_setting_names
+from idsuite.results.labels import headline_label
 from idsuite.results.query import ResultQuery
-from idsuite.results.summary import headline_label, headline_variants, layer_rows
+from idsuite.results.summary import headline_variants, layer_rows
 from idsuite.suite.specs import SPECS
 
 

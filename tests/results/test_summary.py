@@ -1,4 +1,4 @@
-"""Headlines, control seeds and printed tables from aggregated rows built by hand."""
+"""Headlines, control seeds and labels from aggregated rows built by hand."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from idsuite.results.summary import combine_seeds, count_label, headlines, run_notes, run_tables, with_interval
+from idsuite.results.labels import count_label, with_interval
+from idsuite.results.summary import combine_seeds, headlines
 
 
 def aggregate(model: str, metric: str, variant: str, layer: int | None, value: float, half: float = 0.01,
@@ -17,15 +18,23 @@ def aggregate(model: str, metric: str, variant: str, layer: int | None, value: f
             "n": n, "n_unit": unit, "label": None}
 
 
-def test_several_seeds_give_their_mean_and_range_one_seed_keeps_its_interval():
+def test_several_seeds_give_their_mean_and_an_interval_spanning_theirs_one_seed_keeps_its_own():
     rows = pd.DataFrame([aggregate("c", "rank_deficiency", "x", 1, v, seed=s) for s, v in enumerate([0.2, 0.5, 0.35])]
                         + [aggregate("d", "rank_deficiency", "x", 1, 0.7, half=0.03, seed=0, n=12, unit="sentences")])
     out = combine_seeds(rows, ["model_id", "metric", "variant", "layer"]).set_index("model_id")
     assert out.loc["c", "value"] == pytest.approx(0.35)
-    assert (out.loc["c", "ci_low"], out.loc["c", "ci_high"]) == pytest.approx((0.2, 0.5))
-    assert (out.loc["c", "n"], out.loc["c", "n_unit"], out.loc["c", "seeds"]) == (3, "seeds", 3)
+    # from the lowest seed's lower end to the highest seed's upper end: seeds and sentences both count
+    assert (out.loc["c", "ci_low"], out.loc["c", "ci_high"]) == pytest.approx((0.19, 0.51))
+    assert (out.loc["c", "n"], out.loc["c", "n_unit"], out.loc["c", "seeds"]) == (40, "tokens", 3)
     assert (out.loc["d", "ci_low"], out.loc["d", "ci_high"]) == pytest.approx((0.67, 0.73))
     assert (out.loc["d", "n"], out.loc["d", "n_unit"], out.loc["d", "seeds"]) == (12, "sentences", 1)
+
+
+def test_a_seed_without_an_interval_counts_with_its_value():
+    rows = pd.DataFrame([aggregate("c", "rank_deficiency", "x", 1, 0.2, seed=0),
+                         aggregate("c", "rank_deficiency", "x", 1, 0.6, seed=1) | {"ci_low": None, "ci_high": None}])
+    out = combine_seeds(rows, ["model_id", "metric", "variant", "layer"]).iloc[0]
+    assert (out["value"], out["ci_low"], out["ci_high"]) == pytest.approx((0.4, 0.19, 0.6))
 
 
 def test_headlines_take_the_last_layer_or_the_whole_model_row_as_each_metric_declares():
@@ -64,17 +73,7 @@ def test_a_best_of_headline_picks_the_best_variant_of_the_mean_over_seeds():
     ])
     best = headlines(rows).iloc[0]
     assert (best["variant"], best["seeds"]) == ("linear/cosine", 2)
-    assert (best["value"], best["ci_low"], best["ci_high"]) == pytest.approx((0.85, 0.8, 0.9))
-
-
-def test_printed_tables_show_each_layer_with_half_its_interval_and_notes_count_converged_fits():
-    rows = pd.DataFrame([aggregate("m", "rank_deficiency", "nonidentifiable_share", layer, layer / 10, half=0.02)
-                         for layer in (1, 2)]
-                        + [aggregate("m", "token_identifiability", f"mlp/cosine@{layer}:converged", layer, float(ok))
-                           for layer, ok in ((1, True), (2, False))])
-    (title, table), = [t for t in run_tables(rows) if "rank_deficiency" in t[0]]
-    assert table[("m", "nonidentifiable_share")].tolist() == ["0.100±0.020", "0.200±0.020"]
-    assert "m: token_identifiability: 1 of 2 iterative fits converged" in "\n".join(run_notes(rows))
+    assert (best["value"], best["ci_low"], best["ci_high"]) == pytest.approx((0.85, 0.79, 0.91))
 
 
 @pytest.mark.parametrize(("n", "text"), [(21_200, "21.2k"), (22_700_000, "22.7M"), (1_235_000_000, "1.2B"), (999, "999"),

@@ -209,7 +209,7 @@ def test_an_unreadable_cell_is_quarantined_and_recomputed_the_rest_kept(zoo, cor
 def test_a_long_only_corpus_fails_neither_attribution_nor_context_mixing(zoo, tmp_path):
     """Every sentence is longer than attribution's cap (2.5 x d_h = 8: 20 tokens) and context
     mixing's (16): both record that they left all out and why; no metric of either model fails."""
-    from idsuite.results.summary import run_notes
+    from idsuite.cli.summary_tables import run_notes
 
     long_only = Corpus("long", [(" ".join([s, *SENTENCES[i + 1 : i + 3]]), None) for i, s in enumerate(SENTENCES[:5])])
     models = ["tiny", "tiny-decoder"]
