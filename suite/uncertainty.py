@@ -129,3 +129,50 @@ def jackknife_half_width(leave_one_out: np.ndarray, level: float = LEVEL) -> np.
         return np.full(leave_one_out.shape[1:], np.nan)
     spread = leave_one_out - leave_one_out.mean(0)
     return scipy.stats.t.ppf(1 - (1 - level) / 2, k - 1) * np.sqrt((k - 1) / k * (spread**2).sum(0))
+
+
+@dataclass(frozen=True)
+class RankEstimate:
+    """Each model's rank (1 = best) and the 95% interval of its rank over bootstrap replicates:
+    ``rank``, ``low``, ``high`` integer arrays of shape (M,), from ``clusters`` resampled sequences."""
+
+    rank: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    clusters: int
+
+
+def _ranks(stats: np.ndarray, higher_is_better: bool) -> np.ndarray:
+    """(..., M) statistics -> ranks 1..M along the last axis: 1 + the models strictly better (ties
+    share the best rank; a missing value ranks last)."""
+    x = np.where(np.isnan(stats), -np.inf if higher_is_better else np.inf, stats)
+    better = x[..., None, :] > x[..., :, None] if higher_is_better else x[..., None, :] < x[..., :, None]
+    return 1 + better.sum(-1)
+
+
+def rank_intervals(sums: np.ndarray, counts: np.ndarray, higher_is_better: bool, seed: int = 0,
+                   average_axis: int | None = None, replicates: int = REPLICATES, level: float = LEVEL) -> RankEstimate:
+    """Ranks of M models measured on the same S sequences: ``sums`` (S, M, ...) and ``counts`` (same
+    shape, or broadcasting) give each model's ``ratio_of_sums`` (averaged along ``average_axis`` of
+    the entries after the model axis, e.g. layers). Every replicate redraws the sequences once for
+    all models (as the paired bootstrap does) and ranks them; the interval is the 2.5% and 97.5%
+    percentiles of each model's ranks (rounded outwards), so models the data cannot separate share
+    overlapping intervals ("1-3")."""
+    sums = np.asarray(sums, dtype=np.float64)
+    counts = np.broadcast_to(np.asarray(counts, dtype=np.float64), sums.shape)
+    ratios = _weighted_ratio(sums, counts)
+    extra = tuple(range(2, sums.ndim))  # entry axes after the model axis, in the (B, M, ...) statistic
+    axis = None if average_axis is None else (average_axis % (sums.ndim - 2)) + 2
+
+    def statistic(w: np.ndarray) -> np.ndarray:
+        stats = _mean(ratios(w), axis)
+        if stats.ndim > 2:
+            raise ValueError(f"one number per model is ranked: average over axes {extra} or pass a (S, M) array")
+        return stats
+
+    point = _ranks(statistic(np.ones((1, len(sums))))[0], higher_is_better)
+    ranks = _ranks(statistic(resample_weights(len(sums), replicates, seed)), higher_is_better)
+    tail = (1 - level) / 2 * 100
+    low = np.percentile(ranks, tail, axis=0, method="lower").astype(np.int64)
+    high = np.percentile(ranks, 100 - tail, axis=0, method="higher").astype(np.int64)
+    return RankEstimate(point, low, high, len(sums))

@@ -2,8 +2,9 @@
 zero for a model paired with itself, means over layers, and the jackknife."""
 
 import numpy as np
+import pytest
 
-from idsuite.suite.uncertainty import jackknife_half_width, paired_difference, ratio_of_sums
+from idsuite.suite.uncertainty import jackknife_half_width, paired_difference, rank_intervals, ratio_of_sums
 
 
 def clustered_sample(rng, clusters=40, mean=0.5):
@@ -59,3 +60,32 @@ def test_jackknife_of_a_mean_is_its_t_interval():
     leave_one_out = (x.sum(0) - x) / (len(x) - 1)
     expected = 2.009575234489209 * x.std(0, ddof=1) / np.sqrt(len(x))  # t quantile, 49 degrees of freedom
     assert np.allclose(jackknife_half_width(leave_one_out), expected)
+
+
+def test_rank_intervals_cover_a_known_order_and_join_models_the_data_cannot_separate():
+    rng = np.random.default_rng(3)
+    sentences = 200
+    # five models with true means 0.1, 0.3, 0.5, 0.50, 0.7 (the third and fourth: equal), per-sentence noise 0.2
+    truth = np.array([0.1, 0.3, 0.5, 0.5, 0.7])
+    counts = rng.integers(5, 15, size=(sentences, 1)).astype(float)  # tokens per sentence, the same for all models
+    sums = (truth + rng.normal(0, 0.2, size=(sentences, len(truth)))) * counts
+    higher = rank_intervals(sums, counts, higher_is_better=True)
+    true_rank = np.array([5, 4, 2, 2, 1])  # ties share the best rank
+    assert (higher.low <= true_rank).all() and (true_rank <= higher.high).all()
+    assert [(int(a), int(b)) for a, b in zip(higher.low, higher.high, strict=True)][:2] == [(5, 5), (4, 4)]
+    assert higher.low[4] == higher.high[4] == 1  # well separated: one rank
+    assert higher.low[2] <= 2 and higher.high[2] >= 3 and higher.low[3] <= 2 and higher.high[3] >= 3  # "2-3" both
+    lower = rank_intervals(sums, counts, higher_is_better=False)
+    assert lower.rank[0] == 1 and lower.rank[4] == 5
+    # a slow reference for the point ranks: sort the plain ratios
+    means = sums.sum(0) / np.broadcast_to(counts, sums.shape).sum(0)
+    assert [int(r) for r in higher.rank] == [1 + int((means > m).sum()) for m in means]
+
+
+def test_rank_intervals_average_over_layers_and_refuse_several_numbers_per_model():
+    rng = np.random.default_rng(0)
+    sums = rng.normal(size=(30, 3, 4)) + np.array([0.0, 5.0, 10.0])[None, :, None]  # (S, M, L)
+    ranked = rank_intervals(sums, np.ones_like(sums), higher_is_better=True, average_axis=-1)
+    assert ranked.rank.tolist() == [3, 2, 1] and ranked.low.tolist() == [3, 2, 1] and ranked.high.tolist() == [3, 2, 1]
+    with pytest.raises(ValueError, match="one number per model"):
+        rank_intervals(sums, np.ones_like(sums), higher_is_better=True)
