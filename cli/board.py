@@ -16,7 +16,8 @@ def leaderboard_command(args: argparse.Namespace) -> int:
 
     app = Path(leaderboard.__file__).resolve().parent / "app.py"
     env = dict(os.environ, IDSUITE_RESULTS=str(Path(args.results).resolve()))
-    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
+    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.host,
+               "--server.port", str(args.port),
                "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     return subprocess.call(command, env=env)
 
@@ -42,8 +43,7 @@ def export_command(args: argparse.Namespace) -> int:
                                    Path(args.out))
         except ValueError as e:
             raise CliError(f"--compare: {e}") from None
-    board.close()  # the figures need no more reads, and draw_all forks: no DuckDB threads then
-    paths = export(board, Path(args.out)) + paired
+    paths = export(board, Path(args.out)) + paired  # closes the board before the figures fork
     for path in paths:
         print(path)
     return 0

@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--wide", action="store_true", help="full weight fingerprints and error texts, whatever the width")
     board = sub.add_parser("leaderboard", help="browse the results in a Streamlit app")
     _results_option(board)
+    board.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0: every interface)")
     board.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
     export = sub.add_parser("export", help="write the main table (LaTeX) and per-layer figures (PNG, PDF)",
                             description="Paper export; per metric, the setting most models have.")

@@ -1,7 +1,10 @@
-"""The Streamlit leaderboard: main table, model page, compare view. It reads results only.
+"""The Streamlit leaderboard: ranked table with controls as baselines, model page, compare view,
+context mixing and an About page. It reads results only.
 
 Start it with ``idsuite leaderboard --results PATH`` (which runs ``streamlit run`` on this file
-with ``IDSUITE_RESULTS`` set).
+with ``IDSUITE_RESULTS`` set). Every view, selection and filter is kept in the page's URL
+(``st.query_params``), so a view can be shared. Columns, selectors and help texts come from the
+metric declarations (``idsuite.suite.specs``): a new metric appears without edits here.
 """
 
 from __future__ import annotations
@@ -13,16 +16,51 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from idsuite.leaderboard import data
+from idsuite.leaderboard import charts, data
+from idsuite.leaderboard.export import latex_tables
 from idsuite.results.identity import short_setting_names
-from idsuite.results.labels import headline_label
+from idsuite.results.labels import DIRECTION_WORDS, INTERVAL_MEANING, count_label, headline_label, variant_label
 from idsuite.suite.specs import SPECS
-from idsuite.suite.specs.context_mixing import MEASURES
+from idsuite.suite.specs.context_mixing import MEASURES, NAMES
+from idsuite.suite.specs.context_mixing import SCORES as SCORE_DECLARATIONS
+from idsuite.suite.uncertainty import MIN_CLUSTERS
 
 st.set_page_config(page_title="idsuite leaderboard", layout="wide", initial_sidebar_state="collapsed")
 RESULTS = os.environ.get("IDSUITE_RESULTS", "idsuite-results")
+VIEWS = ["Leaderboard", "Model", "Compare", "Context mixing", "About"]
+DOCS = "https://github.com/idsuite/idsuite/blob/main/docs/metrics.md"
 
 
+# -- the URL: every selection a view makes is read from and written to st.query_params -----------
+def _url(key: str, default: str = "") -> str:
+    return st.query_params.get(key, default)
+
+
+def _url_list(key: str) -> list[str]:
+    return [v for v in st.query_params.get_all(key) if v]
+
+
+def _keep(key: str, value: object) -> None:
+    """Write a selection into the URL (a list as repeated keys; an empty one removed)."""
+    if isinstance(value, list | tuple):
+        if value:
+            st.query_params[key] = [str(v) for v in value]
+        else:
+            st.query_params.pop(key, None)
+    elif value in ("", None):
+        st.query_params.pop(key, None)
+    else:
+        st.query_params[key] = str(value)
+
+
+def _choice(options: list, key: str, default=None):
+    """The option named in the URL under ``key`` (else ``default``, else the first)."""
+    named = _url(key)
+    by_name = {str(o): o for o in options}
+    return by_name.get(named, default if default in options else options[0] if options else None)
+
+
+# -- reading the store (cached: a view redraws without reading it again) -------------------------
 def _store_signature(root: str) -> tuple[int, int]:
     """Changes whenever a cell is added or replaced (number of summary files, newest change)."""
     count, newest = 0, 0
@@ -62,115 +100,141 @@ def _choose_board(root: str) -> data.Board:
     return board
 
 
-def _layer_axis(normalise: bool) -> alt.X:
-    if normalise:
-        return alt.X("depth:Q", title="layer / L", axis=alt.Axis(format=".2f"))
-    return alt.X("depth:Q", title="layer", axis=alt.Axis(format="d", tickMinStep=1))
+# -- the leaderboard ---------------------------------------------------------------------------
+def _estimate(value: object, half: object) -> str:
+    if pd.isna(value):
+        return "–"
+    return f"{value:.3f}" if pd.isna(half) else f"{value:.3f} ± {half:.3f}"
 
 
-def _line_chart(curves: pd.DataFrame, title: str, y_title: str, normalise: bool = False,
-                controls: frozenset[str] = frozenset()) -> alt.Chart:
-    """One line per model with its band (the 95% interval; a control's: the range over its init
-    seeds); controls drawn wide, dashed and pale beneath, so that a trained model's line stays
-    visible on top of an equal control."""
-    frame = curves.assign(role=["control" if m in controls else "trained" for m in curves["model"]])
-    legend = alt.Legend(orient="bottom", labelLimit=0, columns=1, title=None, symbolOpacity=1)  # not the band's
-    base = alt.Chart(frame, title=title).encode(
-        x=_layer_axis(normalise), color=alt.Color("model:N", legend=legend),
-        tooltip=["model", "layer", alt.Tooltip("value:Q", format=".4f"), alt.Tooltip("ci_low:Q", format=".4f"),
-                 alt.Tooltip("ci_high:Q", format=".4f")])
-    band = base.mark_area(opacity=0.18).encode(y=alt.Y("ci_low:Q", title=y_title), y2="ci_high:Q")
-    line = base.encode(y=alt.Y("value:Q", title=y_title))
-    control = line.transform_filter(alt.datum.role == "control").mark_line(
-        strokeWidth=6, opacity=0.35, strokeDash=[6, 3], point=alt.OverlayMarkDef(size=60, opacity=0.5))
-    trained = line.transform_filter(alt.datum.role == "trained").mark_line(strokeWidth=2, point=True)
-    return alt.layer(band, control, trained)
+def _difference(row: pd.Series | None) -> str:
+    if row is None or pd.isna(row["difference"]):
+        return "–"
+    if row["sequences"] < MIN_CLUSTERS:
+        return f"{row['difference']:+.3f}"
+    return f"{row['difference']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
 
 
-def _difference_chart(diff: pd.DataFrame, title: str) -> alt.Chart:
-    """A paired difference per layer with its interval; layers whose interval excludes zero filled."""
-    frame = diff[diff["layer"].notna()].astype({"layer": int, "excludes_zero": bool})
-    frame = frame.assign(depth=frame["layer"].astype(float),
-                         significant=frame["excludes_zero"].map({True: "interval excludes 0", False: "includes 0"}))
-    base = alt.Chart(frame, title=title).encode(x=_layer_axis(False))
-    zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="gray").encode(y="y:Q")
-    bars = base.mark_errorbar().encode(y=alt.Y("ci_low:Q", title="difference"), y2="ci_high:Q")
-    points = base.mark_point(size=70, filled=True).encode(
-        y="difference:Q", shape=alt.Shape("significant:N", legend=alt.Legend(orient="bottom", title=None)),
-        tooltip=["layer", alt.Tooltip("difference:Q", format=".4f"), alt.Tooltip("ci_low:Q", format=".4f"),
-                 alt.Tooltip("ci_high:Q", format=".4f"), "sequences"])
-    return alt.layer(zero, bars, points)
+def _rank(low: object, high: object) -> str:
+    if pd.isna(low):
+        return "–"
+    return str(int(low)) if low == high else f"{int(low)}–{int(high)}"
 
 
-def _heatmap(grid: pd.DataFrame, x: str, y: str, title: str, labels: list[str] | None = None) -> alt.Chart:
-    """Cells of ``grid`` (rows ``y``, columns ``x``), axes in index order (token positions as
-    ``i:token`` in position order when ``labels`` are given)."""
-    frame = grid.stack().rename("value").reset_index()
-    frame.columns = [y, x, "value"]
-    order: dict[str, list] = {x: sorted(frame[x].unique()), y: sorted(frame[y].unique())}
-    if labels is not None:
-        for column in (x, y):
-            frame[column] = [f"{int(i)}:{labels[int(i)]}" for i in frame[column]]
-            order[column] = [f"{i}:{token}" for i, token in enumerate(labels)]
-    return (
-        alt.Chart(frame, title=title)
-        .mark_rect()
-        .encode(x=alt.X(f"{x}:O", sort=order[x]), y=alt.Y(f"{y}:O", sort=order[y]),
-                color=alt.Color("value:Q", scale=alt.Scale(scheme="viridis")),
-                tooltip=[x, y, alt.Tooltip("value:Q", format=".4f")])
-    )
+def _table_height(rows: int) -> int:
+    """Pixels that show every row of a data frame (no scrolling inside the page) up to 40 rows."""
+    return 38 + 35 * min(rows, 40)
 
 
-def _legend() -> str:
-    """What each headline column is: where it is taken, its unit and which way is more identifiable."""
+def _metric_columns(table: pd.DataFrame, board: data.Board, against_control: bool) -> dict[str, list[str]]:
+    """Per metric its display text for every row: value ± half-width, or the paired difference to
+    the model's own control with its interval."""
+    out = {}
+    for spec in data.TABLE_SPECS:
+        if against_control:
+            diffs = board.control_differences(spec.name).set_index("model")
+            out[spec.display_name] = [_difference(diffs.loc[m] if m in diffs.index else None) for m in table["model"]]
+        else:
+            out[spec.display_name] = [_estimate(v, h) for v, h in
+                                      zip(table[headline_label(spec)], table[data.interval_label(spec)], strict=True)]
+    return out
+
+
+def _column_help(spec, against_control: bool) -> str:
+    variant = spec.headline_variant()
+    where = "at the last layer" if spec.headline_layer == "last" else "mean over layers"
+    best = "; the best mapping g per model" if spec.headline_best_of else ""
+    shown = ("the model minus its own random-init control on the same sentences, paired bootstrap 95% interval"
+             if against_control else INTERVAL_MEANING)
+    return (f"{spec.description} {variant.unit}, {where}{best}; {DIRECTION_WORDS[variant.direction]}. "
+            f"Shown: {shown}. ({spec.paper})")
+
+
+def _sample_line(table: pd.DataFrame, board: data.Board) -> str:
     parts = []
     for spec in data.TABLE_SPECS:
-        variant = spec.headline_variant()
-        where = "last layer" if spec.headline_layer == "last" else "mean over layers"
-        best = ", best g" if spec.headline_best_of else ""
-        direction = {"higher": "higher = more identifiable", "lower": "lower = more identifiable"}.get(variant.direction, "")
-        parts.append(f"**{spec.display_name}**: {variant.unit}, {where}{best}; {direction}")
-    return " · ".join(parts)
-
-
-def _with_intervals(table: pd.DataFrame, full: pd.DataFrame):
-    """The table for display: each headline shown as ``value ± half-width`` while its column keeps the
-    number, so that sorting stays numeric (a pandas Styler's display text)."""
-    styler = table.style
-    for spec in data.TABLE_SPECS:
-        column, half = headline_label(spec), data.interval_label(spec)
-        if column not in table:
-            continue
-        for row in table.index:
-            value, width = full.at[row, column], full.at[row, half]
-            text = "–" if pd.isna(value) else f"{value:.3f}" + ("" if pd.isna(width) else f" ± {width:.3f}")
-            styler = styler.format(lambda _, text=text: text, subset=pd.IndexSlice[[row], [column]])
-    return styler
+        counts = table[data.sentences_label(spec)].dropna()
+        if len(counts):
+            low, high = int(counts.min()), int(counts.max())
+            parts.append(f"{spec.display_name} {low}" + (f"–{high}" if high != low else ""))
+    corpora = ", ".join(sorted(board.cells["corpus_id"].dropna().unique()))
+    return f"Corpus {corpora}; sentences behind each number: " + ", ".join(parts) + "."
 
 
 def leaderboard_view(board: data.Board) -> None:
     st.header("Leaderboard")
     table = board.model_table()
-    family_col, kind_col, size_col, search_col = st.columns([2, 2, 3, 2])
-    families = family_col.multiselect("Family", sorted(table["family"].dropna().unique()))
-    kinds = kind_col.multiselect("Encoder / decoder", ["encoder", "decoder"])
-    sizes = table["n_params"].dropna().astype(float) / 1e6  # Int64: dropna leaves numbers only
-    top = float(max(1.0, sizes.max())) if len(sizes) else 1.0
-    params = size_col.slider("Parameters (millions)", 0.0, top, (0.0, top))
-    search = search_col.text_input("Search models")
-    shown = data.filter_table(table, families, kinds, params, search)
-    facts = st.toggle("Show all model facts", value=False, help="family, type, layers, heads, head size, ...")
-    hidden = set(data.DETAIL_COLUMNS) | {data.interval_label(s) for s in data.TABLE_SPECS}
-    columns = [c for c in shown.columns if (facts and not c.endswith(": ±")) or c not in hidden and not c.endswith(": best g")]
-    st.caption(f"{len(shown)} of {len(table)} models; click a column title to sort. Results: {RESULTS}")
-    st.caption(_legend() + " · ± : half the 95% bootstrap interval over sentences (a control run under several "
-               "init seeds: half their range)")
-    config = {headline_label(s): st.column_config.NumberColumn(
-        s.display_name + (", last" if s.headline_layer == "last" else ""),
-        help=f"{headline_label(s)}, ± half its 95% interval. {s.description} ({s.paper})") for s in data.TABLE_SPECS}
-    config["n_params"] = st.column_config.NumberColumn("params", format="compact", help="number of parameters")
-    config["model"] = st.column_config.TextColumn("model", pinned=True)
-    st.dataframe(_with_intervals(shown[columns], shown), hide_index=True, column_config=config, width="stretch")
+    families_all = sorted(table["family"].dropna().unique())
+    family_col, kind_col, search_col = st.columns([2, 2, 2])
+    families = family_col.multiselect("Family", families_all, default=[f for f in _url_list("family") if f in families_all])
+    kinds = kind_col.multiselect("Encoder / decoder", ["encoder", "decoder"],
+                                 default=[k for k in _url_list("kind") if k in ("encoder", "decoder")])
+    search = search_col.text_input("Search models", value=_url("search"))
+    _keep("family", families)
+    _keep("kind", kinds)
+    _keep("search", search)
+    names = {s.name: f"{s.display_name} ({DIRECTION_WORDS[s.headline_variant().direction]})" for s in data.TABLE_SPECS}
+    rank_col, show_col = st.columns([3, 3])
+    rank_by = rank_col.selectbox("Rank trained models by", list(names), format_func=names.get,
+                                 index=list(names).index(_choice(list(names), "rank")))
+    shows = ["Value ± 95% interval", "Difference to its own random-init control"]
+    show = show_col.radio("Numbers shown", shows, index=shows.index(_choice(shows, "show")), horizontal=True)
+    _keep("rank", rank_by)
+    _keep("show", show if show != shows[0] else "")
+    against = show == shows[1]
+    shown = data.filter_table(table, families, kinds, None, search)
+    with st.spinner("Ranking (bootstrap over sentences) ..."):
+        ranks = board.ranks(rank_by).set_index("model")
+        columns = _metric_columns(shown, board, against)
+    spec = SPECS.get(rank_by)
+    trained = shown[shown["trained"] == "trained"]
+    view = pd.DataFrame({
+        "rank": [_rank(ranks.at[m, "rank_low"], ranks.at[m, "rank_high"]) if m in ranks.index else "–"
+                 for m in trained["model"]],
+        "model": trained["model"].tolist(),
+        **{name: [text for text, keep in zip(values, shown["trained"] == "trained", strict=True) if keep]
+           for name, values in columns.items()},
+        "params": trained["n_params"].map(count_label).tolist(),
+        "d_h": trained["d_head"].tolist(),
+        "status": trained["status"].tolist(),
+    })
+    order = [ranks.at[m, "rank"] if m in ranks.index else 10**6 for m in trained["model"]]
+    view = view.assign(_order=order).sort_values(["_order", "model"]).drop(columns="_order")
+    config = {s.display_name: st.column_config.TextColumn(s.display_name, help=_column_help(s, against))
+              for s in data.TABLE_SPECS}
+    config["rank"] = st.column_config.TextColumn(
+        "rank", width=50, help=f"Rank by {spec.display_name} (1 = best) and its 95% interval over bootstrap "
+                               "replicates of the sentences: models whose intervals overlap are not separated.")
+    config["d_h"] = st.column_config.NumberColumn("d_h", help="head size d_h: a sentence longer than d_h tokens "
+                                                  "always leaves every head a null space")
+    st.caption(f"{len(trained)} trained models, ranked by **{spec.display_name}** "
+               f"({DIRECTION_WORDS[spec.headline_variant().direction]}). {_sample_line(shown, board)} "
+               + ("Differences to the model's own random-init control (same sentences, paired bootstrap 95% "
+                  "interval, the control's init seeds pooled)." if against else f"{INTERVAL_MEANING}.")
+               + f" Below {MIN_CLUSTERS} sentences no interval is shown: a bootstrap over so few is no 95% interval.")
+    st.dataframe(view, hide_index=True, column_config=config, width="stretch", height=_table_height(len(view)))
+    bound = data.LENGTH_BOUND_LABEL
+    lengths = shown[[bound, headline_label(SPECS.get(data.LENGTH_BOUND))]].dropna()
+    if len(lengths):
+        st.caption(f"**{SPECS.get(data.LENGTH_BOUND).display_name}** is mostly a property of the corpus and the head "
+                   f"size d_h, not of the weights: a sentence of n > d_h tokens leaves every head a null space. "
+                   f"From sentence length alone, these models would score {lengths[bound].min():.3f}"
+                   + (f"–{lengths[bound].max():.3f}" if lengths[bound].max() != lengths[bound].min() else "")
+                   + "; the column shows the share actually measured.")
+    controls = shown[shown["trained"] == "control"]
+    if len(controls):
+        st.subheader("Baselines: random-init controls (not ranked)")
+        base = pd.DataFrame({"control": controls["model"].tolist(), "control of": controls["control_of"].tolist(),
+                             **{s.display_name: [_estimate(v, h) for v, h in zip(
+                                 controls[headline_label(s)], controls[data.interval_label(s)], strict=True)]
+                                for s in data.TABLE_SPECS},
+                             "status": controls["status"].tolist()})
+        st.caption("Each model's architecture with random weights, run under several init seeds: what the numbers "
+                   "are without training. " + INTERVAL_MEANING + ".")
+        st.dataframe(base, hide_index=True, width="stretch", height=_table_height(len(base)),
+                     column_config={s.display_name: st.column_config.TextColumn(s.display_name,
+                                                                                help=_column_help(s, False))
+                                    for s in data.TABLE_SPECS})
     for _, row in shown[shown["status"] != "complete"].iterrows():
         st.warning(f"{row['model']}: {row['status']}. {row['note']}")
     for _, row in shown[shown["stale"] != ""].iterrows():
@@ -179,19 +243,24 @@ def leaderboard_view(board: data.Board) -> None:
     remote = shown.loc[shown["remote_code"], "model"].tolist()
     if remote:
         st.info("Ran the model's own code (trust_remote_code): " + ", ".join(remote))
-    left, right = st.columns(2)
+    with st.expander("All model facts"):
+        st.dataframe(shown, hide_index=True, width="stretch")
+    left, mid, right = st.columns(3)
     left.download_button("Download CSV", shown.to_csv(index=False), "leaderboard.csv", "text/csv")
-    right.download_button("Download LaTeX", data.latex_table(shown, "Identifiability headlines."), "leaderboard.tex",
-                          "text/plain")
+    mid.download_button("Download LaTeX", latex_tables(board, shown, rank_by), "leaderboard.tex", "text/plain")
+    right.download_button("Download per-sentence rows (Parquet)", board.sentence_rows(shown["model"].tolist()),
+                          "per-sentence.parquet", "application/octet-stream")
 
 
+# -- a model ------------------------------------------------------------------------------------
 def model_view(board: data.Board) -> None:
     st.header("Model")
     usable = board.models()
     if not usable:
         st.info("No model has finished rows yet.")
         return
-    model = st.selectbox("Model", usable)
+    model = st.selectbox("Model", usable, index=usable.index(_choice(usable, "model")))
+    _keep("model", model)
     control = board.control_for(model)
     base = board.base_of(model)
     if base is not None:
@@ -205,23 +274,25 @@ def model_view(board: data.Board) -> None:
     controls = frozenset(m for m in pair if board.base_of(m) is not None)
     for name, spec in SPECS.items():
         variants = spec.variants_of("layer")
-        variant = st.selectbox(f"{spec.display_name}: variant", variants, index=variants.index(spec.headline),
-                               key=f"variant-{name}")
+        variant = st.selectbox(f"{spec.display_name}: quantity", variants, index=variants.index(spec.headline),
+                               format_func=lambda v, spec=spec: variant_label(spec, v), key=f"variant-{name}")
         curves = board.layer_curves(pair, name, variant)
         if curves.empty:
             st.info(f"No per-layer rows for {spec.display_name}.")
             continue
-        unit = spec.variants[variant].unit
-        st.altair_chart(_line_chart(curves, f"{spec.display_name}: {variant} per layer", f"{variant} ({unit})" if unit
-                                    else variant, controls=controls), width="stretch")
+        st.altair_chart(charts.line_chart(curves, f"{spec.display_name} per layer", charts.axis_title(spec, variant),
+                                          controls=controls), width="stretch")
     st.subheader("Heads by layer")
     pairs = board.per_head_variants(model)
+    pairs = sorted(pairs, key=lambda p: p[0] == data.LENGTH_BOUND)  # the corpus-bound quantity last: flat by design
     if pairs:
-        metric, variant = st.selectbox("Per-head quantity", pairs, format_func=lambda p: f"{p[0]}: {p[1]}")
+        metric, variant = st.selectbox("Per-head quantity", pairs,
+                                       format_func=lambda p: f"{SPECS.get(p[0]).display_name}: {variant_label(SPECS.get(p[0]), p[1])}")
         grid = board.head_matrix(model, metric, variant)
         if len(grid):
-            st.altair_chart(_heatmap(grid, "head", "layer", f"{variant} per head and layer ({model})"), width="stretch")
-    st.subheader("Raw, effective and null attention for the example sentence")
+            st.altair_chart(charts.heatmap(grid, "head", "layer", f"{variant_label(SPECS.get(metric), variant)}, {model}",
+                                           direction=SPECS.get(metric).variant(variant).direction), width="stretch")
+    st.subheader("Raw, effective and null attention of the example sentence")
     facts = board.model_table().set_index("model").loc[model]
     layers, heads = int(facts["n_layers"] or 1), int(facts["n_heads"] or 1)
     col_l, col_h = st.columns(2)
@@ -231,102 +302,142 @@ def model_view(board: data.Board) -> None:
     if example is None:
         st.info("These results hold no example attention maps (re-run with map_max_tokens > 0).")
         return
-    st.caption(f"Sequence {example['sequence']}, {len(example['tokens'])} tokens: " + " ".join(example["tokens"]))
-    cols = st.columns(3)
-    for col, name in zip(cols, ("raw", "effective", "null"), strict=True):
-        grid = pd.DataFrame(example[name])
-        col.altair_chart(_heatmap(grid, "key", "query", f"{name} attention, layer {layer}, head {head}",
-                                  example["tokens"]), width="stretch")
+    n, d_head = len(example["tokens"]), facts["d_head"]
+    st.caption(f"Sentence {example['sequence']}, n = {n} tokens, head size d_h = {d_head}: "
+               + (f"its attention has a null space of at least n - d_h = {n - int(d_head)} dimensions. "
+                  if pd.notna(d_head) and n > int(d_head) else "not longer than d_h, so no null space is forced. ")
+               + "Raw = effective + null; raw and effective share one colour scale, the signed null part a "
+                 "diverging one (0 white).")
+    st.altair_chart(charts.attention_maps(example, f"layer {layer}, head {head}"))
 
 
+# -- compare ------------------------------------------------------------------------------------
 def compare_view(board: data.Board) -> None:
     st.header("Compare")
     usable = board.models()
-    chosen = st.multiselect("Models", usable, default=usable[:2])
-    normalise = st.checkbox("Normalised depth (layer / number of layers)", value=False)
+    named = [m for m in _url_list("models") if m in usable]
+    chosen = st.multiselect("Models (the first minus the second is the paired difference)", usable,
+                            default=named or usable[:2])
+    _keep("models", chosen)
     if len(chosen) < 2:
         st.info("Choose two or more models.")
         return
-    controls = frozenset(m for m in chosen if board.base_of(m) is not None)
-    for name, spec in SPECS.items():
-        curves = board.layer_curves(chosen, name, spec.headline, normalise)
-        if curves.empty:
-            continue
-        st.altair_chart(_line_chart(curves, f"{spec.display_name}: {spec.headline}", spec.headline, normalise, controls),
-                        width="stretch")
     st.subheader(f"Paired difference: {chosen[0]} minus {chosen[1]}")
     st.caption("On the sentences both models were measured on, with a paired bootstrap 95% interval (a control's "
-               "init seeds pooled); filled points: layers where the interval excludes zero.")
+               f"init seeds pooled). {charts.SIGNIFICANCE_MEANING}")
     for spec in data.PAIRED_SPECS:
-        name = spec.name
-        diff = board.paired(chosen[0], chosen[1], name)
+        diff = board.paired(chosen[0], chosen[1], spec.name)
         if diff.empty:
             st.info(f"{spec.display_name}: no shared sentences, or the models have different numbers of layers.")
             continue
         head = diff[diff["layer"].isna()].iloc[0]
         where = "last layer" if spec.headline_layer == "last" else "mean over layers"
-        st.caption(f"{spec.display_name} ({spec.headline}, {where}): {head['difference']:+.3f} "
-                   f"[{head['ci_low']:+.3f}, {head['ci_high']:+.3f}] on {int(head['sequences'])} sentences"
-                   + (" (excludes zero)" if head["excludes_zero"] else ""))
-        st.altair_chart(_difference_chart(diff, f"{spec.display_name}: {spec.headline}, {chosen[0]} - {chosen[1]}"),
+        direction = DIRECTION_WORDS[spec.headline_variant().direction]
+        sentences = int(head["sequences"])
+        if pd.isna(head["ci_low"]):
+            verdict = f" on {sentences} sentences — too few for a 95% interval (fewer than {MIN_CLUSTERS})"
+        else:
+            verdict = (f" [{head['ci_low']:+.3f}, {head['ci_high']:+.3f}] on {sentences} sentences — the interval "
+                       + ("excludes zero" if head["excludes_zero"] else "includes zero"))
+        st.markdown(f"**{spec.display_name}** ({where}, {direction}): {head['difference']:+.3f}{verdict}")
+        st.altair_chart(charts.difference_chart(diff, f"{spec.display_name}: {chosen[0]} minus {chosen[1]} per layer",
+                                                charts.axis_title(spec, spec.headline, difference=True)),
                         width="stretch")
+    normalise = st.checkbox("Normalised depth (layer / number of layers)", value=_url("depth") == "normalised")
+    _keep("depth", "normalised" if normalise else "")
+    with st.expander("Each model's curves", expanded=False):
+        controls = frozenset(m for m in chosen if board.base_of(m) is not None)
+        for name, spec in SPECS.items():
+            curves = board.layer_curves(chosen, name, spec.headline, normalise)
+            if curves.empty:
+                continue
+            st.altair_chart(charts.line_chart(curves, f"{spec.display_name} per layer",
+                                              charts.axis_title(spec, spec.headline), normalise, controls),
+                            width="stretch")
+
+
+# -- context mixing -----------------------------------------------------------------------------
+SCORES = {name: f"{text} ({', '.join(q for q in (unit, DIRECTION_WORDS[direction]) if q)})"
+          for name, (text, direction, _, unit) in SCORE_DECLARATIONS.items()}
 
 
 def mixing_view(board: data.Board) -> None:
     st.header("Context mixing")
     st.caption("How well each context-mixing measure agrees with Jacobian attribution: rolled out against c^l "
                "(global), or one layer against the one-layer Jacobian (local). Scores are means over the scored "
-               "tokens; see docs/metrics.md.")
+               f"tokens; see [docs/metrics.md]({DOCS}).")
     left, right = st.columns(2)
-    score = left.selectbox("Score", ["spearman", "top_agreement", "own_error"])
-    local = right.radio("Against", ["attribution c^l (rolled out)", "one-layer Jacobian (local)"], horizontal=True)
+    score = left.selectbox("Score", list(SCORES), format_func=SCORES.get, index=list(SCORES).index(_choice(list(SCORES), "score")))
+    places = ["attribution c^l (rolled out)", "one-layer Jacobian (local)"]
+    local = right.radio("Against", places, horizontal=True, index=places.index(_choice(places, "against")))
+    _keep("score", score)
+    _keep("against", local if local != places[0] else "")
     table = board.mixing_agreement(score, local.startswith("one-layer"))
     if table.empty:
         st.info("These results hold no context-mixing cells.")
         return
     usable = data.reader_order(table["model"].unique())
-    axes = {"x": alt.X("measure:N", sort=list(MEASURES), axis=alt.Axis(labelLimit=0)),
-            "y": alt.Y("model:N", sort=usable, axis=alt.Axis(labelLimit=0))}  # whole model names, never cut
+    direction = SCORE_DECLARATIONS[score][1]
     for column, where in (("last", "last layer"), ("mean", "mean over layers")):
-        frame = table.rename(columns={column: "value"})
-        chart = alt.Chart(frame, title=f"{score}, {where}").mark_rect().encode(
-            **axes, color=alt.Color("value:Q", scale=alt.Scale(scheme="viridis")),
-            tooltip=["model", "measure", alt.Tooltip("value:Q", format=".3f")])
-        values = frame["value"].dropna()  # numbers white on viridis' dark half, black on its light one
-        middle = float(values.min() + values.max()) / 2 if len(values) else 0.0
-        text = alt.Chart(frame).mark_text(fontSize=11).encode(
-            **axes, text=alt.Text("value:Q", format=".2f"),
-            color=alt.condition(alt.datum.value < middle, alt.value("white"), alt.value("black")))
-        st.altair_chart(chart + text, width="stretch")
-    model = st.selectbox("Model", usable, key="mixing-model")
+        st.altair_chart(charts.agreement_heatmap(table.rename(columns={column: "value"}), usable, list(MEASURES),
+                                                 f"{SCORES[score]}, {where}", direction), width="stretch")
+    model = st.selectbox("Model", usable, key="mixing-model", index=usable.index(_choice(usable, "model")))
+    _keep("model", model)
     where = ":local" if local.startswith("one-layer") else ""
-    curves = pd.concat([board.layer_curves([model], "context_mixing", f"{m}{where}/{score}").assign(model=m)
+    curves = pd.concat([board.layer_curves([model], "context_mixing", f"{m}{where}/{score}").assign(model=NAMES[m])
                         for m in MEASURES], ignore_index=True)
-    st.altair_chart(_line_chart(curves, f"{score} per layer, {model} (one line per measure)", score), width="stretch")
+    st.altair_chart(charts.line_chart(curves, f"{SCORES[score]} per layer, {model} (one line per measure)",
+                                      SCORES[score]), width="stretch")
     n_layers = int(board.model_table().set_index("model").loc[model, "n_layers"] or 1)
     layer = st.number_input("Layer", 1, n_layers, n_layers, key="mixing-layer")
     matrices = board.mixing_matrices(model, int(layer))
     if not matrices:
         st.info("No example matrices stored for this model.")
         return
-    st.caption("The example sentence: each measure's rolled-out matrix beside the attribution it is scored against.")
-    names = ["attribution", *MEASURES]
-    columns = st.columns(4)
-    for i, name in enumerate(n for n in names if n in matrices):
-        columns[i % 4].altair_chart(_heatmap(pd.DataFrame(matrices[name]), "key", "query", f"{name}, layer {layer}"),
-                                    width="stretch")
+    st.caption("The example sentence: each measure's rolled-out matrix beside the attribution it is scored against, "
+               "on one colour scale (row: query token, column: key token).")
+    st.altair_chart(charts.matrix_grid(matrices, ["attribution", *MEASURES], board.mixing_tokens(model),
+                                       f"layer {layer}"))
+
+
+# -- about --------------------------------------------------------------------------------------
+def about_view(board: data.Board) -> None:
+    st.header("About these results")
+    cells = board.cells[board.cells["ok"]]
+    written = cells["written"]
+    st.markdown(f"Results in `{RESULTS}`: {cells['model_id'].nunique()} models, written "
+                f"{written.min():%Y-%m-%d} to {written.max():%Y-%m-%d} (UTC) by idsuite "
+                f"{', '.join(sorted(cells['suite_version'].dropna().unique()))}; corpus "
+                f"{', '.join(sorted(cells['corpus_id'].dropna().unique()))}. The metrics are defined in "
+                f"[docs/metrics.md]({DOCS}).")
+    st.markdown(f"**±**: {INTERVAL_MEANING}. Below {MIN_CLUSTERS} sentences no interval is shown. **Rank**: the "
+                "2.5% and 97.5% percentiles of a model's rank over bootstrap replicates that redraw the sentences "
+                "for all models at once. **Controls** (random weights of the same architecture) are baselines, "
+                "never ranked.")
+    table = board.model_table()
+    for spec in SPECS.values():
+        variant = spec.headline_variant()
+        where = "last layer" if spec.headline_layer == "last" else "mean over layers"
+        counts = table[data.sentences_label(spec)].dropna() if data.sentences_label(spec) in table else pd.Series()
+        sample = f"{int(counts.min())}–{int(counts.max())} sentences per model" if len(counts) else ""
+        st.markdown(f"- **{spec.display_name}** (`{spec.name}`): {spec.description} Headline: {variant.description}, "
+                    f"{where}; {DIRECTION_WORDS[variant.direction] or 'no direction'}. {sample} ({spec.paper})")
 
 
 def main() -> None:
     st.title("Identifiability in transformers")
-    view = st.radio("View", ["Leaderboard", "Model", "Compare", "Context mixing"], horizontal=True,
-                    label_visibility="collapsed")
+    view = st.radio("View", VIEWS, horizontal=True, label_visibility="collapsed",
+                    index=VIEWS.index(_choice(VIEWS, "view")))
+    _keep("view", view)
     board = _choose_board(RESULTS)
     if board.stored.empty:
         st.info(f"No results in {RESULTS!r} yet. Run `idsuite run` first, or pass --results PATH.")
         return
-    views = {"Leaderboard": leaderboard_view, "Model": model_view, "Compare": compare_view, "Context mixing": mixing_view}
-    views[view](board)
+    views = {"Leaderboard": leaderboard_view, "Model": model_view, "Compare": compare_view,
+             "Context mixing": mixing_view, "About": about_view}
+    with st.spinner(f"Drawing {view} ..."):
+        views[view](board)
 
 
+alt.data_transformers.disable_max_rows()
 main()

@@ -14,14 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from idsuite.results.compare import PAIRED_COLUMNS, paired
-from idsuite.results.labels import count_label, headline_label
+from idsuite.results.compare import PAIRED_COLUMNS, paired, ranked
+from idsuite.results.labels import headline_label
 from idsuite.results.query import ResultQuery, refs
 from idsuite.results.schema import SIZE_FACTS
 from idsuite.results.selection import ranked_settings, select, with_settings
 from idsuite.results.summary import aggregate_rows, combine_seeds, headlines, layer_rows
 from idsuite.suite.specs import SPECS, MetricSpec
 from idsuite.suite.specs.context_mixing import MEASURES
+from idsuite.suite.uncertainty import MIN_CLUSTERS
 
 LEAD_COLUMNS = ["model", "kind", "n_params"]
 """First in the main table: what the model is and its size; then the headlines, then ``status``."""
@@ -58,9 +59,22 @@ def best_of_label(spec: MetricSpec) -> str:
     return f"{spec.display_name}: best g"
 
 
+def sentences_label(spec: MetricSpec) -> str:
+    """The column of how many probe sentences a headline rests on."""
+    return f"{spec.display_name}: sentences"
+
+
+LENGTH_BOUND = "rank_deficiency"
+"""The metric whose headline has a floor set by the corpus and the head size alone: a (sequence,
+head) pair of a sentence of n > d_h tokens always has a null space (rank(T_h) <= d_h < n)."""
+LENGTH_BOUND_LABEL = "From length alone (n > d_h)"
+"""Its column: the share of sentences longer than the head size, the value any model of that d_h
+gets on this corpus whatever its weights."""
+
+
 def interval_label(spec: MetricSpec) -> str:
-    """The column of a headline's half-width: of its 95% interval over sentences, or for a control
-    half the range over its init seeds."""
+    """The column of a headline's half-width (``idsuite.results.labels.INTERVAL_MEANING``); empty
+    below ``MIN_CLUSTERS`` sentences, where a bootstrap gives no 95% interval."""
     return f"{spec.display_name}: ±"
 
 
@@ -87,8 +101,11 @@ class Board:
         self.aggregates = aggregate_rows(rows)
         layers = layer_rows(self.aggregates)
         self.per_layer = combine_seeds(layers, ["model_id", "metric", "variant", "layer", "n_layers"])
-        """Per-layer values, a control's init seeds combined (mean, and their range as the interval)."""
+        """Per-layer values, a control's init seeds combined (mean, the interval spanning theirs)."""
         self._table: pd.DataFrame | None = None
+        self._headlines = headlines(self.aggregates)
+        self._ranks: dict[str, pd.DataFrame] = {}
+        self._differences: dict[str, pd.DataFrame] = {}
 
     def close(self) -> None:
         """End the store connection (``ResultQuery.close``); what was read stays, nothing more is read."""
@@ -104,10 +121,15 @@ class Board:
 
     def _model_table(self) -> pd.DataFrame:
         heads = [c for s in TABLE_SPECS
-                 for c in (headline_label(s), interval_label(s), *([best_of_label(s)] if s.headline_best_of else []))]
+                 for c in (headline_label(s), interval_label(s), sentences_label(s),
+                           *([best_of_label(s)] if s.headline_best_of else []),
+                           *([LENGTH_BOUND_LABEL] if s.name == LENGTH_BOUND else []))]
         if self.cells.empty:
             return pd.DataFrame(columns=LEAD_COLUMNS + heads + ["status"] + DETAIL_COLUMNS)
-        best = {(r.model_id, r.metric): r for r in headlines(self.aggregates).itertuples(index=False)}
+        best = {(r.model_id, r.metric): r for r in self._headlines.itertuples(index=False)}
+        counted = self.query.sentences(refs(self.cells[self.cells["ok"]]))
+        sentences = counted.groupby(["model_id", "metric"])["sentences"].max().to_dict()  # a control's seeds: the same
+        bounds = self._length_bounds()
         by_model: dict[str, list[dict]] = {}
         for cell in self.cells.to_dict("records"):  # plain records: a hundred models in milliseconds
             by_model.setdefault(cell["model_id"], []).append(cell)
@@ -122,7 +144,12 @@ class Board:
             for spec in TABLE_SPECS:
                 found = best.get((model_id, spec.name))
                 record[headline_label(spec)] = found.value if found is not None else np.nan
-                record[interval_label(spec)] = (found.ci_high - found.ci_low) / 2 if found is not None else np.nan
+                counted = sentences.get((model_id, spec.name), 0)
+                record[sentences_label(spec)] = counted if found is not None else pd.NA
+                record[interval_label(spec)] = ((found.ci_high - found.ci_low) / 2
+                                                if found is not None and counted >= MIN_CLUSTERS else np.nan)
+                if spec.name == LENGTH_BOUND:
+                    record[LENGTH_BOUND_LABEL] = bounds.get(model_id, np.nan)
                 if spec.headline_best_of:
                     record[best_of_label(spec)] = found.variant if found is not None else None
             done = {c["metric"] for c in ok}
@@ -139,8 +166,56 @@ class Board:
             record["remote_code"] = any(_true(c["trust_remote_code"]) for c in cells)
             record["stale"] = ", ".join(sorted(c["metric"] for c in cells if c["stale"]))
             out.append(record)
-        table = pd.DataFrame(out).astype({f: "Int64" for f in SIZE_FACTS})
+        table = pd.DataFrame(out).astype({f: "Int64" for f in SIZE_FACTS} | {sentences_label(s): "Int64" for s in TABLE_SPECS})
         return table[LEAD_COLUMNS + heads + ["status"] + DETAIL_COLUMNS]
+
+    def _length_bounds(self) -> dict[str, float]:
+        """Per model: the share of its ``LENGTH_BOUND`` cell's sentences longer than its head size
+        (n_s = rank + null_dim of a head, averaged over the heads, at the first layer; a control's
+        seeds pooled)."""
+        cells = self.cells[(self.cells["metric"] == LENGTH_BOUND) & self.cells["ok"] & self.cells["d_head"].notna()]
+        if cells.empty:
+            return {}
+        rows = self.query.cell_rows(refs(cells), where="variant IN ('rank', 'null_dim') AND layer = 1 AND "
+                                    "sequence IS NOT NULL", columns=["model_id", "init_seed", "sequence", "value"])
+        keys = ["model_id", rows["init_seed"].fillna(-1), "sequence"]
+        grouped = rows.groupby(keys)["value"]
+        lengths = (grouped.sum() / (grouped.size() / 2)).round().rename("n").reset_index()  # rank and null_dim per head
+        head = cells.groupby("model_id")["d_head"].first()
+        longer = lengths["n"] > lengths["model_id"].map(head)
+        return longer.groupby(lengths["model_id"]).mean().to_dict()
+
+    def trained(self) -> list[str]:
+        """The models that are not random-init controls (the ones ranked), in reader order."""
+        controls = set(self.cells.loc[self.cells["control_of"].notna(), "model_id"])
+        return [m for m in self.models() if m not in controls]
+
+    def ranks(self, metric: str) -> pd.DataFrame:
+        """The trained models ranked on ``metric``'s headline with rank intervals and the sentences
+        behind each (``idsuite.results.compare.ranked``; controls are baselines, never ranked);
+        computed once per board and metric."""
+        if metric not in self._ranks:
+            chosen = self._headlines[self._headlines["metric"] == metric].set_index("model_id")["variant"]
+            spec = SPECS.get(metric)
+            sides = {m: (refs(self._cell(m, metric)), chosen[m]) for m in self.trained() if m in chosen.index
+                     and spec.variant(chosen[m]).per_sequence and len(self._cell(m, metric))}
+            self._ranks[metric] = ranked(self.query, sides)
+        return self._ranks[metric].copy()
+
+    def control_differences(self, metric: str) -> pd.DataFrame:
+        """(model, control, difference, ci_low, ci_high, excludes_zero, sequences): each trained
+        model's headline minus its own random-init control's on the same sentences, paired bootstrap
+        95% interval, the control's init seeds pooled; computed once per board and metric."""
+        if metric not in self._differences:
+            out = []
+            for model in self.trained():
+                control = self.control_for(model)
+                diff = self.paired(model, control, metric) if control else pd.DataFrame()
+                if len(diff):
+                    out.append({"model": model, "control": control, **diff[diff["layer"].isna()].iloc[0].to_dict()})
+            self._differences[metric] = pd.DataFrame(out, columns=["model", "control", *PAIRED_COLUMNS]).drop(
+                columns="layer")
+        return self._differences[metric].copy()
 
     # -- a model and its control -----------------------------------------------------------------
     def models(self) -> list[str]:
@@ -178,13 +253,18 @@ class Board:
 
     def paired(self, model_a: str, model_b: str, metric: str, variant: str | None = None) -> pd.DataFrame:
         """``model_a`` minus ``model_b`` on the same sentences, per layer and for the headline, with
-        paired bootstrap intervals (``idsuite.results.compare.paired``; a control's init seeds pooled)."""
+        paired bootstrap intervals (``idsuite.results.compare.paired``; a control's init seeds pooled);
+        below ``MIN_CLUSTERS`` shared sentences, no interval."""
         spec = SPECS.get(metric)
         variant = variant or spec.headline
         sides = [refs(self._cell(m, metric)) for m in (model_a, model_b)]
         if not all(sides):
             return pd.DataFrame(columns=PAIRED_COLUMNS)
-        return paired(self.query, sides[0], sides[1], variant)
+        diff = paired(self.query, sides[0], sides[1], variant)
+        few = diff["sequences"] < MIN_CLUSTERS  # no 95% interval from so few sentences: none is shown
+        diff.loc[few, ["ci_low", "ci_high"]] = np.nan
+        diff.loc[few, "excludes_zero"] = False
+        return diff
 
     def mixing_agreement(self, score: str = "spearman", local: bool = False) -> pd.DataFrame:
         """(model, measure, last, mean): each context-mixing measure's agreement with attribution
@@ -216,6 +296,26 @@ class Board:
             grid[part["query"].astype(int), part["key"].astype(int)] = part["value"]
             out[variant.split(":", 1)[1]] = grid
         return out
+
+    def mixing_tokens(self, model_id: str) -> list[str] | None:
+        """The tokens of the context-mixing example sentence, where the effective-attention cell
+        stored the same sentence's tokens (None otherwise: the matrices are then labelled by position)."""
+        mixing = self._cell(model_id, MIXING)
+        example = self.attention_example(model_id, 1, 0) if len(mixing) else None
+        if example is None:
+            return None
+        rows = self.query.cell_rows(refs(mixing), where="variant LIKE 'matrix:%' AND layer = 1",
+                                    columns=["sequence", "query"])
+        if rows.empty or int(rows["sequence"].iloc[0]) != example["sequence"]:
+            return None
+        return list(example["tokens"]) if int(rows["query"].max()) + 1 == len(example["tokens"]) else None
+
+    def sentence_rows(self, model_ids: list[str]) -> bytes:
+        """The per-sentence rows of the shown cells of these models (every metric; maps left out) as
+        Parquet bytes, with their n and interval columns, for download."""
+        cells = self.cells[self.cells["model_id"].isin(model_ids) & self.cells["ok"]]
+        rows = self.query.cell_rows(refs(cells), where="sequence IS NOT NULL AND query IS NULL")
+        return rows.to_parquet(index=False)
 
     def _cell(self, model_id: str, metric: str) -> pd.DataFrame:
         return self.cells[(self.cells["model_id"] == model_id) & (self.cells["metric"] == metric) & self.cells["ok"]]
@@ -276,55 +376,3 @@ def filter_table(table: pd.DataFrame, families: list[str] | None = None, kinds: 
     if search:
         keep &= table["model"].str.contains(search, case=False, regex=False)
     return table[keep]
-
-
-def _latex_cell(value: object, integer: bool) -> str:
-    if value is None or value is pd.NA or (isinstance(value, float | np.floating) and np.isnan(value)):
-        return "--"
-    if integer:
-        return f"{int(value):d}"
-    return f"{value:.3f}" if isinstance(value, float | np.floating) else str(value)
-
-
-def _latex_interval(value: object, half: object) -> str:
-    if value is None or pd.isna(value):
-        return "--"
-    return f"{value:.3f}" if half is None or pd.isna(half) else f"{value:.3f} $\\pm$ {half:.3f}"
-
-
-LATEX_ARROWS = {"higher": r" $\uparrow$", "lower": r" $\downarrow$", "none": ""}
-
-
-def latex_header(spec: MetricSpec) -> str:
-    """A short column title for a paper: the name and an arrow towards 'more identifiable' (the
-    caption says so)."""
-    where = " (last)" if spec.headline_layer == "last" else ""
-    return spec.display_name + where + LATEX_ARROWS[spec.headline_variant().direction]
-
-
-def latex_table(table: pd.DataFrame, caption: str) -> str:
-    """The main table as a LaTeX ``table`` (booktabs) with a caption: sizes as integers, the
-    parameter count as 22.7M, headlines to three decimals."""
-    heads = {headline_label(s): latex_header(s) for s in TABLE_SPECS}
-    columns = ["model", "family", "kind", "trained", "n_params", "n_layers", "n_heads", "d_head", *heads]
-    frame = table[[c for c in columns if c in table]].copy()
-    frame["n_params"] = frame["n_params"].map(count_label)
-    for spec in TABLE_SPECS:  # the value with half its 95% interval
-        column, half = headline_label(spec), interval_label(spec)
-        if column in frame and half in table:
-            frame[column] = [_latex_interval(v, w) for v, w in zip(table[column], table[half], strict=True)]
-    integers = {"n_layers", "n_heads", "d_head"}
-    names = {"n_params": "params", "n_layers": "layers", "n_heads": "heads", "d_head": r"$d_h$"} | heads
-    escape = lambda text: str(text).replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")  # noqa: E731
-    lines = [r"\begin{table}[t]", r"\centering", r"\small",
-             r"\begin{tabular}{" + "l" * 4 + "r" * (len(frame.columns) - 4) + "}", r"\toprule",
-             " & ".join(names.get(c, escape(c)) for c in frame.columns) + r" \\", r"\midrule"]
-    for row in frame.itertuples(index=False):
-        cells = (escape(_latex_cell(v, c in integers)) for c, v in zip(frame.columns, row, strict=True))
-        lines.append(" & ".join(cells) + r" \\")
-    note = (r" $\uparrow$/$\downarrow$: higher/lower means more identifiable; (last): at the last layer, else the mean"
-            r" over layers; $\pm$: half the 95\% bootstrap interval over sentences (a control: half the range over"
-            r" its init seeds).")
-    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{escape(caption)}{note}}}", r"\label{tab:idsuite}",
-              r"\end{table}"]
-    return "\n".join(lines) + "\n"

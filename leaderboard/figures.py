@@ -20,8 +20,15 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-PNG_DPI = 150
+PNG_DPI = 200
 FORMATS = ("png", "pdf")
+COLUMN_WIDTH = 3.3
+r"""Inches: a figure is drawn at the column width of a two-column paper, so that its 7 pt text
+stays 7 pt when it is included at ``\columnwidth``."""
+FONT_SIZE = 7
+PLOT_HEIGHT = 2.0
+"""Inches of the plot area; the legend below it adds ``LEGEND_ROW`` per row."""
+LEGEND_ROW = 0.13
 LEGEND_MODELS = 12
 """Up to this many curves a figure names each model; beyond it, curves are coloured by group (the
 model family) and the legend names the groups."""
@@ -29,32 +36,55 @@ model family) and the legend names the groups."""
 
 @dataclass(frozen=True)
 class Curve:
-    """One model's values ``y`` at layers (or normalised depths) ``x``."""
+    """One model's values ``y`` at layers (or normalised depths) ``x``, with their 95% interval
+    [``low``, ``high``] drawn as a band where given."""
 
     label: str
     x: np.ndarray
     y: np.ndarray
     control: bool = False
     group: str = ""
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
 class LayerFigure:
+    """Curves over layers with axis labels in words; ``zero_line``: a reference line at 0 (a
+    difference)."""
+
     title: str
     x_label: str
     y_label: str
     integer_x: bool
     curves: tuple[Curve, ...] = field(default_factory=tuple)
+    zero_line: bool = False
+
+
+def _legend_rows(figure: LayerFigure) -> int:
+    entries = (len(figure.curves) if len(figure.curves) <= LEGEND_MODELS
+               else len({(c.group, c.control) for c in figure.curves}))
+    return -(-entries // 2)  # two columns
 
 
 def draw(figure: LayerFigure, stem: Path, formats: tuple[str, ...] = FORMATS) -> list[Path]:
-    """Write ``stem.png`` and ``stem.pdf`` (``formats``): every curve, controls dashed; return the paths."""
-    fig = Figure(figsize=(6.5, 3.5))  # no pyplot: nothing global, no GUI backend
-    fig.subplots_adjust(left=0.1, right=0.7, bottom=0.14, top=0.9)
+    """Write ``stem.png`` and ``stem.pdf`` (``formats``) at ``COLUMN_WIDTH``: every curve with its
+    interval band, controls dashed, the legend below the plot (the figure grows with it); return
+    the paths."""
+    rows = _legend_rows(figure) if len(figure.curves) > 1 else 0
+    legend = LEGEND_ROW * rows + (0.1 if rows else 0)
+    height = PLOT_HEIGHT + 0.75 + legend
+    fig = Figure(figsize=(COLUMN_WIDTH, height))  # no pyplot: nothing global, no GUI backend
+    fig.subplots_adjust(left=0.17, right=0.97, top=1 - 0.3 / height, bottom=(0.45 + legend) / height)
     ax = fig.subplots()
+    ax.tick_params(labelsize=FONT_SIZE)
     if len(figure.curves) <= LEGEND_MODELS:
-        for c in figure.curves:
-            ax.plot(c.x, c.y, marker="o", markersize=3, label=c.label, linestyle="--" if c.control else "-")
+        for i, c in enumerate(figure.curves):
+            colour = f"C{i % 10}"
+            if c.low is not None and c.high is not None:
+                ax.fill_between(c.x, c.low, c.high, color=colour, alpha=0.18, linewidth=0)
+            ax.plot(c.x, c.y, marker="o", markersize=2.5, linewidth=1, label=c.label, color=colour,
+                    linestyle="--" if c.control else "-")
     else:  # one collection per group and kind: fast to draw, and a legend that stays readable
         for i, group in enumerate(sorted({c.group for c in figure.curves})):
             for control in (False, True):
@@ -64,13 +94,16 @@ def draw(figure: LayerFigure, stem: Path, formats: tuple[str, ...] = FORMATS) ->
                                                      linestyles="--" if control else "-",
                                                      label=f"{group}{' (control)' if control else ''}"))
         ax.autoscale_view()
+    if figure.zero_line:
+        ax.axhline(0.0, color="black", linewidth=0.6, linestyle=":")
     if figure.integer_x:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel(figure.x_label)
-    ax.set_ylabel(figure.y_label)
-    ax.set_title(figure.title, fontsize=9)
-    entries = len(ax.get_legend_handles_labels()[1])
-    ax.legend(fontsize=6, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncols=2 if entries > 14 else 1)
+    ax.set_xlabel(figure.x_label, fontsize=FONT_SIZE)
+    ax.set_ylabel(figure.y_label, fontsize=FONT_SIZE, wrap=True)
+    ax.set_title(figure.title, fontsize=FONT_SIZE + 1)
+    if rows:
+        ax.legend(fontsize=FONT_SIZE, frameon=False, loc="upper center", ncols=2,
+                  bbox_to_anchor=(0.45, -0.45 / PLOT_HEIGHT - 0.08))
     paths = [stem.with_suffix(f".{suffix}") for suffix in formats]
     for path in paths:
         fig.savefig(path, dpi=PNG_DPI)

@@ -17,7 +17,7 @@ import pandas as pd
 from idsuite.results.query import ResultQuery
 from idsuite.results.store import CellRef
 from idsuite.suite.specs import SPECS
-from idsuite.suite.uncertainty import paired_difference
+from idsuite.suite.uncertainty import paired_difference, rank_intervals
 
 PAIRED_COLUMNS = ["layer", "difference", "ci_low", "ci_high", "excludes_zero", "sequences"]
 """One row per layer, then the headline's row (``layer`` null: the mean over layers or the last
@@ -67,3 +67,42 @@ def paired(query: ResultQuery, a: Sequence[CellRef], b: Sequence[CellRef], varia
     out["excludes_zero"] = (out["ci_low"] > 0) | (out["ci_high"] < 0)
     out["sequences"] = len(shared)
     return out[PAIRED_COLUMNS]
+
+
+RANK_COLUMNS = ["model", "rank", "rank_low", "rank_high", "sentences"]
+"""A model's rank on a metric's headline (1 = best) and its 95% interval over bootstrap replicates;
+``sentences``: how many sentences its number rests on."""
+
+
+def ranked(query: ResultQuery, sides: dict[str, tuple[Sequence[CellRef], str]], seed: int = 0) -> pd.DataFrame:
+    """Rank the models of ``sides`` (model -> its cells of one metric and its headline variant) on
+    that metric's headline, with rank intervals from a bootstrap that redraws the sentences once for
+    all models (``idsuite.suite.uncertainty.rank_intervals``); ``RANK_COLUMNS``, best first. A
+    sentence a model was not measured on counts nothing for it; models of different depths are
+    compared at their own last layer, or by their own mean over layers (missing layers left out)."""
+    if not sides:
+        return pd.DataFrame(columns=RANK_COLUMNS)
+    metric = next(iter(sides.values()))[0][0].metric
+    spec = SPECS.get(metric)
+    parts = {model: _per_sentence(query, cells, variant) for model, (cells, variant) in sides.items()}
+    parts = {model: part for model, part in parts.items() if len(part)}
+    if not parts:
+        return pd.DataFrame(columns=RANK_COLUMNS)
+    models = list(parts)
+    sentences = sorted(set().union(*(p.index.get_level_values("sequence") for p in parts.values())))
+    depth = max(int(p.index.get_level_values("layer").max()) for p in parts.values())
+    shape = (len(sentences), len(models), 1 if spec.headline_layer == "last" else depth)
+    sums, counts = np.zeros(shape), np.zeros(shape)
+    row = {s: i for i, s in enumerate(sentences)}
+    for j, model in enumerate(models):
+        part = parts[model].reset_index()
+        if spec.headline_layer == "last":
+            part = part[part["layer"] == part["layer"].max()].assign(layer=1)
+        rows, layers = part["sequence"].map(row).to_numpy(), part["layer"].astype(int).to_numpy() - 1
+        sums[rows, j, layers], counts[rows, j, layers] = part["sum"].to_numpy(), part["count"].to_numpy()
+    higher = spec.headline_variant().direction != "lower"
+    estimate = rank_intervals(sums, counts, higher, seed=seed, average_axis=-1)
+    measured = [int(parts[m].index.get_level_values("sequence").nunique()) for m in models]
+    out = pd.DataFrame({"model": models, "rank": estimate.rank, "rank_low": estimate.low, "rank_high": estimate.high,
+                        "sentences": measured})
+    return out.sort_values(["rank", "model"], ignore_index=True)

@@ -146,6 +146,17 @@ class ResultQuery:
         that opens those cells' files only."""
         return self._read([self.store.cell_path(c) for c in cells], columns, where, parameters)
 
+    def sentences(self, cells: Iterable[CellRef]) -> pd.DataFrame:
+        """(model_id, metric, cell_key, sentences): how many probe sentences each cell's numbers
+        rest on (its distinct ``sequence`` values; 0 for a cell without per-sentence rows)."""
+        cells = list(cells)
+        query = ("SELECT model_id, metric, cell_key, count(DISTINCT sequence) AS sentences FROM rows "
+                 "GROUP BY model_id, metric, cell_key")
+        found = self._read([self.store.cell_path(c) for c in cells], [*CELL_COLUMNS, "sequence"], query=query)
+        known = pd.DataFrame([(c.model_id, c.metric, c.key) for c in cells], columns=CELL_COLUMNS)
+        out = known.merge(found, on=CELL_COLUMNS, how="left")
+        return out.assign(sentences=out["sentences"].fillna(0).astype(int))
+
     def all_rows(self, where: str = "", columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Every row of every stored cell (of every configuration) matching ``where``: for scripts
         and checks; the leaderboard reads summaries and drills down instead."""

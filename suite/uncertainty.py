@@ -21,6 +21,10 @@ import numpy as np
 
 REPLICATES = 1000
 LEVEL = 0.95
+MIN_CLUSTERS = 10
+"""Below this many resampled sentences a percentile bootstrap is no 95% interval (over one sentence
+it is [v, v]; over three, the replicates take at most ten distinct values): the leaderboard and the
+paper export then show the value alone and say why."""
 
 
 @dataclass(frozen=True)

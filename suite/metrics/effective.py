@@ -31,15 +31,14 @@ class EffectiveAttentionMetric:
         self.layer_values: dict[str, list[torch.Tensor]] = defaultdict(list)  # variant -> (B, H) per layer of this batch
 
     def _example_choice(self, batch: BatchTrace) -> tuple[tuple, int] | None:
-        """The batch's best example sequence, if better than the one kept: the shortest sequence
-        longer than d_h (whose maps have a null space to show), else the longest, of at most
-        ``map_max_tokens`` tokens; ties go to the lowest corpus index."""
-        d_head = batch.d_head
+        """The batch's best example sequence, if better than the one kept: the longest of at most
+        ``map_max_tokens`` tokens (the further past d_h, the larger the null space n - d_h its maps
+        show); ties go to the lowest corpus index."""
         best = None
         for b, (seq, n) in enumerate(zip(batch.sequence_ids.tolist(), batch.lengths.tolist(), strict=True)):
             if n > self.config.map_max_tokens:
                 continue
-            rank = (0, n, seq) if n > d_head else (1, -n, seq)
+            rank = (-n, seq)
             if best is None or rank < best[0]:
                 best = (rank, b)
         return best if best is not None and (self.example is None or best[0] < self.example[0]) else None

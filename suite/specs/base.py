@@ -51,7 +51,8 @@ class MetricSpec:
     ``implementation``: ``module:Class`` of the accumulator (imported by ``idsuite.suite.metrics``).
     ``paper``: where the quantity is defined (for the docs and help texts); ``summary_variants``:
     what ``idsuite run`` prints per layer (default: the headline); ``in_main_table``: whether the
-    leaderboard's main table has a column for it (else it has a view of its own).
+    leaderboard's main table has a column for it (else it has a view of its own); ``short_name``:
+    a column title for a narrow paper table (default ``display_name``; the caption spells it out).
     """
 
     name: str
@@ -68,6 +69,12 @@ class MetricSpec:
     paper: str = ""
     summary_variants: tuple[str, ...] = ()
     in_main_table: bool = True
+    short_name: str = ""
+
+    @property
+    def column_name(self) -> str:
+        """``short_name``, else ``display_name``."""
+        return self.short_name or self.display_name
 
     def variant(self, name: str) -> Variant:
         """The declaration of a stored variant name (``offset:+1`` belongs to the family ``offset``)."""

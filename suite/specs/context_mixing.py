@@ -61,6 +61,7 @@ def _variants() -> dict[str, Variant]:
 SPEC = MetricSpec(
     name="context_mixing",
     display_name="Context-mixing agreement",
+    short_name="Mixing agr.",
     description="How well attention, norm-based, GlobEnc, ALTI and value-zeroing mixing matrices agree with "
     "Jacobian attribution, per layer (rolled out against c^l, and one layer against the one-layer Jacobian).",
     version=2,

@@ -12,8 +12,8 @@ from idsuite.suite.specs.base import MetricConfig, MetricSpec, Variant
 class EffectiveAttentionConfig(MetricConfig):
     """``compute_dtype`` of the rank decision and projection (float64 by default; the divergence
     summaries are float32). The raw and effective maps of every layer and head are stored for one
-    example sequence of at most ``map_max_tokens`` tokens (none if 0): the shortest longer than the
-    head size d_h, where the corpus has one (its null map shows something), else the longest; ties
+    example sequence of at most ``map_max_tokens`` tokens (none if 0): the longest, so that it goes
+    as far past the head size d_h as the corpus allows (its null space has n - d_h dimensions); ties
     go to the lowest corpus index."""
 
     compute_dtype: Literal["float64", "float32"] = "float64"
@@ -33,6 +33,7 @@ def _mass_variants() -> dict[str, Variant]:
 SPEC = MetricSpec(
     name="effective_attention",
     display_name="Null-space attention share",
+    short_name="Null share",
     description="How much of raw attention A_h lies in the left null space of T_h (A_eff = A_h U_h U_h^T).",
     version=4,
     variants={

@@ -49,6 +49,7 @@ class AttributionConfig(MetricConfig):
 SPEC = MetricSpec(
     name="hidden_token_attribution",
     display_name="Own-token contribution",
+    short_name="Own token",
     description="c_ij^l = ||d e_i^l / d x_j||_F / sum_k ||d e_i^l / d x_k||_F: how much of token i's "
     "hidden state at layer l comes from its own input.",
     version=4,

@@ -16,6 +16,7 @@ class RankConfig(MetricConfig):
 SPEC = MetricSpec(
     name="rank_deficiency",
     display_name="Non-identifiable heads",
+    short_name="Non-ident. heads",
     description="Share of (sequence, head) pairs whose T_h = V_h W_O^h has a non-trivial left null space.",
     version=3,
     variants={

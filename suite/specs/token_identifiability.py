@@ -42,6 +42,7 @@ class IdentifiabilityConfig(MetricConfig):
 SPEC = MetricSpec(
     name="token_identifiability",
     display_name="Token identifiability",
+    short_name="Token ident.",
     description="Share of held-out tokens whose input embedding is recovered from the layer-l hidden state.",
     version=5,
     variants={

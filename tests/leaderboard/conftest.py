@@ -12,6 +12,7 @@ from idsuite.results.store import ResultStore
 from idsuite.runners.jobs import RunConfig, Runner
 from idsuite.runners.models.zoo import load_zoo
 from idsuite.runners.probing.corpus import Corpus
+from idsuite.suite.specs import SPECS
 from tests.conftest import SENTENCES
 
 FAST = {
@@ -62,3 +63,44 @@ def two_settings_dir(results_dir, tmp_path_factory) -> Path:
     for config in (RunConfig(metrics=FAST, batch_size=4, dtype="bfloat16"), RunConfig(metrics=exact, batch_size=4)):
         Runner(zoo, corpus, config, store, "second", log=lambda s: None).run(["tiny-bert"])
     return root / "results"
+
+
+TWELVE = [f"{base}-{k:02d}" for base in ("tiny-bert", "tiny-llama") for k in range(6)]
+"""The synthetic store's trained models (each with its random-init control, ``<id>-random-init``)."""
+SCALED = {name: {v for v, d in spec.variants.items() if d.kind == "layer"} for name, spec in SPECS.items()}
+"""The variants whose values the copies scale (the per-layer quantities, not maps, labels or counts)."""
+
+
+@pytest.fixture(scope="session")
+def twelve_models_dir(results_dir, tmp_path_factory) -> Path:
+    """A store of twelve trained models and their twelve controls, made from the fixture's real
+    cells: copy k of tiny-bert (tiny-llama) and of its control, every per-layer value and its interval
+    scaled by 1 - k / 50 (so the copies have a known order and rates stay in [0, 1]), under new model
+    ids, fingerprints and cell keys."""
+    from idsuite.results.identity import cell_key
+    from idsuite.results.query import ResultQuery
+    from idsuite.results.schema import KEY_COLUMNS
+    from idsuite.results.store import CellRef
+
+    root = tmp_path_factory.mktemp("twelve") / "results"
+    store, query = ResultStore(root), ResultQuery(results_dir)
+    cells = query.cells()
+    sources = {"tiny-bert": "tiny-bert-random-init", "tiny-llama": "tiny-partial"}
+    for model in TWELVE:
+        base, k = model.rsplit("-", 1)
+        for source, new in ((base, model), (sources[base], f"{model}-random-init")):
+            for cell in cells[(cells["model_id"] == source) & cells["ok"]].itertuples():
+                frame = query.cell_rows([CellRef(cell.model_id, cell.metric, cell.cell_key)])
+                scale = 1 - int(k) / 50
+                numbers = frame["variant"].isin(SCALED[cell.metric])  # the rates, not maps or counts
+                for column in ("value", "ci_low", "ci_high"):
+                    frame.loc[numbers, column] = frame.loc[numbers, column] * scale
+                frame["model_id"] = new
+                frame["model_fingerprint"] = f"synthetic:{new}"
+                if new != model:
+                    frame["control_of"] = model
+                key = cell_key(frame.iloc[0][KEY_COLUMNS].to_dict())
+                frame["cell_key"] = key
+                store.write(CellRef(new, cell.metric, key), frame)
+    query.close()
+    return root

@@ -7,12 +7,15 @@ import pandas as pd
 from idsuite.leaderboard.data import (
     DETAIL_COLUMNS,
     LEAD_COLUMNS,
+    LENGTH_BOUND,
+    LENGTH_BOUND_LABEL,
     PAIRED_SPECS,
     TABLE_SPECS,
     Board,
     filter_table,
     interval_label,
     reader_order,
+    sentences_label,
 )
 from idsuite.leaderboard.export import export
 from idsuite.results.identity import SETTING_SEPARATOR, short_setting_names
@@ -20,14 +23,16 @@ from idsuite.results.labels import headline_label
 from idsuite.results.query import ResultQuery
 from idsuite.results.summary import headline_variants, layer_rows
 from idsuite.suite.specs import SPECS
+from idsuite.suite.uncertainty import MIN_CLUSTERS
 
 
 def test_main_table_has_one_row_per_model_and_one_column_per_headline(results_dir):
     board = Board(results_dir)
     table = board.model_table()
     assert list(table.columns[:3]) == LEAD_COLUMNS and table.columns[-len(DETAIL_COLUMNS):].tolist() == DETAIL_COLUMNS
-    expected = [c for s in TABLE_SPECS for c in (headline_label(s), interval_label(s),
-                                                     *([f"{s.display_name}: best g"] if s.headline_best_of else []))]
+    expected = [c for s in TABLE_SPECS for c in (headline_label(s), interval_label(s), sentences_label(s),
+                                                     *([f"{s.display_name}: best g"] if s.headline_best_of else []),
+                                                     *([LENGTH_BOUND_LABEL] if s.name == LENGTH_BOUND else []))]
     assert list(table.columns[3:3 + len(expected)]) == expected
     table = table.set_index("model")
     assert sorted(table.index) == sorted(["tiny-bert", "tiny-bert-random-init", "tiny-llama", "tiny-partial", "broken-hub-model"])
@@ -51,6 +56,19 @@ def test_main_table_has_one_row_per_model_and_one_column_per_headline(results_di
     share = rows[(rows.model_id == "tiny-llama") & (rows.metric == "rank_deficiency") & (rows.variant == rank.headline)]
     assert abs(table.loc["tiny-llama", headline_label(rank)] - share["value"].mean()) < 1e-12
     assert not table["remote_code"].any() and (table["stale"] == "").all()
+    # the sentences behind each number; no interval below MIN_CLUSTERS of them
+    sentences = ResultQuery(results_dir).all_rows(where="sequence IS NOT NULL", columns=["model_id", "metric", "sequence"])
+    counted = sentences.groupby(["model_id", "metric"])["sequence"].nunique()
+    for spec in TABLE_SPECS:
+        assert table.loc["tiny-bert", sentences_label(spec)] == counted["tiny-bert", spec.name]
+        few = counted["tiny-bert", spec.name] < MIN_CLUSTERS
+        assert np.isnan(table.loc["tiny-bert", interval_label(spec)]) == few, spec.name
+    assert counted["tiny-bert", "token_identifiability"] < MIN_CLUSTERS <= counted["tiny-bert", "rank_deficiency"]
+    # a sentence longer than d_h forces a null space: the measured share is never below the length bound
+    # (here, tiny models with d_h = 8, they are equal: the headline is a property of corpus and d_h)
+    measured = table[headline_label(rank)].dropna()
+    bound = table.loc[measured.index, LENGTH_BOUND_LABEL]
+    assert (bound <= measured + 1e-12).all() and np.allclose(bound, measured)
 
 
 def test_filters(results_dir):
@@ -85,10 +103,14 @@ def test_curves_controls_heads_and_example_maps(results_dir):
 def test_export_writes_latex_and_figures(results_dir, tmp_path):
     written = export(Board(results_dir), tmp_path)
     tex = (tmp_path / "leaderboard.tex").read_text()
-    assert tex.startswith("\\begin{table}") and r"\caption{" in tex and r"\begin{tabular}" in tex
-    assert "tiny-bert" in tex and "tiny-llama" in tex
-    bert = next(line for line in tex.splitlines() if line.startswith("tiny-bert &"))
-    assert " & 2 & 4 & 8 & " in bert and ".000 & 2" not in bert  # layers, heads, d_h as integers
+    assert tex.startswith("% Needs \\usepackage{booktabs,tabularx}") and tex.count(r"\begin{tabularx}{\columnwidth}") == 2
+    assert r"\label{tab:idsuite}" in tex and r"\label{tab:idsuite-models}" in tex and "sentences &" in tex
+    plain = tex.replace(r"\allowbreak{}", "")
+    assert "tiny-bert" in plain and "tiny-llama" in plain
+    bert = next(line for line in plain.splitlines() if line.startswith("tiny-bert &"))  # the facts table
+    assert bert == r"tiny-bert & encoder & 21.2k & 2 & 4 & 8 \\[2pt]"  # layers, heads, d_h as integers
+    control = next(line for line in plain.splitlines() if "tiny-bert-random-init &" in line)
+    assert control.startswith("-- & ")  # a baseline: no rank
     names = {p.name for p in written}
     for name, spec in SPECS.items():
         stem = f"{name}__{spec.headline.replace('/', '-')}"
@@ -136,11 +158,15 @@ def test_paired_differences_and_their_export(results_dir, tmp_path):
     assert len(same) == 3 and (same["difference"] == 0).all() and (same["ci_high"] - same["ci_low"] == 0).all()
     versus = board.paired("tiny-bert", "tiny-bert-random-init", "effective_attention")  # three control seeds pooled
     assert versus["layer"].tolist()[:2] == [1, 2] and (versus["ci_low"] <= versus["difference"]).all()
-    assert board.paired("tiny-bert", "tiny-llama", "hidden_token_attribution").shape[0] == 3  # same depth: layers pair
+    few = board.paired("tiny-bert", "tiny-llama", "hidden_token_attribution")
+    assert few.shape[0] == 3  # same depth: layers pair
+    assert (few["sequences"] < MIN_CLUSTERS).all() and few["ci_low"].isna().all() and not few["excludes_zero"].any()
     paths = export_paired(board, "tiny-bert", None, tmp_path)
     csv = pd.read_csv(paths[0])
-    assert set(csv["metric"]) == {s.name for s in PAIRED_SPECS} and paths[1].read_text().startswith("\\begin{table}")
+    assert set(csv["metric"]) == {s.name for s in PAIRED_SPECS} and r"\begin{table}" in paths[1].read_text()
     assert "tiny-bert minus tiny-bert-random-init" in paths[1].read_text().replace("\\_", "_")
+    figures = {p.name for p in paths[2:]}
+    assert figures == {f"{paths[0].stem}__{s.name}.{suffix}" for s in PAIRED_SPECS for suffix in ("png", "pdf")}
 
 
 def test_a_board_of_the_headline_variants_gives_the_same_table_and_headline_curves(results_dir):
