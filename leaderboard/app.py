@@ -28,7 +28,8 @@ from idsuite.suite.uncertainty import MIN_CLUSTERS
 st.set_page_config(page_title="idsuite leaderboard", layout="wide", initial_sidebar_state="collapsed")
 RESULTS = os.environ.get("IDSUITE_RESULTS", "idsuite-results")
 VIEWS = ["Leaderboard", "Model", "Compare", "Context mixing", "About"]
-DOCS = "https://github.com/idsuite/idsuite/blob/main/docs/metrics.md"
+DOCS = "`docs/metrics.md` in the idsuite repository"
+"""Where the metrics are defined (the package declares no web address to link to)."""
 
 
 # -- the URL: every selection a view makes is read from and written to st.query_params -----------
@@ -58,6 +59,14 @@ def _choice(options: list, key: str, default=None):
     named = _url(key)
     by_name = {str(o): o for o in options}
     return by_name.get(named, default if default in options else options[0] if options else None)
+
+
+def _start(widget: str, value: object) -> str:
+    """A widget's first value (from the URL) in its session state, set once: a widget whose default
+    changed between runs would be a new widget and lose what the reader chose. Returns ``widget``."""
+    if widget not in st.session_state:
+        st.session_state[widget] = value
+    return widget
 
 
 # -- reading the store (cached: a view redraws without reading it again) -------------------------
@@ -166,19 +175,20 @@ def leaderboard_view(board: data.Board) -> None:
     table = board.model_table()
     families_all = sorted(table["family"].dropna().unique())
     family_col, kind_col, search_col = st.columns([2, 2, 2])
-    families = family_col.multiselect("Family", families_all, default=[f for f in _url_list("family") if f in families_all])
+    families = family_col.multiselect("Family", families_all,
+                                      key=_start("w-family", [f for f in _url_list("family") if f in families_all]))
     kinds = kind_col.multiselect("Encoder / decoder", ["encoder", "decoder"],
-                                 default=[k for k in _url_list("kind") if k in ("encoder", "decoder")])
-    search = search_col.text_input("Search models", value=_url("search"))
+                                 key=_start("w-kind", [k for k in _url_list("kind") if k in ("encoder", "decoder")]))
+    search = search_col.text_input("Search models", key=_start("w-search", _url("search")))
     _keep("family", families)
     _keep("kind", kinds)
     _keep("search", search)
     names = {s.name: f"{s.display_name} ({DIRECTION_WORDS[s.headline_variant().direction]})" for s in data.TABLE_SPECS}
     rank_col, show_col = st.columns([3, 3])
     rank_by = rank_col.selectbox("Rank trained models by", list(names), format_func=names.get,
-                                 index=list(names).index(_choice(list(names), "rank")))
+                                 key=_start("w-rank", _choice(list(names), "rank")))
     shows = ["Value ± 95% interval", "Difference to its own random-init control"]
-    show = show_col.radio("Numbers shown", shows, index=shows.index(_choice(shows, "show")), horizontal=True)
+    show = show_col.radio("Numbers shown", shows, key=_start("w-show", _choice(shows, "show")), horizontal=True)
     _keep("rank", rank_by)
     _keep("show", show if show != shows[0] else "")
     against = show == shows[1]
@@ -202,8 +212,9 @@ def leaderboard_view(board: data.Board) -> None:
     view = view.assign(_order=order).sort_values(["_order", "model"]).drop(columns="_order")
     config = {s.display_name: st.column_config.TextColumn(s.display_name, help=_column_help(s, against))
               for s in data.TABLE_SPECS}
+    config["model"] = st.column_config.TextColumn("model", width=charts.MODEL_WIDTH, pinned=True)
     config["rank"] = st.column_config.TextColumn(
-        "rank", width=50, help=f"Rank by {spec.display_name} (1 = best) and its 95% interval over bootstrap "
+        "rank", width=charts.RANK_WIDTH, pinned=True, help=f"Rank by {spec.display_name} (1 = best) and its 95% interval over bootstrap "
                                "replicates of the sentences: models whose intervals overlap are not separated.")
     config["d_h"] = st.column_config.NumberColumn("d_h", help="head size d_h: a sentence longer than d_h tokens "
                                                   "always leaves every head a null space")
@@ -259,7 +270,7 @@ def model_view(board: data.Board) -> None:
     if not usable:
         st.info("No model has finished rows yet.")
         return
-    model = st.selectbox("Model", usable, index=usable.index(_choice(usable, "model")))
+    model = st.selectbox("Model", usable, key=_start("w-model", _choice(usable, "model")))
     _keep("model", model)
     control = board.control_for(model)
     base = board.base_of(model)
@@ -317,7 +328,7 @@ def compare_view(board: data.Board) -> None:
     usable = board.models()
     named = [m for m in _url_list("models") if m in usable]
     chosen = st.multiselect("Models (the first minus the second is the paired difference)", usable,
-                            default=named or usable[:2])
+                            key=_start("w-models", named or usable[:2]))
     _keep("models", chosen)
     if len(chosen) < 2:
         st.info("Choose two or more models.")
@@ -343,7 +354,8 @@ def compare_view(board: data.Board) -> None:
         st.altair_chart(charts.difference_chart(diff, f"{spec.display_name}: {chosen[0]} minus {chosen[1]} per layer",
                                                 charts.axis_title(spec, spec.headline, difference=True)),
                         width="stretch")
-    normalise = st.checkbox("Normalised depth (layer / number of layers)", value=_url("depth") == "normalised")
+    normalise = st.checkbox("Normalised depth (layer / number of layers)",
+                            key=_start("w-depth", _url("depth") == "normalised"))
     _keep("depth", "normalised" if normalise else "")
     with st.expander("Each model's curves", expanded=False):
         controls = frozenset(m for m in chosen if board.base_of(m) is not None)
@@ -365,11 +377,11 @@ def mixing_view(board: data.Board) -> None:
     st.header("Context mixing")
     st.caption("How well each context-mixing measure agrees with Jacobian attribution: rolled out against c^l "
                "(global), or one layer against the one-layer Jacobian (local). Scores are means over the scored "
-               f"tokens; see [docs/metrics.md]({DOCS}).")
+               f"tokens; see {DOCS}.")
     left, right = st.columns(2)
-    score = left.selectbox("Score", list(SCORES), format_func=SCORES.get, index=list(SCORES).index(_choice(list(SCORES), "score")))
+    score = left.selectbox("Score", list(SCORES), format_func=SCORES.get, key=_start("w-score", _choice(list(SCORES), "score")))
     places = ["attribution c^l (rolled out)", "one-layer Jacobian (local)"]
-    local = right.radio("Against", places, horizontal=True, index=places.index(_choice(places, "against")))
+    local = right.radio("Against", places, horizontal=True, key=_start("w-against", _choice(places, "against")))
     _keep("score", score)
     _keep("against", local if local != places[0] else "")
     table = board.mixing_agreement(score, local.startswith("one-layer"))
@@ -381,7 +393,7 @@ def mixing_view(board: data.Board) -> None:
     for column, where in (("last", "last layer"), ("mean", "mean over layers")):
         st.altair_chart(charts.agreement_heatmap(table.rename(columns={column: "value"}), usable, list(MEASURES),
                                                  f"{SCORES[score]}, {where}", direction), width="stretch")
-    model = st.selectbox("Model", usable, key="mixing-model", index=usable.index(_choice(usable, "model")))
+    model = st.selectbox("Model", usable, key=_start("w-mixing-model", _choice(usable, "model")))
     _keep("model", model)
     where = ":local" if local.startswith("one-layer") else ""
     curves = pd.concat([board.layer_curves([model], "context_mixing", f"{m}{where}/{score}").assign(model=NAMES[m])
@@ -408,8 +420,7 @@ def about_view(board: data.Board) -> None:
     st.markdown(f"Results in `{RESULTS}`: {cells['model_id'].nunique()} models, written "
                 f"{written.min():%Y-%m-%d} to {written.max():%Y-%m-%d} (UTC) by idsuite "
                 f"{', '.join(sorted(cells['suite_version'].dropna().unique()))}; corpus "
-                f"{', '.join(sorted(cells['corpus_id'].dropna().unique()))}. The metrics are defined in "
-                f"[docs/metrics.md]({DOCS}).")
+                f"{', '.join(sorted(cells['corpus_id'].dropna().unique()))}. The metrics are defined in {DOCS}.")
     st.markdown(f"**±**: {INTERVAL_MEANING}. Below {MIN_CLUSTERS} sentences no interval is shown. **Rank**: the "
                 "2.5% and 97.5% percentiles of a model's rank over bootstrap replicates that redraw the sentences "
                 "for all models at once. **Controls** (random weights of the same architecture) are baselines, "
@@ -427,7 +438,7 @@ def about_view(board: data.Board) -> None:
 def main() -> None:
     st.title("Identifiability in transformers")
     view = st.radio("View", VIEWS, horizontal=True, label_visibility="collapsed",
-                    index=VIEWS.index(_choice(VIEWS, "view")))
+                    key=_start("w-view", _choice(VIEWS, "view")))
     _keep("view", view)
     board = _choose_board(RESULTS)
     if board.stored.empty:

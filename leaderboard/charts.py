@@ -17,6 +17,9 @@ import pandas as pd
 
 from idsuite.suite.specs.base import MetricSpec
 
+RANK_WIDTH, MODEL_WIDTH = 50, 150
+"""Pixels of the ranked table's pinned first columns: on a 390 px phone the first metric column
+still has most of the screen's remaining width."""
 PLOT_HEIGHT = 260
 """Height of a chart's plot area in px, whatever its legend."""
 CELL = 18
