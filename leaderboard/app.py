@@ -28,8 +28,7 @@ from idsuite.suite.uncertainty import MIN_CLUSTERS
 st.set_page_config(page_title="idsuite leaderboard", layout="wide", initial_sidebar_state="collapsed")
 RESULTS = os.environ.get("IDSUITE_RESULTS", "idsuite-results")
 VIEWS = ["Leaderboard", "Model", "Compare", "Context mixing", "About"]
-DOCS = "`docs/metrics.md` in the idsuite repository"
-"""Where the metrics are defined (the package declares no web address to link to)."""
+DOCS = "`docs/metrics.md` in the idsuite repository"  # the package declares no web address to link to
 
 
 # -- the URL: every selection a view makes is read from and written to st.query_params -----------
@@ -256,11 +255,13 @@ def leaderboard_view(board: data.Board) -> None:
         st.info("Ran the model's own code (trust_remote_code): " + ", ".join(remote))
     with st.expander("All model facts"):
         st.dataframe(shown, hide_index=True, width="stretch")
-    left, mid, right = st.columns(3)
-    left.download_button("Download CSV", shown.to_csv(index=False), "leaderboard.csv", "text/csv")
-    mid.download_button("Download LaTeX", latex_tables(board, shown, rank_by), "leaderboard.tex", "text/plain")
-    right.download_button("Download per-sentence rows (Parquet)", board.sentence_rows(shown["model"].tolist()),
-                          "per-sentence.parquet", "application/octet-stream")
+    columns = st.columns(4)
+    columns[0].download_button("Download CSV", shown.to_csv(index=False), "leaderboard.csv", "text/csv")
+    columns[1].download_button("Download LaTeX", latex_tables(board, shown, rank_by), "leaderboard.tex", "text/plain")
+    rows = board.sentence_rows(shown["model"].tolist())
+    columns[2].download_button("Per-sentence rows (Parquet)", rows.to_parquet(index=False), "per-sentence.parquet",
+                               "application/octet-stream")
+    columns[3].download_button("Per-sentence rows (CSV)", rows.to_csv(index=False), "per-sentence.csv", "text/csv")
 
 
 # -- a model ------------------------------------------------------------------------------------
@@ -391,7 +392,8 @@ def mixing_view(board: data.Board) -> None:
     usable = data.reader_order(table["model"].unique())
     direction = SCORE_DECLARATIONS[score][1]
     for column, where in (("last", "last layer"), ("mean", "mean over layers")):
-        st.altair_chart(charts.agreement_heatmap(table.rename(columns={column: "value"}), usable, list(MEASURES),
+        named = table.rename(columns={column: "value"}).assign(measure=table["measure"].map(NAMES))
+        st.altair_chart(charts.agreement_heatmap(named, usable, [NAMES[m] for m in MEASURES],
                                                  f"{SCORES[score]}, {where}", direction), width="stretch")
     model = st.selectbox("Model", usable, key=_start("w-mixing-model", _choice(usable, "model")))
     _keep("model", model)
@@ -408,8 +410,9 @@ def mixing_view(board: data.Board) -> None:
         return
     st.caption("The example sentence: each measure's rolled-out matrix beside the attribution it is scored against, "
                "on one colour scale (row: query token, column: key token).")
-    st.altair_chart(charts.matrix_grid(matrices, ["attribution", *MEASURES], board.mixing_tokens(model),
-                                       f"layer {layer}"))
+    named = {("attribution" if name == "attribution" else NAMES[name]): grid for name, grid in matrices.items()}
+    st.altair_chart(charts.matrix_grid(named, ["attribution", *(NAMES[m] for m in MEASURES)],
+                                       board.mixing_tokens(model), f"layer {layer}"))
 
 
 # -- about --------------------------------------------------------------------------------------

@@ -136,8 +136,10 @@ def _map(frame: pd.DataFrame, names: list[str], title: str, scale: alt.Scale, le
     return (
         alt.Chart(frame, title=title)
         .mark_rect()
-        .encode(x=alt.X("key:O", sort=names, title="key token", axis=alt.Axis(labelAngle=-60, labelLimit=120)),
-                y=alt.Y("query:O", sort=names, title="query token", axis=alt.Axis(labelLimit=120)),
+        .encode(x=alt.X("key:O", sort=names, title="key token",
+                        axis=alt.Axis(labelAngle=-60, labelLimit=120, labelOverlap=False, labelFontSize=10)),
+                y=alt.Y("query:O", sort=names, title="query token",
+                        axis=alt.Axis(labelLimit=120, labelOverlap=False, labelFontSize=10)),
                 color=alt.Color("value:Q", scale=scale, title=legend_title, legend=alt.Legend(orient="bottom")),
                 tooltip=["query", "key", alt.Tooltip("value:Q", format=".4f")])
         .properties(width=alt.Step(CELL), height=alt.Step(CELL))

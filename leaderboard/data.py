@@ -106,6 +106,7 @@ class Board:
         self._headlines = headlines(self.aggregates)
         self._ranks: dict[str, pd.DataFrame] = {}
         self._differences: dict[str, pd.DataFrame] = {}
+        self._sentence_rows: dict[tuple[str, ...], pd.DataFrame] = {}
 
     def close(self) -> None:
         """End the store connection (``ResultQuery.close``); what was read stays, nothing more is read."""
@@ -310,12 +311,15 @@ class Board:
             return None
         return list(example["tokens"]) if int(rows["query"].max()) + 1 == len(example["tokens"]) else None
 
-    def sentence_rows(self, model_ids: list[str]) -> bytes:
-        """The per-sentence rows of the shown cells of these models (every metric; maps left out) as
-        Parquet bytes, with their n and interval columns, for download."""
-        cells = self.cells[self.cells["model_id"].isin(model_ids) & self.cells["ok"]]
-        rows = self.query.cell_rows(refs(cells), where="sequence IS NOT NULL AND query IS NULL")
-        return rows.to_parquet(index=False)
+    def sentence_rows(self, model_ids: list[str]) -> pd.DataFrame:
+        """The per-sentence rows of the shown cells of these models (every metric; maps left out),
+        every schema column with them (n, interval ends, provenance), for download; read once per
+        board and selection."""
+        key = tuple(sorted(model_ids))
+        if key not in self._sentence_rows:
+            cells = self.cells[self.cells["model_id"].isin(model_ids) & self.cells["ok"]]
+            self._sentence_rows[key] = self.query.cell_rows(refs(cells), where="sequence IS NOT NULL AND query IS NULL")
+        return self._sentence_rows[key]
 
     def _cell(self, model_id: str, metric: str) -> pd.DataFrame:
         return self.cells[(self.cells["model_id"] == model_id) & (self.cells["metric"] == metric) & self.cells["ok"]]

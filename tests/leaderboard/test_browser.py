@@ -139,7 +139,9 @@ def _drawn(browser, timeout: float = 120) -> None:
             time.sleep(2)  # let Vega draw
             return
         time.sleep(0.5)
-    raise AssertionError("the view did not finish drawing")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / "did-not-finish.png"))
+    raise AssertionError(f"the view did not finish drawing: {browser.current_url}")
 
 
 @pytest.mark.parametrize("width", [1400, 390])
