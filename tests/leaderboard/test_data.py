@@ -24,6 +24,7 @@ from idsuite.results.query import ResultQuery
 from idsuite.results.summary import headline_variants, layer_rows
 from idsuite.suite.specs import SPECS
 from idsuite.suite.uncertainty import MIN_CLUSTERS
+from tests.leaderboard.conftest import TWELVE
 
 
 def test_main_table_has_one_row_per_model_and_one_column_per_headline(results_dir):
@@ -185,3 +186,22 @@ def test_a_board_of_the_headline_variants_gives_the_same_table_and_headline_curv
 def test_models_are_ordered_as_a_reader_alphabetises():
     ids = ["SmolLM2-135M", "all-MiniLM-L6-v2", "Gemma-3", "bert-base", "gemma-3"]
     assert reader_order(ids) == ["all-MiniLM-L6-v2", "bert-base", "Gemma-3", "gemma-3", "SmolLM2-135M"]
+
+
+def test_ranks_of_twelve_models_follow_their_known_order_and_controls_are_not_ranked(twelve_models_dir):
+    # copy k of a model has every per-layer value scaled by 1 - k / 50: within a family, copy 0 is best on
+    # a higher-is-better headline and copy 5 best on a lower-is-better one
+    board = Board(twelve_models_dir)
+    for spec in TABLE_SPECS:
+        ranks = board.ranks(spec.name)
+        assert set(ranks["model"]) <= set(TWELVE) and len(ranks) >= 6  # trained models only, never a control
+        assert ((ranks["rank_low"] <= ranks["rank"]) & (ranks["rank"] <= ranks["rank_high"])).all()
+        higher = spec.headline_variant().direction == "higher"
+        for family in ("tiny-bert", "tiny-llama"):
+            part = ranks[ranks["model"].str.startswith(family)].sort_values("model")
+            if len(part) < 2:
+                continue
+            order = part["rank"].tolist()  # copies 00 .. 05
+            assert order == sorted(order, reverse=not higher), (spec.name, family, order)
+    diffs = board.control_differences("effective_attention")
+    assert sorted(diffs["model"]) == sorted(TWELVE) and (diffs["control"] == diffs["model"] + "-random-init").all()

@@ -100,7 +100,7 @@ def test_example_attention_maps_are_stored(zoo, corpus, tmp_path):
     maps = rows[rows["variant"].isin(["map_raw", "map_eff"])]
     tokens = rows[rows["variant"] == "token"].sort_values("key")
     n = len(tokens)
-    # the example is the first corpus item of at most 8 tokens
+    # the example is the longest corpus item of at most 8 tokens (sentences 0 and 7 have more)
     assert set(maps["sequence"]) == {3} and n == int(tokens["n_tokens"].iloc[0])
     assert tokens["label"].tolist() == ["[CLS]", *SENTENCES[3].split(), "[SEP]"]
     assert len(maps) == 2 * 2 * 4 * n * n  # raw and effective, 2 layers, 4 heads, n x n
