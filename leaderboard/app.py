@@ -245,11 +245,12 @@ def leaderboard_view(board: data.Board) -> None:
                      column_config={s.display_name: st.column_config.TextColumn(s.display_name,
                                                                                 help=_column_help(s, False))
                                     for s in data.TABLE_SPECS})
-    for _, row in shown[shown["status"] != "complete"].iterrows():
-        st.warning(f"{row['model']}: {row['status']}. {row['note']}")
-    for _, row in shown[shown["stale"] != ""].iterrows():
-        st.warning(f"{row['model']}: stale cells (written by an older metric version): {row['stale']}. "
-                   "`idsuite run` recomputes them.")
+    problems = [f"{row['model']}: {row['status']}. {row['note']}"
+                for _, row in shown[shown["status"] != "complete"].iterrows()]
+    problems += [f"{row['model']}: stale cells (written by an older metric version): {row['stale']}. "
+                 "`idsuite run` recomputes them." for _, row in shown[shown["stale"] != ""].iterrows()]
+    if problems:  # one box, a line per model
+        st.warning("  \n".join(problems))
     remote = shown.loc[shown["remote_code"], "model"].tolist()
     if remote:
         st.info("Ran the model's own code (trust_remote_code): " + ", ".join(remote))

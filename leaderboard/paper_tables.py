@@ -89,10 +89,10 @@ def paired_table(diff: pd.DataFrame, model_a: str, model_b: str, label: str) -> 
     for row in diff.itertuples(index=False):
         layer = "all" if pd.isna(row.layer) else str(int(row.layer))
         star = "$^*$" if row.excludes_zero else ""
-        rows.append([escape(SPECS.get(row.metric).display_name), layer, f"{row.difference:+.3f}{star}",
-                     f"[{row.ci_low:+.3f}, {row.ci_high:+.3f}]"])
+        interval = "--" if pd.isna(row.ci_low) else f"[{row.ci_low:+.3f}, {row.ci_high:+.3f}]"
+        rows.append([escape(SPECS.get(row.metric).display_name), layer, f"{row.difference:+.3f}{star}", interval])
     caption = (f"{escape(model_a)} minus {escape(model_b)} on the same sentences, with paired bootstrap 95\\% "
                "intervals; layer ``all'': the metric's headline (last layer or mean over layers); $^*$: the "
-               "interval excludes zero.")
+               f"interval excludes zero; --: fewer than {MIN_CLUSTERS} shared sentences, no interval.")
     return Table([RAGGED, "r", "r", "r"], ["metric", "layer", "difference", r"95\% interval"], [Section(rows)],
                  caption, label).render()

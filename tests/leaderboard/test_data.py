@@ -166,6 +166,7 @@ def test_paired_differences_and_their_export(results_dir, tmp_path):
     csv = pd.read_csv(paths[0])
     assert set(csv["metric"]) == {s.name for s in PAIRED_SPECS} and r"\begin{table}" in paths[1].read_text()
     assert "tiny-bert minus tiny-bert-random-init" in paths[1].read_text().replace("\\_", "_")
+    assert "nan" not in paths[1].read_text()  # two sentences of attribution: "--", no interval
     figures = {p.name for p in paths[2:]}
     assert figures == {f"{paths[0].stem}__{s.name}.{suffix}" for s in PAIRED_SPECS for suffix in ("png", "pdf")}
 
