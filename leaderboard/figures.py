@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +29,9 @@ stays 7 pt when it is included at ``\columnwidth``."""
 FONT_SIZE = 7
 PLOT_HEIGHT = 2.0
 """Inches of the plot area; the legend below it adds ``LEGEND_ROW`` per row."""
-LEGEND_ROW = 0.13
+LEGEND_ROW = 0.17
+TITLE_CHARACTERS, LABEL_CHARACTERS = 52, 34
+"""Line lengths of a wrapped title (8 pt across 3.3 in) and y-axis label (7 pt along the plot)."""
 LEGEND_MODELS = 12
 """Up to this many curves a figure names each model; beyond it, curves are coloured by group (the
 model family) and the legend names the groups."""
@@ -73,9 +76,13 @@ def draw(figure: LayerFigure, stem: Path, formats: tuple[str, ...] = FORMATS) ->
     the paths."""
     rows = _legend_rows(figure) if len(figure.curves) > 1 else 0
     legend = LEGEND_ROW * rows + (0.1 if rows else 0)
-    height = PLOT_HEIGHT + 0.75 + legend
+    title = textwrap.fill(figure.title, TITLE_CHARACTERS)
+    y_label = textwrap.fill(figure.y_label, LABEL_CHARACTERS)
+    top = 0.12 + 0.15 * (title.count("\n") + 1)
+    height = PLOT_HEIGHT + top + 0.45 + legend
     fig = Figure(figsize=(COLUMN_WIDTH, height))  # no pyplot: nothing global, no GUI backend
-    fig.subplots_adjust(left=0.17, right=0.97, top=1 - 0.3 / height, bottom=(0.45 + legend) / height)
+    left = (0.42 + 0.13 * (y_label.count("\n") + 1)) / COLUMN_WIDTH  # tick labels, then the label lines
+    fig.subplots_adjust(left=left, right=0.97, top=1 - top / height, bottom=(0.45 + legend) / height)
     ax = fig.subplots()
     ax.tick_params(labelsize=FONT_SIZE)
     if len(figure.curves) <= LEGEND_MODELS:
@@ -99,11 +106,11 @@ def draw(figure: LayerFigure, stem: Path, formats: tuple[str, ...] = FORMATS) ->
     if figure.integer_x:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(figure.x_label, fontsize=FONT_SIZE)
-    ax.set_ylabel(figure.y_label, fontsize=FONT_SIZE, wrap=True)
-    ax.set_title(figure.title, fontsize=FONT_SIZE + 1)
-    if rows:
-        ax.legend(fontsize=FONT_SIZE, frameon=False, loc="upper center", ncols=2,
-                  bbox_to_anchor=(0.45, -0.45 / PLOT_HEIGHT - 0.08))
+    ax.set_ylabel(y_label, fontsize=FONT_SIZE)
+    ax.set_title(title, fontsize=FONT_SIZE + 1)
+    if rows:  # below the x-axis label, inside the height added for it
+        fig.legend(*ax.get_legend_handles_labels(), fontsize=FONT_SIZE, frameon=False, loc="lower center", ncols=2,
+                   bbox_to_anchor=(0.5, 0.02))
     paths = [stem.with_suffix(f".{suffix}") for suffix in formats]
     for path in paths:
         fig.savefig(path, dpi=PNG_DPI)
