@@ -168,3 +168,14 @@ def test_stale_cells_are_counted_listed_and_recomputed(tmp_path, tiny_bert_dir, 
     assert all(len(line) <= 80 for line in out.split("\n== ", 1)[1].splitlines() if not line.startswith("Parquet"))
     assert main(listing) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[-1] == "32"  # recomputed: the stale column is blank
+
+
+def test_the_leaderboard_listens_on_this_machine_only_unless_told(monkeypatch):
+    import idsuite.cli.board as board
+
+    commands = []
+    monkeypatch.setattr(board.subprocess, "call", lambda command, env: commands.append(command) or 0)
+    assert main(["leaderboard"]) == 0 and main(["leaderboard", "--host", "0.0.0.0", "--port", "9000"]) == 0
+    local, shared = commands
+    assert local[local.index("--server.address") + 1] == "127.0.0.1"
+    assert shared[shared.index("--server.address") + 1] == "0.0.0.0" and shared[shared.index("--server.port") + 1] == "9000"
