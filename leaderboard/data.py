@@ -72,6 +72,12 @@ LENGTH_BOUND_LABEL = "From length alone (n > d_h)"
 gets on this corpus whatever its weights."""
 
 
+def interval_ends(spec: MetricSpec) -> tuple[str, str]:
+    """The columns of a headline's 95% interval ends (a bootstrap interval is not symmetric about
+    the value, a control's spans its seeds'), for the CSV."""
+    return f"{spec.display_name}: 95% low", f"{spec.display_name}: 95% high"
+
+
 def interval_label(spec: MetricSpec) -> str:
     """The column of a headline's half-width (``idsuite.results.labels.INTERVAL_MEANING``); empty
     below ``MIN_CLUSTERS`` sentences, where a bootstrap gives no 95% interval."""
@@ -122,7 +128,7 @@ class Board:
 
     def _model_table(self) -> pd.DataFrame:
         heads = [c for s in TABLE_SPECS
-                 for c in (headline_label(s), interval_label(s), sentences_label(s),
+                 for c in (headline_label(s), interval_label(s), *interval_ends(s), sentences_label(s),
                            *([best_of_label(s)] if s.headline_best_of else []),
                            *([LENGTH_BOUND_LABEL] if s.name == LENGTH_BOUND else []))]
         if self.cells.empty:
@@ -147,8 +153,10 @@ class Board:
                 record[headline_label(spec)] = found.value if found is not None else np.nan
                 counted = sentences.get((model_id, spec.name), 0)
                 record[sentences_label(spec)] = counted if found is not None else pd.NA
-                record[interval_label(spec)] = ((found.ci_high - found.ci_low) / 2
-                                                if found is not None and counted >= MIN_CLUSTERS else np.nan)
+                shown = found is not None and counted >= MIN_CLUSTERS
+                record[interval_label(spec)] = (found.ci_high - found.ci_low) / 2 if shown else np.nan
+                low, high = interval_ends(spec)
+                record[low], record[high] = (found.ci_low, found.ci_high) if shown else (np.nan, np.nan)
                 if spec.name == LENGTH_BOUND:
                     record[LENGTH_BOUND_LABEL] = bounds.get(model_id, np.nan)
                 if spec.headline_best_of:

@@ -13,6 +13,7 @@ from idsuite.leaderboard.data import (
     TABLE_SPECS,
     Board,
     filter_table,
+    interval_ends,
     interval_label,
     reader_order,
     sentences_label,
@@ -31,7 +32,7 @@ def test_main_table_has_one_row_per_model_and_one_column_per_headline(results_di
     board = Board(results_dir)
     table = board.model_table()
     assert list(table.columns[:3]) == LEAD_COLUMNS and table.columns[-len(DETAIL_COLUMNS):].tolist() == DETAIL_COLUMNS
-    expected = [c for s in TABLE_SPECS for c in (headline_label(s), interval_label(s), sentences_label(s),
+    expected = [c for s in TABLE_SPECS for c in (headline_label(s), interval_label(s), *interval_ends(s), sentences_label(s),
                                                      *([f"{s.display_name}: best g"] if s.headline_best_of else []),
                                                      *([LENGTH_BOUND_LABEL] if s.name == LENGTH_BOUND else []))]
     assert list(table.columns[3:3 + len(expected)]) == expected
@@ -64,6 +65,8 @@ def test_main_table_has_one_row_per_model_and_one_column_per_headline(results_di
         assert table.loc["tiny-bert", sentences_label(spec)] == counted["tiny-bert", spec.name]
         few = counted["tiny-bert", spec.name] < MIN_CLUSTERS
         assert np.isnan(table.loc["tiny-bert", interval_label(spec)]) == few, spec.name
+        low, high = (table.loc["tiny-bert", c] for c in interval_ends(spec))
+        assert np.isnan(low) == few or low <= table.loc["tiny-bert", headline_label(spec)] <= high
     assert counted["tiny-bert", "token_identifiability"] < MIN_CLUSTERS <= counted["tiny-bert", "rank_deficiency"]
     # a sentence longer than d_h forces a null space: the measured share is never below the length bound
     # (here, tiny models with d_h = 8, they are equal: the headline is a property of corpus and d_h)
