@@ -197,6 +197,7 @@ def leaderboard_view(board: data.Board) -> None:
         columns = _metric_columns(shown, board, against)
     spec = SPECS.get(rank_by)
     trained = shown[shown["trained"] == "trained"]
+    cards = board.model_cards()
     view = pd.DataFrame({
         "rank": [_rank(ranks.at[m, "rank_low"], ranks.at[m, "rank_high"]) if m in ranks.index else "–"
                  for m in trained["model"]],
@@ -206,6 +207,7 @@ def leaderboard_view(board: data.Board) -> None:
         "params": trained["n_params"].map(count_label).tolist(),
         "d_h": trained["d_head"].tolist(),
         "status": trained["status"].tolist(),
+        "card": [cards.get(m) for m in trained["model"]],
     })
     order = [ranks.at[m, "rank"] if m in ranks.index else 10**6 for m in trained["model"]]
     view = view.assign(_order=order).sort_values(["_order", "model"]).drop(columns="_order")
@@ -215,6 +217,9 @@ def leaderboard_view(board: data.Board) -> None:
     config["rank"] = st.column_config.TextColumn(
         "rank", width=charts.RANK_WIDTH, pinned=True, help=f"Rank by {spec.display_name} (1 = best) and its 95% interval over bootstrap "
                                "replicates of the sentences: models whose intervals overlap are not separated.")
+    card_column, card = "card", st.column_config.LinkColumn(
+        "card", display_text="model card", help="the hub page, or the package's page (a control: its base's)")
+    config[card_column] = card
     config["d_h"] = st.column_config.NumberColumn("d_h", help="head size d_h: a sentence longer than d_h tokens "
                                                   "always leaves every head a null space")
     st.caption(f"{len(trained)} trained models, ranked by **{spec.display_name}** "
@@ -238,13 +243,14 @@ def leaderboard_view(board: data.Board) -> None:
                              **{s.display_name: [_estimate(v, h) for v, h in zip(
                                  controls[headline_label(s)], controls[data.interval_label(s)], strict=True)]
                                 for s in data.TABLE_SPECS},
-                             "status": controls["status"].tolist()})
+                             "status": controls["status"].tolist(),
+                             "card": [cards.get(m) for m in controls["model"]]})
         st.caption("Each model's architecture with random weights, run under several init seeds: what the numbers "
                    "are without training. " + INTERVAL_MEANING + ".")
         st.dataframe(base, hide_index=True, width="stretch", height=_table_height(len(base)),
-                     column_config={s.display_name: st.column_config.TextColumn(s.display_name,
-                                                                                help=_column_help(s, False))
-                                    for s in data.TABLE_SPECS})
+                     column_config={card_column: card} | {
+                         s.display_name: st.column_config.TextColumn(s.display_name, help=_column_help(s, False))
+                         for s in data.TABLE_SPECS})
     problems = [f"{row['model']}: {row['status']}. {row['note']}"
                 for _, row in shown[shown["status"] != "complete"].iterrows()]
     problems += [f"{row['model']}: stale cells (written by an older metric version): {row['stale']}. "

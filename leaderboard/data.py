@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from idsuite.results.compare import PAIRED_COLUMNS, paired, ranked
-from idsuite.results.labels import headline_label
+from idsuite.results.labels import headline_label, model_card
 from idsuite.results.query import ResultQuery, refs
 from idsuite.results.schema import SIZE_FACTS
 from idsuite.results.selection import ranked_settings, select, with_settings
@@ -193,6 +193,11 @@ class Board:
         head = cells.groupby("model_id")["d_head"].first()
         longer = lengths["n"] > lengths["model_id"].map(head)
         return longer.groupby(lengths["model_id"]).mean().to_dict()
+
+    def model_cards(self) -> dict[str, str]:
+        """Model id -> its model card's address (``idsuite.results.labels.model_card``), where known."""
+        found = {m: model_card(f) for m, f in zip(self.cells["model_id"], self.cells["model_fingerprint"], strict=True)}
+        return {m: url for m, url in found.items() if url}
 
     def trained(self) -> list[str]:
         """The models that are not random-init controls (the ones ranked), in reader order."""

@@ -5,6 +5,8 @@ all take their names from here, so a number is called the same everywhere.
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from idsuite.suite.specs import MetricSpec
@@ -51,3 +53,22 @@ def with_interval(value: float, low: float, high: float) -> str:
     if pd.isna(value):
         return ""
     return f"{value:.3f}" if pd.isna(low) or pd.isna(high) else f"{value:.3f}±{(high - low) / 2:.3f}"
+
+
+_CONTROL_PREFIX = re.compile(r"^(?:random_init|config)\(seed=\d+\):")
+
+
+def model_card(fingerprint: object) -> str | None:
+    """Where a reader finds what a model is, from its weight fingerprint: the hub page of a hub
+    model (``hub:<repo>@<revision>``), the package's page of a packaged one
+    (``package:<name>==<version>...``); a random-init control links to its base's page. None for
+    local, GGUF and config-built weights."""
+    if not isinstance(fingerprint, str):
+        return None
+    base = _CONTROL_PREFIX.sub("", fingerprint)
+    if base.startswith("hub:"):
+        return f"https://huggingface.co/{base[4:].rsplit('@', 1)[0]}"
+    if base.startswith("package:"):
+        name = re.split(r"==|:|\+", base[8:])[0]
+        return f"https://pypi.org/project/{name}/"
+    return None

