@@ -52,8 +52,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
 def _with_lee_batches(tracer: Tracer, items: int) -> tuple[Tracer, list[list[int]]]:
     """The tracer holding the first ``items`` Lee items, and batches of 16 of them sorted by length."""
     corpus = load_corpus(CorpusSpec(max_sequences=items))
-    for i, (text, pair) in enumerate(corpus.items):
-        tracer.encodings[i] = dict(tracer.tokenizer(text, pair))
+    tracer.encode(corpus.items)
     order = sorted(tracer.encodings, key=lambda s: len(tracer.encodings[s]["input_ids"]))
     return tracer, [order[i : i + 16] for i in range(0, len(order), 16)]
 

@@ -13,9 +13,13 @@ import sys
 
 from idsuite.cli.errors import CliError
 from idsuite.runners.models.zoo import DEFAULT_ZOO
+from idsuite.runners.probing.corpus import CorpusSpec
+from idsuite.runners.run_config import RUN_DTYPES, RunConfig
 from idsuite.suite.specs import SPECS
 
 DEFAULT_RESULTS = "idsuite-results"
+RUN, CORPUS = RunConfig(), CorpusSpec()
+"""The run's and the corpus's declared defaults, shown as the options' defaults."""
 _PER_HEAD_SIZE = SPECS.get("hidden_token_attribution").config_type.model_fields["max_tokens_per_head_size"].default
 METRIC_OPTIONS = {  # command-line option -> (metric, config key, help, type)
     "attribution_method": ("hidden_token_attribution", "method", "'exact' or 'estimate' Jacobian norms", str),
@@ -60,24 +64,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--models", nargs="+", metavar="NAME",
                      help="entry ids or tags ('default', 'all-offline', 'packaged', 'control', 'hub', 'all', ...)")
     _results_option(run)
-    run.add_argument("--corpus", default="lee", help="'lee' (packaged), 'mrpc' (hub), a hub dataset id or a local file")
-    run.add_argument("--corpus-config", default=None, help="dataset config name (hub datasets)")
-    run.add_argument("--split", default="train", help="dataset split (hub datasets; default train)")
-    run.add_argument("--text-column", default="text", help="column holding the sentence (default text)")
-    run.add_argument("--pair-column", default=None, help="column holding a second sentence, encoded as a pair")
-    run.add_argument("--max-sequences", type=int, default=200, help="probe sequences per model (default 200)")
-    run.add_argument("--max-tokens", type=int, default=128, help="longest sequence kept (default 128)")
-    run.add_argument("--batch-size", type=int, default=16, help="most sequences per forward pass (default 16)")
-    run.add_argument("--batch-map-elements", type=int, default=1 << 24,
-                     help="most attention-map entries per forward pass, sequences x heads x n^2 (default 2^24); "
+    run.add_argument("--metrics", nargs="+", metavar="NAME", default=None,
+                     help=f"run only these metrics (default: all of {', '.join(SPECS)})")
+    run.add_argument("--corpus", default=CORPUS.source, help="'lee' (packaged), 'mrpc' (hub), a hub dataset id or a local file")
+    run.add_argument("--corpus-config", default=CORPUS.config, help="dataset config name (hub datasets)")
+    run.add_argument("--split", default=CORPUS.split, help=f"dataset split (hub datasets; default {CORPUS.split})")
+    run.add_argument("--text-column", default=CORPUS.text_column, help=f"column holding the sentence (default {CORPUS.text_column})")
+    run.add_argument("--pair-column", default=CORPUS.pair_column, help="column holding a second sentence, encoded as a pair")
+    run.add_argument("--max-sequences", type=int, default=CORPUS.max_sequences,
+                     help=f"probe sequences per model (default {CORPUS.max_sequences})")
+    run.add_argument("--max-tokens", type=int, default=RUN.max_tokens, help=f"longest sequence kept (default {RUN.max_tokens})")
+    run.add_argument("--batch-size", type=int, default=RUN.batch_size, help=f"most sequences per forward pass (default {RUN.batch_size})")
+    run.add_argument("--batch-map-elements", type=int, default=RUN.batch_map_elements,
+                     help=f"most attention-map entries per forward pass, sequences x heads x n^2 (default {RUN.batch_map_elements}); "
                           "longer sequences go in smaller batches, one at least")
     for option, (metric, key, text, kind) in METRIC_OPTIONS.items():  # None keeps the metric config's default
         default = SPECS.get(metric).config_type.model_fields[key].default  # None: the help text says what it is
         run.add_argument(f"--{option.replace('_', '-')}", type=kind,
                          help=text if default is None else f"{text} (default {default})")
-    run.add_argument("--seed", type=int, default=0, help="corpus order, splits and probes (default 0)")
-    run.add_argument("--device", default="auto", help="'auto' (cuda where present, else cpu), 'cpu', 'cuda', 'cuda:1'")
-    run.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+    run.add_argument("--seed", type=int, default=RUN.seed, help=f"corpus order, splits and probes (default {RUN.seed})")
+    run.add_argument("--device", default=RUN.device, help="'auto' (cuda where present, else cpu), 'cpu', 'cuda', 'cuda:1'")
+    run.add_argument("--dtype", default=RUN.dtype, choices=RUN_DTYPES,
                      help="forward-pass dtype; 'auto': bfloat16 on a GPU, the entry's dtype on the CPU")
     run.add_argument("--recompute", action="store_true", help="recompute cells that are already finished")
     run.add_argument("--backend", default="local", choices=["local", "ray"],

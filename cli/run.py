@@ -29,7 +29,7 @@ from idsuite.runners.run_config import RunConfig
 from idsuite.suite.registry import RegistryError
 from idsuite.suite.specs import SPECS
 
-RUN_OPTIONS = {"seed": "--seed", "batch_size": "--batch-size", "batch_map_elements": "--batch-map-elements",
+RUN_OPTIONS = {"metrics": "--metrics", "seed": "--seed", "batch_size": "--batch-size", "batch_map_elements": "--batch-map-elements",
                "max_tokens": "--max-tokens", "device": "--device", "dtype": "--dtype"}
 CORPUS_OPTIONS = {"source": "--corpus", "max_sequences": "--max-sequences", "text_column": "--text-column",
                   "pair_column": "--pair-column", "split": "--split", "config": "--corpus-config"}
@@ -96,7 +96,8 @@ def validate(args: argparse.Namespace) -> RunPlan:
     try:
         config = RunConfig(seed=args.seed, batch_size=args.batch_size, batch_map_elements=args.batch_map_elements,
                            max_tokens=args.max_tokens,
-                           device=args.device, dtype=args.dtype, recompute=args.recompute, metrics=overrides)
+                           device=args.device, dtype=args.dtype, recompute=args.recompute, metric_settings=overrides,
+                           metrics=args.metrics)
         config.metric_configs()
     except pydantic.ValidationError as e:
         raise _option_error(e, RUN_OPTIONS) from None

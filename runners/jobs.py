@@ -291,10 +291,7 @@ class Runner:
                             init_seed)
         adapter = adapter_for(loaded.model.config.model_type)
         tracer = Tracer(loaded.model, loaded.tokenizer, adapter)
-        for index, (text, pair) in enumerate(self.corpus.items):
-            enc = loaded.tokenizer(text, pair, truncation=False)
-            if len(enc["input_ids"]) <= self.config.max_tokens:
-                tracer.encodings[index] = dict(enc)
+        tracer.encode(self.corpus.items, self.config.max_tokens)
         if len(tracer.encodings) < 2:
             raise ModelFailure(f"fewer than two probe sequences fit in {self.config.max_tokens} tokens")
         tokenizer = loaded.tokenizer

@@ -10,6 +10,7 @@ import transformers
 from idsuite.runners.models.gguf import GgufError, dequantised_folder
 from idsuite.runners.models.health import check_tokenizer_files, check_vocabulary, check_weights
 from idsuite.runners.models.hub import cached, hub_reachable, why_unreachable
+from idsuite.runners.models.in_memory import InMemoryEntry
 from idsuite.runners.models.weights import ModelLoadError, config_fields, gguf_file, weights_folder
 from idsuite.runners.models.zoo import ConfigEntry, Entry, GgufEntry, HubEntry, LoadableEntry, RandomInitEntry, Zoo
 
@@ -78,7 +79,13 @@ def load_model(entry: Entry, zoo: Zoo, device: str = "cpu", dtype_name: str | No
     """Load an entry with eager attention (attention probabilities must be returned), in eval mode,
     in ``dtype_name`` (default: the entry's dtype); a random-init control with ``init_seed`` (one of
     its ``init_seeds``); a config entry with its own ``init_seed`` and its tokenizer entry's
-    tokenizer, which must fit its vocabulary. Its weights must be finite."""
+    tokenizer, which must fit its vocabulary; an in-memory model as it is (its device and dtype; only
+    its attention implementation is set to eager, ``idsuite.evaluate`` restores it). Its weights must
+    be finite."""
+    if isinstance(entry, InMemoryEntry):
+        entry.model.set_attn_implementation("eager")
+        check_weights(entry.model.named_parameters())
+        return LoadedModel(model=entry.model, tokenizer=entry.tokenizer)
     files = _files_of(entry, zoo)
     where, kwargs = _source(files, zoo)
     kwargs["trust_remote_code"] = files.trust_remote_code or entry.trust_remote_code

@@ -1,7 +1,7 @@
 """Where a zoo entry's weights are and what identifies them, without loading them (no torch).
 
 ``fingerprint`` names the weights: a hub revision, a hash of the weight files, a control's base
-and init seed, or a config entry's config, init seed and tokenizer. It is part of every cell's key,
+and init seed, a config entry's config, init seed and tokenizer, or an in-memory model's state hash. It is part of every cell's key,
 so changed weights make new cells.
 """
 
@@ -16,6 +16,7 @@ from pathlib import Path
 from idsuite.runners.failures import ModelFailure
 from idsuite.runners.models.cache import feed, file_sha256, remembered
 from idsuite.runners.models.hub import cached, hub_reachable, why_unreachable
+from idsuite.runners.models.in_memory import InMemoryEntry
 from idsuite.runners.models.package_files import PackageFileError, extracted, package_folder, packaged_file
 from idsuite.runners.models.zoo import ConfigEntry, Entry, GgufEntry, HubEntry, LocalEntry, PackageEntry, RandomInitEntry, Zoo
 
@@ -145,6 +146,8 @@ def fingerprint(entry: Entry, zoo: Zoo, init_seed: int | None = None) -> str:
 
 
 def _fingerprint(entry: Entry, zoo: Zoo, init_seed: int | None) -> str:
+    if isinstance(entry, InMemoryEntry):
+        return entry.weights_fingerprint
     if isinstance(entry, HubEntry):
         return f"hub:{entry.repo or entry.id}@{entry.revision}"
     if isinstance(entry, RandomInitEntry):

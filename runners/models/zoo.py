@@ -41,7 +41,7 @@ def _valid_id(value: str) -> str:
     return value
 
 
-class _Entry(pydantic.BaseModel):
+class EntryFields(pydantic.BaseModel):
     """Fields every entry has. ``family`` and ``notes`` are descriptive; sizes are read from the config.
     ``trust_remote_code``: let transformers run the model's own Python code (off unless opted in;
     recorded in every row and marked in the leaderboard)."""
@@ -56,7 +56,7 @@ class _Entry(pydantic.BaseModel):
     trust_remote_code: bool = False
 
 
-class HubEntry(_Entry):
+class HubEntry(EntryFields):
     """A Hugging Face hub model: ``repo`` (defaults to ``id``) at ``revision``."""
 
     source: Literal["hub"]
@@ -64,14 +64,14 @@ class HubEntry(_Entry):
     revision: str = "main"
 
 
-class LocalEntry(_Entry):
+class LocalEntry(EntryFields):
     """A model saved with ``save_pretrained`` in a local folder (relative to models.yaml)."""
 
     source: Literal["local"]
     path: str
 
 
-class PackageEntry(_Entry):
+class PackageEntry(EntryFields):
     """A transformers folder shipped in PyPI packages (``packages``: their pip names).
 
     ``subdir``: the folder, relative to site-packages; or, with ``file``, inside the zip archive
@@ -85,7 +85,7 @@ class PackageEntry(_Entry):
     sha256: str | None = None
 
 
-class GgufEntry(_Entry):
+class GgufEntry(EntryFields):
     """A GGUF file: ``path`` (relative to models.yaml), or ``file`` shipped whole or in parts in ``packages``."""
 
     source: Literal["gguf"]
@@ -104,7 +104,7 @@ class GgufEntry(_Entry):
 DEFAULT_INIT_SEEDS = (0, 1, 2)
 
 
-class RandomInitEntry(_Entry):
+class RandomInitEntry(EntryFields):
     """The untrained control: ``base``'s config and tokenizer with freshly initialised weights, one
     model per seed in ``init_seeds`` (default three: the control is reported as the band they span;
     ``init_seed: k`` is the one seed k)."""
@@ -125,7 +125,7 @@ class RandomInitEntry(_Entry):
         return self
 
 
-class ConfigEntry(_Entry):
+class ConfigEntry(EntryFields):
     """A model built from a config alone, with seeded fresh weights: scaling studies, architecture
     sweeps, large-model fixtures. The config is ``config`` (a config.json, relative to models.yaml)
     or ``repo``'s config.json at ``revision`` (nothing else of the repo is downloaded), with the

@@ -9,12 +9,14 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import datasets
 import pydantic
 
 from idsuite.runners.models.hub import hub_reachable, offline_mode, why_unreachable
+
+if TYPE_CHECKING:
+    import datasets
 
 LEE = "lee"
 MRPC = "mrpc"
@@ -95,6 +97,8 @@ def sentence_items(documents: list[str], seed: int) -> list[tuple[str, str | Non
 
 
 def _load_dataset(spec: CorpusSpec) -> datasets.Dataset:
+    import datasets  # imported when a corpus is loaded: the command line's parser needs only the spec
+
     path = Path(spec.source)
     try:
         if spec.source == LEE:

@@ -66,6 +66,17 @@ class Tracer:
         }
         self.special = {k: torch.tensor(sorted(i for i in v if i is not None)) for k, v in special.items()}
 
+    def encode(self, items: list[tuple[str, str | None]], max_tokens: int | None = None) -> list[int]:
+        """Tokenise probe items ``(text, pair or None)`` into ``encodings`` under their positions in
+        ``items``, keeping those of at most ``max_tokens`` tokens; the positions kept, in order."""
+        kept = []
+        for index, (text, pair) in enumerate(items):
+            encoding = dict(self.tokenizer(text, pair, truncation=False))
+            if max_tokens is None or len(encoding["input_ids"]) <= max_tokens:
+                self.encodings[index] = encoding
+                kept.append(index)
+        return kept
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device

@@ -108,7 +108,7 @@ def test_every_fault_is_failed_rows_with_one_line_and_the_rest_completes(faulty_
     corpus = Corpus("tiny", [(s, None) for s in SENTENCES])
     models, unknown = faulty_zoo.select(["default"])
     assert unknown == [] and {"broken-default", ".", "..", "Tiny"} <= set(models)  # broken ones too
-    outcomes = {o.model_id: o for o in Runner(faulty_zoo, corpus, RunConfig(metrics=FAST, batch_size=4), store, "r",
+    outcomes = {o.model_id: o for o in Runner(faulty_zoo, corpus, RunConfig(metric_settings=FAST, batch_size=4), store, "r",
                                              log=lambda s: None).run(models)}
     for good in ("tiny", "tiny-decoder", "tiny-control"):
         assert sorted(outcomes[good].computed) == sorted(SPECS) and not outcomes[good].failed, good

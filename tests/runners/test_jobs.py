@@ -56,7 +56,7 @@ def corpus():
 
 
 def make_runner(zoo, corpus, root, **overrides):
-    config = RunConfig(metrics=FAST, batch_size=4, **overrides)
+    config = RunConfig(metric_settings=FAST, batch_size=4, **overrides)
     return Runner(zoo, corpus, config, ResultStore(root), run_id="test", log=lambda line: None)
 
 
@@ -137,7 +137,7 @@ def test_killed_run_restarts_without_recomputing_finished_cells(zoo, corpus, tmp
 
     # a new metric version or config is a new cell: only that metric is recomputed
     changed = dict(FAST, token_identifiability={"mlp_max_epochs": 6, "max_train_tokens": 200})
-    again = Runner(zoo, corpus, RunConfig(metrics=changed, batch_size=4), ResultStore(root), "t2", log=lambda s: None)
+    again = Runner(zoo, corpus, RunConfig(metric_settings=changed, batch_size=4), ResultStore(root), "t2", log=lambda s: None)
     outcome = again.run(["tiny"])[0]
     assert outcome.computed == ["token_identifiability"]
 
@@ -172,7 +172,7 @@ def test_bfloat16_forward_with_float32_metrics(zoo, corpus, tmp_path):
     per_dtype = {}
     for dtype in ("float32", "bfloat16"):
         root = tmp_path / dtype
-        Runner(zoo, corpus, RunConfig(metrics=exact, batch_size=4, dtype=dtype), ResultStore(root), "t",
+        Runner(zoo, corpus, RunConfig(metric_settings=exact, batch_size=4, dtype=dtype), ResultStore(root), "t",
                log=lambda line: None).run(["tiny", "tiny-decoder"])
         frame = ResultQuery(root).all_rows()
         assert (frame["status"] == "ok").all() and set(frame["dtype"]) == {dtype}
@@ -215,7 +215,7 @@ def test_a_long_only_corpus_fails_neither_attribution_nor_context_mixing(zoo, tm
     models = ["tiny", "tiny-decoder"]
     settings = dict(FAST, hidden_token_attribution={"min_sequences": 2, "max_sequences": 2},
                     context_mixing={"max_sequences": 2})
-    runner = Runner(zoo, long_only, RunConfig(metrics=settings, batch_size=4), ResultStore(tmp_path), "t",
+    runner = Runner(zoo, long_only, RunConfig(metric_settings=settings, batch_size=4), ResultStore(tmp_path), "t",
                     log=lambda line: None)
     outcomes = runner.run(models)
     assert all(not o.failed and sorted(o.computed) == sorted(SPECS) for o in outcomes), [o.failed for o in outcomes]
@@ -247,10 +247,9 @@ def test_batches_are_cut_by_the_map_budget_and_the_numbers_do_not_move(zoo, corp
 
     loaded = load_model(zoo.entries["tiny-decoder"], zoo)
     tracer = Tracer(loaded.model, loaded.tokenizer, adapter_for(loaded.model.config.model_type))
-    for index, (text, pair) in enumerate(corpus.items):
-        tracer.encodings[index] = dict(loaded.tokenizer(text, pair))
+    tracer.encode(corpus.items)
     budget = tracer.n_heads * 24 * 24
-    runner = Runner(zoo, corpus, RunConfig(metrics=FAST, batch_size=3, batch_map_elements=budget), ResultStore(tmp_path / "x"),
+    runner = Runner(zoo, corpus, RunConfig(metric_settings=FAST, batch_size=3, batch_map_elements=budget), ResultStore(tmp_path / "x"),
                     "t", log=lambda s: None)
     batches = runner._batches(tracer)
     lengths = [[len(tracer.encodings[s]["input_ids"]) for s in batch] for batch in batches]
@@ -259,7 +258,7 @@ def test_batches_are_cut_by_the_map_budget_and_the_numbers_do_not_move(zoo, corp
     assert any(len(b) > 1 for b in lengths) and any(len(b) == 1 and b[0] > 24 for b in lengths)
     frames = []
     for name, config in (("small", dict(batch_size=3, batch_map_elements=budget)), ("one", dict(batch_size=16))):
-        Runner(zoo, corpus, RunConfig(metrics=FAST, **config), ResultStore(tmp_path / name), name, log=lambda s: None).run(
+        Runner(zoo, corpus, RunConfig(metric_settings=FAST, **config), ResultStore(tmp_path / name), name, log=lambda s: None).run(
             ["tiny-decoder"])
         frame = ResultQuery(tmp_path / name).all_rows()
         cols = ["metric", "variant", "layer", "head", "sequence", "query", "key"]
