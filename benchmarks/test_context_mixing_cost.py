@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from benchmarks.conftest import NOTES, ratio, record
-from idsuite.suite.attribution import estimate_block_norms, jacobian_block_norms
 from idsuite.suite.context_mixing import (
     alti_contributions,
     decomposed,
@@ -16,6 +15,7 @@ from idsuite.suite.context_mixing import (
     row_normalise,
     value_zeroing_distances,
 )
+from idsuite.suite.hidden_token_attribution import estimate_block_norms, jacobian_block_norms
 
 SENTENCE = "The minister said on Tuesday that the talks would resume next week."
 

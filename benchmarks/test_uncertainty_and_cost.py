@@ -12,7 +12,7 @@ import torch
 
 from benchmarks.conftest import NOTES, ratio, record
 from benchmarks.test_battery_vs_forward import BATTERY, _battery, _plain
-from idsuite.suite.metrics.attribution import AttributionMetric
+from idsuite.suite.metrics.hidden_token_attribution import AttributionMetric
 from idsuite.suite.specs.hidden_token_attribution import AttributionConfig
 from idsuite.suite.uncertainty import jackknife_half_width
 

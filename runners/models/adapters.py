@@ -3,7 +3,7 @@
 Adding an architecture is one ``ADAPTERS.register`` call naming those module paths (and a test in
 ``tests/runners/test_adapters.py``). Values are taken at the output of the value projection (or the
 value part of a fused QKV projection), so pre-norms, biases and rotary embeddings (which touch only Q
-and K) are handled the same way for every family (DESIGN.md section 1).
+and K) are handled the same way for every family (docs/metrics.md, rank deficiency).
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ from idsuite.runners.models.adapters import Adapter, attention_windows
 from idsuite.runners.models.health import check_activations
 from idsuite.runners.probing.linearized_feed_forward import LinearizedFeedForward, pays_off
 from idsuite.runners.probing.mixing_probe import MixingProbe
-from idsuite.suite.attribution import LayersFn
 from idsuite.suite.context_mixing import MixingLayer
+from idsuite.suite.hidden_token_attribution import LayersFn
 from idsuite.suite.masks import token_mask
 from idsuite.suite.null_space import output_factor
 from idsuite.suite.trace import BatchTrace, LayerConsumer, LayerTrace

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from idsuite.suite.attribution import Progress, contributions, estimate_block_norms, exact_or_estimate, jacobian_block_norms
 from idsuite.suite.context_mixing import (
     RAW_PRODUCT,
     ROLLOUT_WITH_IDENTITY,
@@ -26,6 +25,7 @@ from idsuite.suite.context_mixing import (
     rollout,
     row_normalise,
 )
+from idsuite.suite.hidden_token_attribution import Progress, contributions, estimate_block_norms, exact_or_estimate, jacobian_block_norms
 from idsuite.suite.metrics.base import RowBuffer, progress_bar, say
 from idsuite.suite.specs.context_mixing import MEASURES, SCORES, SPEC, ContextMixingConfig
 from idsuite.suite.trace import BatchTrace, ModelProbe

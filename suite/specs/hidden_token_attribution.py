@@ -14,7 +14,7 @@ class AttributionConfig(MetricConfig):
     """``method``: ``exact`` block norms cost ``n * d`` forward-mode products per sequence;
     ``estimate`` uses ``probes`` random directions per input token (``n * probes`` products) and its
     probe error joins every interval. Where exact block norms would cost more than
-    ``exact_max_flops`` (a rough count, ``idsuite.suite.attribution.exact_flops``) for the longest sequence
+    ``exact_max_flops`` (a rough count, ``idsuite.suite.hidden_token_attribution.exact_flops``) for the longest sequence
     to attribute, the estimator is used instead and the rows' label says so.
 
     Sequences of at most the token cap are attributed in corpus order, alternating those longer
@@ -70,7 +70,7 @@ SPEC = MetricSpec(
                                      "the cap and where it comes from)", "none", (0, None), "sequences", kind="count"),
     },
     headline="own",
-    implementation="idsuite.suite.metrics.attribution:AttributionMetric",
+    implementation="idsuite.suite.metrics.hidden_token_attribution:AttributionMetric",
     headline_layer="last",
     config_type=AttributionConfig,
     needs_model=True,

@@ -30,7 +30,7 @@ SPEC = MetricSpec(
         ),
     },
     headline="nonidentifiable_share",
-    implementation="idsuite.suite.metrics.rank:RankDeficiencyMetric",
+    implementation="idsuite.suite.metrics.rank_deficiency:RankDeficiencyMetric",
     config_type=RankConfig,
     summary_variants=("nonidentifiable_share", "null_fraction"),
     paper="Brunner et al. 2020, section 4.1",

@@ -7,9 +7,9 @@ import transformers
 
 from idsuite.runners.models.adapters import adapter_for
 from idsuite.runners.probing.tracing import Tracer
-from idsuite.suite.attribution import contributions, mixing_summary
+from idsuite.suite.hidden_token_attribution import contributions, mixing_summary
 from idsuite.suite.metrics import metric_class
-from idsuite.suite.metrics.attribution import AttributionMetric
+from idsuite.suite.metrics.hidden_token_attribution import AttributionMetric
 from idsuite.suite.rank_deficiency import rank_deficiency
 from idsuite.suite.specs import SPECS
 from idsuite.suite.specs.hidden_token_attribution import AttributionConfig

@@ -4,8 +4,8 @@ rollouts compose, value zeroing of an unattended token changes nothing, causal r
 
 import torch
 
-from idsuite.suite.attribution import contributions, jacobian_block_norms
 from idsuite.suite.context_mixing import MixingLayer, agreement, local_matrices, rollout, row_normalise
+from idsuite.suite.hidden_token_attribution import contributions, jacobian_block_norms
 from idsuite.suite.specs.context_mixing import MEASURES
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from idsuite.suite.attribution import (
+from idsuite.suite.hidden_token_attribution import (
     MixingSummary,
     contributions,
     estimate_block_norms,

@@ -10,7 +10,7 @@ import torch
 
 from idsuite.suite.effective_attention import argmax_change, null_share, position_mass, row_pearson
 from idsuite.suite.metrics.base import RowBuffer, layer_head_grid
-from idsuite.suite.metrics.rank import COMPUTE_DTYPES
+from idsuite.suite.metrics.rank_deficiency import COMPUTE_DTYPES
 from idsuite.suite.specs.effective_attention import SPEC, EffectiveAttentionConfig
 from idsuite.suite.trace import BatchTrace, ModelProbe
 from idsuite.suite.uncertainty import ratio_of_sums

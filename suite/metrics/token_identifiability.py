@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from idsuite.suite.identifiability import fit_linear, fit_mlps, fit_naive, identified_per_sequence, predict
 from idsuite.suite.masks import token_mask
 from idsuite.suite.metrics.base import RowBuffer, progress_bar
 from idsuite.suite.specs.token_identifiability import SPEC, IdentifiabilityConfig
+from idsuite.suite.token_identifiability import fit_linear, fit_mlps, fit_naive, identified_per_sequence, predict
 from idsuite.suite.trace import BatchTrace, ModelProbe
 from idsuite.suite.uncertainty import ratio_of_sums
 
