@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 
-from idsuite.results.schema import KEY_COLUMNS, SETTING_COLUMNS
+from idsuite.results.schema import BY_NAME, JSON_ITEMS, KEY_COLUMNS, SETTING_COLUMNS
 
 SETTING_SEPARATOR = "; "
 SUBJECT_COLUMNS = ["model_id", "init_seed"]
@@ -35,14 +35,18 @@ def _is_missing(value: object) -> bool:
 
 
 def setting_parts(setting: Mapping[str, object]) -> list[str]:
-    """A setting as readable parts: corpus, token limit (absent in stores before the column), seed,
-    and each entry of the metric config as ``key=value``."""
-    values = {c: setting.get(c) for c in SETTING_COLUMNS}
-    parts = [f"corpus {values['corpus_id']} ({str(values['corpus_hash'])[:8]})"]
-    parts += [] if _is_missing(values["max_tokens"]) else [f"token limit {int(values['max_tokens'])}"]
-    parts.append(f"seed {values['seed']}")
-    config = values["metric_config"]
-    return parts + [f"{k}={v}" for k, v in (json.loads(config) if isinstance(config, str) else {}).items()]
+    """A setting as readable parts, one per declared setting column (``Column.shown``) in schema
+    order; a value the cell lacks (a store from before its column) is left out."""
+    parts = []
+    for name in SETTING_COLUMNS:
+        value, shown = setting.get(name), BY_NAME[name].shown
+        if _is_missing(value):
+            continue
+        if shown == JSON_ITEMS:
+            parts += [f"{k}={v}" for k, v in (json.loads(value) if isinstance(value, str) else {}).items()]
+        else:
+            parts.append(shown.format(int(value) if isinstance(value, float) and value.is_integer() else value))
+    return parts
 
 
 def setting_label(setting: Mapping[str, object]) -> str:

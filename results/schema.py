@@ -29,7 +29,11 @@ DUCKDB_TYPES = {"string": "VARCHAR", "int64": "BIGINT", "float64": "DOUBLE", "bo
 class Column:
     """A stored column. ``key``: hashed into the cell key; ``setting``: part of the comparable
     setting; ``group`` (facts only): ``kind`` (what the model is), ``size`` (its dimensions) or
-    ``run`` (what the run gave it); ``absent``: SQL for cells written before the column existed."""
+    ``run`` (what the run gave it); ``absent``: SQL for cells written before the column existed;
+    ``shown`` (setting columns): how the value reads in a setting's label, a format of ``{}``, or
+    ``JSON_ITEMS`` for a JSON object read as its ``key=value`` items; ``controls_only``: null except
+    on a random-init control's cells (every other provenance and fact column has a value on every
+    finished row)."""
 
     name: str
     type: str
@@ -39,6 +43,11 @@ class Column:
     setting: bool = False
     group: FactGroup = ""
     absent: str = "NULL"
+    shown: str = "{}"
+    controls_only: bool = False
+
+
+JSON_ITEMS = "key=value"
 
 
 _ROW_DESCRIPTIONS = {
@@ -67,20 +76,23 @@ COLUMNS: tuple[Column, ...] = (
     Column("run_id", "string", "provenance", "the run that wrote the cell"),
     Column("cell_key", "string", "provenance", "hash of the identity columns"),
     Column("model_id", "string", "provenance", "zoo entry id"),
-    Column("init_seed", "int64", "provenance", "a random-init control's seed (one model each; together a band)"),
+    Column("init_seed", "int64", "provenance", "a random-init control's seed (one model each; together a band)",
+           controls_only=True),
     Column("model_source", "string", "provenance", "hub, local, package, gguf, random_init or config"),
     Column("model_fingerprint", "string", "provenance",
            "hub revision, weight-file hash, base + init seed, or config hash + init seed + tokenizer", key=True),
     Column("trust_remote_code", "bool", "provenance", "the entry let transformers run the model's own code", key=True,
            absent="FALSE"),
     Column("is_control", "bool", "provenance", "a random-init control"),
-    Column("control_of", "string", "provenance", "the control's trained base entry"),
-    Column("corpus_id", "string", "provenance", "probe corpus name", setting=True),
-    Column("corpus_hash", "string", "provenance", "hash of the probe items", key=True, setting=True),
+    Column("control_of", "string", "provenance", "the control's trained base entry", controls_only=True),
+    Column("corpus_id", "string", "provenance", "probe corpus name", setting=True, shown="corpus {}"),
+    Column("corpus_hash", "string", "provenance", "hash of the probe items", key=True, setting=True, shown="(corpus hash {:.8})"),
     Column("metric_version", "int64", "provenance", "the metric's version when the cell was written", key=True),
-    Column("metric_config", "string", "provenance", "the metric's config (sorted JSON)", key=True, setting=True),
-    Column("seed", "int64", "provenance", "run seed (corpus order, splits, probes)", key=True, setting=True),
-    Column("max_tokens", "int64", "provenance", "longest probe sequence kept", key=True, setting=True),
+    Column("metric_config", "string", "provenance", "the metric's config (sorted JSON)", key=True, setting=True,
+           shown=JSON_ITEMS),
+    Column("seed", "int64", "provenance", "run seed (corpus order, splits, probes)", key=True, setting=True, shown="seed {}"),
+    Column("max_tokens", "int64", "provenance", "longest probe sequence kept", key=True, setting=True,
+           shown="token limit {}"),
     Column("dtype", "string", "provenance", "forward-pass dtype", key=True),
     Column("device", "string", "provenance", "device name the cell was computed on"),
     Column("batch_size", "int64", "provenance", "most sequences in one forward pass of the model (see RunConfig)"),

@@ -4,7 +4,7 @@ and library versions."""
 import pytest
 
 from idsuite.results.identity import cell_key, setting_label, setting_parts, short_setting_names
-from idsuite.results.schema import KEY_COLUMNS
+from idsuite.results.schema import KEY_COLUMNS, SETTING_COLUMNS
 from tests.results.conftest import identity
 
 
@@ -22,7 +22,19 @@ def test_setting_is_readable_and_named_by_what_differs():
     a = {"corpus_id": "lee:all", "corpus_hash": "c0ffee00aa", "max_tokens": 128, "seed": 0,
          "metric_config": '{"method": "estimate", "probes": 32}'}
     b = a | {"metric_config": '{"method": "exact", "probes": 32}'}
-    assert setting_parts(a) == ["corpus lee:all (c0ffee00)", "token limit 128", "seed 0", "method=estimate", "probes=32"]
-    assert setting_parts(a | {"max_tokens": None})[1] == "seed 0"  # stores before the column
+    assert setting_parts(a) == ["corpus lee:all", "(corpus hash c0ffee00)", "method=estimate", "probes=32", "seed 0",
+                                "token limit 128"]
+    assert "token limit" not in setting_label(a | {"max_tokens": None})  # stores before the column
     names = short_setting_names([setting_label(a), setting_label(b)])
     assert sorted(names.values()) == ["method=estimate", "method=exact"]
+
+
+def test_every_declared_setting_column_is_in_the_label():
+    """The label is derived from the declarations: changing any setting column changes it, so cells
+    of different settings are never pooled (a new setting column needs nothing else)."""
+    a = {"corpus_id": "lee:all", "corpus_hash": "c0ffee00aa", "max_tokens": 128, "seed": 0, "metric_config": '{"probes": 32}'}
+    assert set(a) == set(SETTING_COLUMNS)
+    changed = {"corpus_id": "mrpc:train", "corpus_hash": "beef0000aa", "max_tokens": 64, "seed": 1,
+               "metric_config": '{"probes": 16}'}
+    for column in SETTING_COLUMNS:
+        assert setting_label(a | {column: changed[column]}) != setting_label(a), column
