@@ -77,7 +77,7 @@ class ContextMixingMetric:
         if probe is None:
             raise ValueError("context mixing needs the model as a function (a ModelProbe)")
         chosen = sorted(self.eligible)[: self.config.max_sequences]
-        rows = RowBuffer(self.spec.name)
+        rows = RowBuffer(self.spec)
         if not chosen:  # nothing to score is a result (counted, with why), not a failure of the model
             return self._counts(rows, chosen, "").frame()
         method, how = exact_or_estimate(self.config.reference, max(n for _, n in chosen), probe.hidden_size,

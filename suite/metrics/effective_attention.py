@@ -24,7 +24,7 @@ class EffectiveAttentionMetric:
     def __init__(self, config: EffectiveAttentionConfig, seed: int) -> None:
         self.config = config
         self.seed = seed
-        self.rows = RowBuffer(self.spec.name)
+        self.rows = RowBuffer(self.spec)
         self.values: dict[str, list[torch.Tensor]] = defaultdict(list)  # variant -> (B, L, H) per batch
         self.example: tuple[tuple, int, list[str], list[torch.Tensor], list[torch.Tensor]] | None = None
         self.keep: tuple[tuple, int] | None = None  # this batch's example choice, if it replaced the one kept

@@ -130,7 +130,7 @@ class AttributionMetric:
             raise ValueError("hidden token attribution needs the model as a function (a ModelProbe)")
         order = self.order()
         if not order:  # nothing to attribute is a result (counted, with why), not a failure of the model
-            return self._skipped_rows(RowBuffer(self.spec.name), attributed=0).frame()
+            return self._skipped_rows(RowBuffer(self.spec), attributed=0).frame()
         todo = order[: self.config.max_sequences]
         method, how = exact_or_estimate(self.config.method, max(n for _, n in todo), probe.hidden_size, self.n_layers,
                                         self.config.exact_max_flops, self.config.probes)
@@ -149,7 +149,7 @@ class AttributionMetric:
         return self._rows(done, len(order), how)
 
     def _rows(self, done: list[_Attributed], eligible: int, how: str) -> pd.DataFrame:
-        rows = RowBuffer(self.spec.name)
+        rows = RowBuffer(self.spec)
         estimates = self._estimates(done)
         n_layers = len(done[0].sums["own"])
         layers = np.arange(1, n_layers + 1)

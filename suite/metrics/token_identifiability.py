@@ -58,7 +58,7 @@ class IdentifiabilityMetric:
         scored sequence, and how each MLP map was fitted."""
         if len(self.sequences) < 3:
             raise ValueError("token identifiability needs at least three sequences (to fit, to stop, to score)")
-        rows = RowBuffer(self.spec.name)
+        rows = RowBuffer(self.spec)
         fit, held, test = self.split()
         fit_h = self._tokens(fit, self.config.max_train_tokens, self.seed)  # (L+1, T, d)
         held_h = self._tokens(held, max(2, self.config.max_train_tokens // 4), self.seed + 1)

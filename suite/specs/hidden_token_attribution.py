@@ -61,7 +61,7 @@ SPEC = MetricSpec(
                           kind="offset"),
         "own_probe_error": Variant(
             "estimator only: half-width of the 95% probe-error interval of the mean own contribution (a jackknife "
-            "over the probe directions; the interval of 'own' includes it)", "lower", (0, None), "share",
+            "over the probe directions; the interval of 'own' includes it)", "lower", (0, None), "share", kind="fit",
         ),
         "attributed_sequences": Variant("sequences attributed; the label says the token cap, how many of each "
                                         "length, the method used (and why, where exact was too costly) and why it "
