@@ -167,9 +167,6 @@ def _fingerprint(entry: Entry, zoo: Zoo, init_seed: int | None) -> str:
     return f"{label}:sha256={_hash_folder(folder)}"
 
 
-SAFETENSORS_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
-
-
 def _safetensors_parameters(path: Path) -> int:
     """Parameters in a safetensors file, from its header alone (8-byte length, then JSON shapes)."""
     with path.open("rb") as fh:

@@ -68,7 +68,6 @@ class MetricSpec:
     headline_layer: Literal["mean", "last"] = "mean"
     headline_best_of: tuple[str, ...] = ()
     config_type: type[MetricConfig] = MetricConfig
-    needs_model: bool = False
     paper: str = ""
     summary_variants: tuple[str, ...] = ()
     in_main_table: bool = True

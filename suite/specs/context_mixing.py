@@ -90,7 +90,6 @@ SPEC = MetricSpec(
     headline_layer="last",
     headline_best_of=tuple(f"{m.name}/spearman" for m in MEASURES),
     config_type=ContextMixingConfig,
-    needs_model=True,
     in_main_table=False,
     summary_variants=tuple(f"{m.name}/spearman" for m in MEASURES),
     paper="Abnar & Zuidema 2020; Kobayashi et al. 2020, 2021; Modarressi et al. 2022; Ferrando et al. 2022; "

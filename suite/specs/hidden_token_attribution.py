@@ -73,7 +73,6 @@ SPEC = MetricSpec(
     implementation="idsuite.suite.metrics.hidden_token_attribution:AttributionMetric",
     headline_layer="last",
     config_type=AttributionConfig,
-    needs_model=True,
     summary_variants=("own", "own_is_top", "entropy"),
     paper="Brunner et al. 2020, section 6",
 )
