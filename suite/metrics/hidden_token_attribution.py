@@ -79,15 +79,8 @@ class AttributionMetric:
         return [n for _, n in self.seen if n > self.cap]
 
     def order(self) -> list[tuple[int, int]]:
-        """Eligible sequences in corpus order, alternating longer than d_h and not (longer first),
-        so that any prefix straddles the head size; the rest of a stratum follows when the other runs out."""
-        eligible = sorted(self.eligible)
-        long = [e for e in eligible if e[1] > (self.d_head or 0)]
-        short = [e for e in eligible if e[1] <= (self.d_head or 0)]
-        out = []
-        for i in range(max(len(long), len(short))):
-            out += long[i : i + 1] + short[i : i + 1]
-        return out
+        """Eligible sequences in the sample's order (``StraddlingSample.order``)."""
+        return self.config.order(self.eligible, self.d_head or 0)
 
     def _attribute(self, probe: ModelProbe, seq: int, n: int, method: str) -> _Attributed:
         exact = method == "exact"

@@ -101,7 +101,7 @@ def test_streamed_layers_are_the_models_attentions_and_are_released(tiny_tracer)
     assert all(torch.equal(a.attention, r.float()) for a, r in zip(kept.layers, reference, strict=True))
 
 
-@pytest.mark.parametrize("name", ["rank_deficiency", "effective_attention"])
+@pytest.mark.parametrize("name", ["rank_deficiency", "effective_attention", "feasible_attention"])
 def test_metrics_read_streamed_layers_as_they_read_a_kept_trace(tiny_llama_dir, name):
     tracer, _, tokenizer = tracer_for(tiny_llama_dir)
     ids = encode(tracer, tokenizer, [(SENTENCES[1], None), (LONG, None), (SENTENCES[0], None)])
