@@ -24,22 +24,29 @@ constraints hold by construction (to the rounding of ``N``), only non-negativity
 - *Identifiability* of the most-attended key ``j*`` (the largest ``a_j``, lowest index on ties):
   no ``a'`` in ``F_i`` gives any other key ``k`` at least ``a'_j*``, i.e. ``max (a'_k - a'_j*) < 0``
   for every ``k``. Exact, with two shortcuts that solve no LP: if ``min a'_j* > 1/2`` no other key
-  can reach it (the rest sums to below 1/2); and ``a'_k - a'_j* <= (a_k - a_j*) +
-  ||N_k - N_j*|| ||z||`` with ``||z|| = ||a' - a|| <= sqrt(1 + ||a||^2)`` (``a . a' >= 0``,
-  ``||a'|| <= 1``) rules out keys whose bound is negative; every other key gets its LP.
+  can reach it (the rest sums to below 1/2); and since ``a' - a`` lies in the range of
+  ``P = N N^T``, ``a'_k - a'_j* = (a_k - a_j*) - (P a)_k + (P a)_j* + (P_k - P_j*) . a'``, whose
+  last term is at most ``max_l (P_kl - P_j*l)`` over the simplex (a superset of ``F_i``): keys
+  whose bound is negative cannot reach ``j*`` (over the simplex with ``a'_j*`` held in its
+  interval, the term is linear in ``a'_j*``: its larger end). Every other key gets its LP, largest
+  bound first; any solved point of ``F_i`` in which another key ties or beats ``j*`` settles it.
+
+The LPs of one row share their constraints: one HiGHS model per row (``highspy``, the solver scipy
+vendors, called directly) re-solved for each objective from the previous optimal basis.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import highspy
 import numpy as np
 import scipy.optimize
 
 TOLERANCE = 1e-9
 """Two weights closer than this count as equal (a competing key "reaches" the top key); the LPs
 solve non-negativity to 1e-10."""
-HIGHS_OPTIONS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
+HIGHS_OPTIONS = {"output_flag": False, "primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
 
 
 @dataclass(frozen=True)
@@ -78,18 +85,38 @@ def output_null_basis(reduced: np.ndarray) -> np.ndarray:
     return u[:, rank:]
 
 
-def _solve(cost: np.ndarray, a: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """``argmin cost . z`` over ``a + N z >= 0``."""
-    result = scipy.optimize.linprog(cost, A_ub=-basis, b_ub=a, bounds=(None, None), method="highs",
-                                    options=HIGHS_OPTIONS)
-    if result.status != 0:  # F_i holds a and is bounded: only a numerical failure gets here
-        raise ValueError(f"feasible attention LP failed ({result.message})")
-    return result.x
+class FeasibleSet:
+    """``F_i = {a + N z : a + N z >= 0}`` as one HiGHS model (``N z >= -a``, ``z`` free) whose
+    objective changes between solves (each starts from the last optimal basis)."""
 
+    def __init__(self, a: np.ndarray, basis: np.ndarray) -> None:
+        self.a, self.basis = a, basis
+        m, k = basis.shape
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = k, m
+        lp.col_cost_ = np.zeros(k)
+        lp.col_lower_, lp.col_upper_ = np.full(k, -highspy.kHighsInf), np.full(k, highspy.kHighsInf)
+        lp.row_lower_, lp.row_upper_ = -a, np.full(m, highspy.kHighsInf)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+        lp.a_matrix_.start_ = np.arange(0, m * k + 1, k)
+        lp.a_matrix_.index_ = np.tile(np.arange(k), m)
+        lp.a_matrix_.value_ = basis.ravel()
+        self.highs = highspy.Highs()
+        for option, value in HIGHS_OPTIONS.items():
+            self.highs.setOptionValue(option, value)
+        self.highs.passModel(lp)
+        self.highs.changeObjectiveSense(highspy.ObjSense.kMaximize)
+        self.columns = np.arange(k, dtype=np.int32)
+        self.solved = 0
 
-def extreme_row(a: np.ndarray, basis: np.ndarray, direction: np.ndarray) -> np.ndarray:
-    """The ``a'`` of ``F_i`` (as ``a + N z``) that maximises ``direction . a'``."""
-    return a + basis @ _solve(-(basis.T @ direction), a, basis)
+    def extreme(self, direction: np.ndarray) -> np.ndarray:
+        """The ``a'`` of ``F_i`` that maximises ``direction . a'``."""
+        self.highs.changeColsCost(len(self.columns), self.columns, self.basis.T @ direction)
+        self.highs.run()
+        self.solved += 1
+        if self.highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:  # F_i holds a and is bounded
+            raise ValueError(f"feasible attention LP failed ({self.highs.modelStatusToString(self.highs.getModelStatus())})")
+        return self.a + self.basis @ np.asarray(self.highs.getSolution().col_value)
 
 
 def implicit_zeros(a: np.ndarray, basis: np.ndarray) -> np.ndarray:
@@ -111,7 +138,7 @@ def implicit_zeros(a: np.ndarray, basis: np.ndarray) -> np.ndarray:
     cost = np.concatenate([np.zeros(k + 1), -np.ones(z_count)])
     bounds = [(None, None)] * k + [(0, None)] + [(0, 1)] * z_count
     result = scipy.optimize.linprog(cost, A_ub=rows, b_ub=np.zeros(len(a)), bounds=bounds, method="highs",
-                                    options=HIGHS_OPTIONS)
+                                    options={k: v for k, v in HIGHS_OPTIONS.items() if k != "output_flag"})
     if result.status != 0:
         raise ValueError(f"feasible attention LP failed ({result.message})")
     implicit = zero.copy()
@@ -138,38 +165,48 @@ def feasible_row(a: np.ndarray, reduced: np.ndarray, top_keys: int) -> FeasibleR
     if basis.shape[1] == 0:  # F_i = {a}
         identifiable = bool(np.delete(a, top).max(initial=-np.inf) < a[top] - TOLERANCE)
         return FeasibleRow(top, 0, keys, a[keys], a[keys].copy(), identifiable, 0)
-    lps = 0
+    found = FeasibleSet(a, basis)
     low, high = np.empty(len(keys)), np.empty(len(keys))
+    seen = []
     for index, j in enumerate(keys):
         if not np.any(np.abs(basis[j]) > TOLERANCE * 1e-3):  # N_j = 0: a'_j = a_j on all of F_i
             low[index] = high[index] = a[j]
             continue
         unit = np.zeros(len(a))
         unit[j] = 1.0
-        low[index], high[index] = extreme_row(a, basis, -unit)[j], extreme_row(a, basis, unit)[j]
-        lps += 2
-    identifiable, solved = _top_identifiable(a, basis, top, low[0])
+        seen += [found.extreme(-unit), found.extreme(unit)]
+        low[index], high[index] = seen[-2][j], seen[-1][j]
+    identifiable = _top_identifiable(found, top, (low[0], high[0]), seen)
     dimension = feasible_dimension(a, basis)
-    lps += solved + int((a == 0).any())
+    lps = found.solved + int((a == 0).any())
     return FeasibleRow(top, dimension, keys, np.clip(low, 0, 1), np.clip(high, 0, 1), identifiable, lps)
 
 
-def _top_identifiable(a: np.ndarray, basis: np.ndarray, top: int, top_low: float) -> tuple[bool, int]:
-    """Whether no key can reach ``a'_j*`` (module docstring), and the LPs solved to decide it."""
-    if top_low > 0.5 + TOLERANCE:
-        return True, 0
-    radius = np.sqrt(1 + a @ a)
-    gap = a - a[top] + np.linalg.norm(basis - basis[top], axis=1) * radius
-    gap[top] = -np.inf
-    solved = 0
-    for k in np.flatnonzero(gap >= -TOLERANCE)[np.argsort(-a[gap >= -TOLERANCE], kind="stable")]:
+def _top_identifiable(found: FeasibleSet, top: int, interval: tuple[float, float], seen: list[np.ndarray]) -> bool:
+    """Whether no key can reach ``a'_j*`` (module docstring); ``interval``: ``[min, max] a'_j*``,
+    ``seen``: points of ``F_i`` already solved for (any that ties or beats ``j*`` settles it)."""
+    if interval[0] > 0.5 + TOLERANCE:
+        return True
+    for point in seen:
+        if np.delete(point, top).max(initial=-np.inf) >= point[top] - TOLERANCE:
+            return False
+    a, basis = found.a, found.basis
+    projected = basis @ (basis.T @ a)  # P a
+    rows = basis @ basis.T  # P
+    gap = rows - rows[top]  # row k: P_k - P_j*
+    rest = np.delete(gap, top, axis=1).max(1)
+    # (P_k - P_j*) . a' over the simplex with a'_j* in its interval: linear in a'_j*, largest at an end
+    largest = np.maximum(*(gap[:, top] * t + rest * (1 - t) for t in interval))
+    bound = a - a[top] - projected + projected[top] + largest
+    bound[top] = -np.inf
+    candidates = np.flatnonzero(bound >= -TOLERANCE)
+    for k in candidates[np.argsort(-bound[candidates], kind="stable")]:
         direction = np.zeros(len(a))
         direction[k], direction[top] = 1.0, -1.0
-        best = extreme_row(a, basis, direction)
-        solved += 1
+        best = found.extreme(direction)
         if best[k] - best[top] >= -TOLERANCE:
-            return False, solved
-    return True, solved
+            return False
+    return True
 
 
 def head_rows(attention: np.ndarray, reduced: np.ndarray, allowed: np.ndarray, top_keys: int) -> list[FeasibleRow]:

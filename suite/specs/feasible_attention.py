@@ -23,7 +23,7 @@ class FeasibleAttentionConfig(StraddlingSample):
     min_sequences: Annotated[int, Field(ge=1)] = 8
     max_sequences: Annotated[int, Field(ge=1)] = 24
     rows_per_sequence: Annotated[int, Field(ge=1)] = 4
-    top_keys: Annotated[int, Field(ge=1)] = 3
+    top_keys: Annotated[int, Field(ge=1)] = 1
     map_max_tokens: Annotated[int, Field(ge=0)] = 96
     example_rows: Annotated[int, Field(ge=1)] = 1
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from idsuite.suite.feasible_attention import (
-    extreme_row,
+    FeasibleSet,
     feasible_dimension,
     feasible_row,
     head_rows,
@@ -98,11 +98,12 @@ def test_lp_solutions_keep_the_head_output_and_are_distributions():
     a = random_row(n, 6)
     basis = output_null_basis(t)
     assert basis.shape[1] == n - d_h - 1
+    found = FeasibleSet(a, basis)
     for j in range(5):
         for sign in (1, -1):
             direction = np.zeros(n)
             direction[j] = sign
-            x = extreme_row(a, basis, direction)
+            x = found.extreme(direction)
             assert np.abs(x @ t - a @ t).max() < 1e-9 * np.abs(a @ t).max()
             assert x.min() >= -1e-9 and abs(x.sum() - 1) < 1e-9
 
@@ -146,6 +147,8 @@ def check_against_vertices(a, t):
     # a linear function is largest at a vertex: the top key is reachable iff a vertex ties or beats it
     others = np.delete(corners, row.top, axis=1)
     assert row.identifiable == bool((others.max(1) < corners[:, row.top] - 1e-9).all())
+    alone = feasible_row(a, t, top_keys=1)  # the default: fewer solved points, the bounds and LPs decide
+    assert alone.identifiable == row.identifiable and alone.width == pytest.approx(row.width, abs=1e-9)
     hull = np.linalg.matrix_rank(corners - corners[0], tol=1e-9) if len(corners) > 1 else 0
     assert row.dimension == hull
 
