@@ -13,7 +13,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from idsuite.leaderboard import data
+from idsuite.leaderboard import data, feasible_example
 from idsuite.results.identity import short_setting_names
 from idsuite.results.summary import headline_label
 from idsuite.suite.specs import SPECS
@@ -230,13 +230,14 @@ def model_view(board: data.Board) -> None:
     example = board.attention_example(model, int(layer), int(head))
     if example is None:
         st.info("These results hold no example attention maps (re-run with map_max_tokens > 0).")
-        return
-    st.caption(f"Sequence {example['sequence']}, {len(example['tokens'])} tokens: " + " ".join(example["tokens"]))
-    cols = st.columns(3)
-    for col, name in zip(cols, ("raw", "effective", "null"), strict=True):
-        grid = pd.DataFrame(example[name])
-        col.altair_chart(_heatmap(grid, "key", "query", f"{name} attention, layer {layer}, head {head}",
-                                  example["tokens"]), width="stretch")
+    else:
+        st.caption(f"Sequence {example['sequence']}, {len(example['tokens'])} tokens: " + " ".join(example["tokens"]))
+        cols = st.columns(3)
+        for col, name in zip(cols, ("raw", "effective", "null"), strict=True):
+            grid = pd.DataFrame(example[name])
+            col.altair_chart(_heatmap(grid, "key", "query", f"{name} attention, layer {layer}, head {head}",
+                                      example["tokens"]), width="stretch")
+    feasible_example.show(board, model, int(layer), int(head))
 
 
 def compare_view(board: data.Board) -> None:

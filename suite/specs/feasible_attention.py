@@ -21,7 +21,6 @@ class FeasibleAttentionConfig(StraddlingSample):
     every layer and head, its last ``example_rows`` rows with every key's interval."""
 
     min_sequences: Annotated[int, Field(ge=1)] = 8
-    max_sequences: Annotated[int, Field(ge=1)] = 24
     rows_per_sequence: Annotated[int, Field(ge=1)] = 4
     top_keys: Annotated[int, Field(ge=1)] = 1
     map_max_tokens: Annotated[int, Field(ge=0)] = 96
