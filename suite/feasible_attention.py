@@ -37,6 +37,9 @@ vendors, called directly) re-solved for each objective from the previous optimal
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
 from dataclasses import dataclass, replace
 
 import highspy
@@ -85,6 +88,22 @@ def output_null_basis(reduced: np.ndarray) -> np.ndarray:
     return u[:, rank:]
 
 
+@functools.cache
+def _quiet_banner() -> None:
+    """HiGHS prints its banner on standard output (from C, once per process) when the first solver
+    is made: make that one with the descriptor pointed at the null device, so ``idsuite run``'s
+    tables stay clean."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 class FeasibleSet:
     """``F_i = {a + N z : a + N z >= 0}`` as one HiGHS model (``N z >= -a``, ``z`` free) whose
     objective changes between solves (each starts from the last optimal basis)."""
@@ -101,6 +120,7 @@ class FeasibleSet:
         lp.a_matrix_.start_ = np.arange(0, m * k + 1, k)
         lp.a_matrix_.index_ = np.tile(np.arange(k), m)
         lp.a_matrix_.value_ = basis.ravel()
+        _quiet_banner()
         self.highs = highspy.Highs()
         for option, value in HIGHS_OPTIONS.items():
             self.highs.setOptionValue(option, value)

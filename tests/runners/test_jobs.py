@@ -100,6 +100,7 @@ def test_failures_are_recorded_and_the_rest_completes(zoo, corpus, tmp_path):
 def test_example_attention_maps_are_stored(zoo, corpus, tmp_path):
     make_runner(zoo, corpus, tmp_path).run(["tiny"])
     rows = ResultQuery(tmp_path).all_rows()
+    rows = rows[rows["metric"] == "effective_attention"]  # feasible_attention stores an example of its own
     maps = rows[rows["variant"].isin(["map_raw", "map_eff"])]
     tokens = rows[rows["variant"] == "token"].sort_values("key")
     n = len(tokens)
@@ -210,8 +211,9 @@ def test_an_unreadable_cell_is_quarantined_and_recomputed_the_rest_kept(zoo, cor
 
 
 def test_a_long_only_corpus_fails_neither_attribution_nor_context_mixing(zoo, tmp_path):
-    """Every sentence is longer than attribution's cap (2.5 x d_h = 8: 20 tokens) and context
-    mixing's (16): both record that they left all out and why; no metric of either model fails."""
+    """Every sentence is longer than attribution's and feasible attention's cap (2.5 x d_h = 8: 20
+    tokens) and context mixing's (16): all record that they left all out and why; no metric of
+    either model fails."""
     from idsuite.results.summary import run_notes
 
     long_only = Corpus("long", [(" ".join([s, *SENTENCES[i + 1 : i + 3]]), None) for i, s in enumerate(SENTENCES[:5])])
@@ -229,8 +231,10 @@ def test_a_long_only_corpus_fails_neither_attribution_nor_context_mixing(zoo, tm
         values = counts.set_index(["metric", "variant"])["value"].to_dict()
         assert values == {("hidden_token_attribution", "attributed_sequences"): 0,
                           ("hidden_token_attribution", "skipped_sequences"): 5,
-                          ("context_mixing", "scored_sequences"): 0, ("context_mixing", "skipped_sequences"): 5}
-        assert not rows[(rows["model_id"] == model) & rows["metric"].isin(["hidden_token_attribution", "context_mixing"])
+                          ("context_mixing", "scored_sequences"): 0, ("context_mixing", "skipped_sequences"): 5,
+                          ("feasible_attention", "sampled_sequences"): 0, ("feasible_attention", "skipped_sequences"): 5}
+        sampled = ["hidden_token_attribution", "context_mixing", "feasible_attention"]
+        assert not rows[(rows["model_id"] == model) & rows["metric"].isin(sampled)
                         & rows["layer"].notna()].size  # no numbers from sentences that were not used
     notes = run_notes(rows)
     for model in models:
