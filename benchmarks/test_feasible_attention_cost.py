@@ -11,7 +11,8 @@ from idsuite.suite.metrics.feasible_attention import FeasibleAttentionMetric
 from idsuite.suite.specs.feasible_attention import FeasibleAttentionConfig
 
 SENTENCE = ("The minister said on Tuesday that the talks, which broke down in March over the border question, "
-            "would resume in Geneva next week with both delegations.")
+            "would resume in Geneva next week with both delegations and a mediator from the United Nations.")
+SEQUENCE = 1_000_000  # an id of its own (the metric seeds its row sample with it: a corpus index, non-negative)
 ratio("feasible attention, one sentence's LPs / its forward pass", "feasible_sentence", "feasible_forward",
       "not set (the LPs run on the CPU)")
 
@@ -19,10 +20,10 @@ ratio("feasible attention, one sentence's LPs / its forward pass", "feasible_sen
 @pytest.fixture(scope="module")
 def sentence(minilm):
     tracer, _ = minilm
-    tracer.encodings[-3] = dict(tracer.tokenizer(SENTENCE))
-    n = len(tracer.encodings[-3]["input_ids"])
+    tracer.encodings[SEQUENCE] = dict(tracer.tokenizer(SENTENCE))
+    n = len(tracer.encodings[SEQUENCE]["input_ids"])
     assert tracer.d_head < n <= 2.5 * tracer.d_head  # a sentence the sample solves, with freedom to measure
-    return tracer, [-3]
+    return tracer, [SEQUENCE]
 
 
 @torch.no_grad()
