@@ -214,7 +214,8 @@ class FeasibleAttentionMetric:
             reason = ("the target interval was met" if met else "all eligible sequences were used" if len(done) == eligible
                       else f"max_sequences ({self.config.max_sequences}) was reached")
             label = (f"{len(done)} of {eligible} eligible sequences of at most {cap}: {long} longer than d_h = "
-                     f"{self.d_head}, {len(done) - long} not; {sum(s.rows for s in done)} rows per head, "
+                     f"{self.d_head}, {len(done) - long} not{self.config.straddle_note(long, self.d_head)}; "
+                     f"{sum(s.rows for s in done)} rows per head, "
                      f"{sum(s.lps for s in done)} LPs in {seconds:.1f} s; widest layer's top-key width "
                      f"+-{half:.3f} (target {self.config.target_half_width}); stopped because {reason}")
         else:

@@ -165,9 +165,7 @@ class AttributionMetric:
         reason = ("the target interval was met" if met else
                   "all eligible sequences were used" if len(done) == eligible else
                   f"max_sequences ({self.config.max_sequences}) was reached")
-        why_not = ("the cap is not above d_h" if self.cap <= (self.d_head or 0) else
-                   "the corpus, or the run's --max-tokens, has no longer sentence under the cap")
-        straddle = "" if long else f"; none is longer than d_h, so the sample does not straddle the head size ({why_not})"
+        straddle = self.config.straddle_note(long, self.d_head or 0)
         label = (f"{len(done)} of {eligible} eligible sequences of at most {self.cap} tokens "
                  f"({self.config.cap_reason(self.d_head or 0)}): {long} longer than d_h = {self.d_head} tokens, "
                  f"{len(done) - long} not{straddle}; {how}; last-layer own contribution +-{half:.3f} (target "

@@ -38,6 +38,15 @@ class StraddlingSample(MetricConfig):
             return "max_tokens, set explicitly"
         return f"{self.max_tokens_per_head_size:g} x d_h = {d_head}, rounded up"
 
+    def straddle_note(self, long: int, d_head: int) -> str:
+        """Nothing when ``long`` sampled sequences are longer than d_h; else why the sample does not
+        straddle the head size."""
+        if long:
+            return ""
+        why = ("the cap is not above d_h" if self.token_cap(d_head) <= d_head else
+               "the corpus, or the run's --max-tokens, has no longer sentence under the cap")
+        return f"; none is longer than d_h, so the sample does not straddle the head size ({why})"
+
     def order(self, eligible: list[tuple[int, int]], d_head: int) -> list[tuple[int, int]]:
         """(sequence id, n) pairs in corpus order, alternating longer than d_h and not (longer
         first), so that any prefix straddles the head size; the rest of a stratum follows when the
