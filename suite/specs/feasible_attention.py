@@ -20,7 +20,7 @@ class FeasibleAttentionConfig(StraddlingSample):
     longer than d_h, of at most ``map_max_tokens`` tokens, else the longest; none if 0) stores, for
     every layer and head, its last ``example_rows`` rows with every key's interval."""
 
-    min_sequences: Annotated[int, Field(ge=1)] = 8
+    min_sequences: Annotated[int, Field(ge=1)] = 16
     rows_per_sequence: Annotated[int, Field(ge=1)] = 4
     top_keys: Annotated[int, Field(ge=1)] = 1
     map_max_tokens: Annotated[int, Field(ge=0)] = 96
