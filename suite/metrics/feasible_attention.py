@@ -150,7 +150,7 @@ class FeasibleAttentionMetric:
         """Per head, per layer and for the whole model (the mean over layers), each with its
         bootstrap interval over the sampled sequences; per sampled sequence and layer; the example
         sequence's rows with every key's interval; and what was sampled and left out."""
-        rows = RowBuffer(self.spec.name)
+        rows = RowBuffer(self.spec)
         eligible = [(s, n) for s, n in self.seen if n <= self.cap]
         todo = self.config.order([(s, k.n) for s, k in self.kept.items()], self.d_head)[: self.config.max_sequences]
         done: list[_Solved] = []
