@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from idsuite.suite.feasible_attention import FeasibleRow, head_rows
-from idsuite.suite.metrics.base import RowBuffer, layer_head_grid, progress_bar
+from idsuite.suite.metrics.base import RowBuffer, layer_head_grid, progress_bar, say
 from idsuite.suite.null_space import output_factor
 from idsuite.suite.specs.feasible_attention import SPEC, FeasibleAttentionConfig
 from idsuite.suite.trace import BatchTrace, ModelProbe
@@ -164,11 +164,11 @@ class FeasibleAttentionMetric:
                     bar.set_postfix_str(f"widest layer +-{half:.3f}, target {self.config.target_half_width}")
                     if half <= self.config.target_half_width:
                         break
-        seconds = time.perf_counter() - start
-        if done:
+        if done:  # the time is said, not stored: a stored row is the same on every machine
+            say(self.spec.name, f"{sum(s.lps for s in done)} LPs in {time.perf_counter() - start:.1f} s")
             self._aggregate_rows(rows, done)
             self._example_rows(rows, done)
-        self._count_rows(rows, done, len(eligible), seconds)
+        self._count_rows(rows, done, len(eligible))
         return rows.frame()
 
     def _aggregate_rows(self, rows: RowBuffer, done: list[_Solved]) -> None:
@@ -205,7 +205,7 @@ class FeasibleAttentionMetric:
                     for name, value in (("map_weight", weight), ("map_low", row.low), ("map_high", row.high)):
                         rows.add(name, value, layer, head, [seq], [n], query, row.keys)
 
-    def _count_rows(self, rows: RowBuffer, done: list[_Solved], eligible: int, seconds: float) -> None:
+    def _count_rows(self, rows: RowBuffer, done: list[_Solved], eligible: int) -> None:
         cap = f"{self.cap} tokens ({self.config.cap_reason(self.d_head)})"
         long = sum(s.n > self.d_head for s in done)
         if done:
@@ -216,7 +216,7 @@ class FeasibleAttentionMetric:
             label = (f"{len(done)} of {eligible} eligible sequences of at most {cap}: {long} longer than d_h = "
                      f"{self.d_head}, {len(done) - long} not{self.config.straddle_note(long, self.d_head)}; "
                      f"{sum(s.rows for s in done)} rows per head, "
-                     f"{sum(s.lps for s in done)} LPs in {seconds:.1f} s; widest layer's top-key width "
+                     f"{sum(s.lps for s in done)} LPs; widest layer's top-key width "
                      f"+-{half:.3f} (target {self.config.target_half_width}); stopped because {reason}")
         else:
             label = f"no sequence solved: none of the {len(self.seen)} probe sequences has at most {cap}"
