@@ -22,7 +22,8 @@ from idsuite.results.query import ResultQuery
 from idsuite.results.selection import with_settings
 from idsuite.results.store import CellRef, ResultStore
 from idsuite.results.summary import run_notes, run_tables
-from idsuite.runners.jobs import Runner
+from idsuite.runners.jobs import ModelOutcome, Runner
+from idsuite.runners.models.hub import COMMIT
 from idsuite.runners.models.zoo import Zoo, ZooFileError, load_zoo
 from idsuite.runners.probing.corpus import Corpus, CorpusError, CorpusSpec, load_corpus
 from idsuite.runners.run_config import RunConfig
@@ -124,6 +125,26 @@ def _stale_replaced(query: ResultQuery, plan: dict[tuple[str, int | None], list[
     return sum((ref.model_id, ref.metric) in stale for refs in plan.values() for ref in refs)
 
 
+def _moved(query: ResultQuery, runner: Runner, todo: dict[tuple[str, int | None], list[CellRef]]) -> list[str]:
+    """One line per hub model with cells to compute whose branch (or tag) now resolves to another
+    commit than its newest stored cells were computed at: new cells are computed, the old ones
+    superseded."""
+    cells = query.cells()
+    cells = cells[cells["model_commit"].notna()].sort_values("written") if len(cells) else cells
+    lines = []
+    for model_id in dict.fromkeys(m for (m, _), refs in todo.items() if refs):
+        commit = runner.commits.get(model_id)
+        entry = runner.zoo.entries[model_id]
+        hub_entry = runner.zoo.entries.get(getattr(entry, "base", ""), entry)
+        revision = getattr(hub_entry, "revision", None)
+        stored = cells.loc[cells["model_id"] == model_id, "model_commit"] if len(cells) else []
+        if commit is None or revision is None or COMMIT.fullmatch(revision) or not len(stored) or stored.iloc[-1] == commit:
+            continue
+        lines.append(f"{model_id}: revision {revision!r} has moved to commit {commit[:12]} (its cells were computed at "
+                     f"{stored.iloc[-1][:12]}): computing new cells; the old ones are superseded")
+    return lines
+
+
 def _load_corpus(spec: CorpusSpec) -> Corpus:
     try:
         return load_corpus(spec)
@@ -142,6 +163,8 @@ def run_command(args: argparse.Namespace) -> int:
           f"hash {corpus.content_hash}), results in {store.root.resolve()}")
     print(f"{sum(len(refs) for refs in todo.values())} cell(s) to compute, {_stale_replaced(query, todo)} of them "
           "replacing stale cells (written by an older metric version)")
+    for line in _moved(query, runner, todo):
+        print(line)
     if args.backend == "ray":
         from idsuite.runners.distributed import run_on_ray
 
@@ -158,6 +181,10 @@ def run_command(args: argparse.Namespace) -> int:
     failed = [o for o in outcomes if o.failed]
     print(f"\nParquet cells: {store.cells.resolve()}")
     print(f"{len(outcomes) - len(failed)} model(s) complete, {len(failed)} with failures")
+    causes: dict[tuple[str, str], list[ModelOutcome]] = {}  # a control's seeds failing alike: one line
     for o in failed:
-        print(f"  {o.label}: {next(iter(o.failed.values()))}")
+        causes.setdefault((o.model_id, next(iter(o.failed.values()))), []).append(o)
+    for (model_id, cause), alike in causes.items():
+        label = alike[0].label if len(alike) == 1 else f"{model_id} ({len(alike)} init seeds)"
+        print(f"  {label}: {cause}")
     return 1 if failed else 0

@@ -119,7 +119,7 @@ class ResultQuery:
             if card is not None and card.get("schema_version") == SCHEMA_VERSION:
                 self._current.add(path)
         columns = [*CARD_COLUMNS, "ok", "error", "written"]
-        frames = [pd.DataFrame(cards, columns=columns)] if cards else []
+        frames = [self._migrated(group, columns) for group in _by_columns(cards)]
         if older:
             per_cell = ", ".join(f'any_value("{c}") AS "{c}"' for c in CARD_COLUMNS)
             query = (f"SELECT {per_cell}, bool_and(status = 'ok') AS ok, any_value(error) AS error, "
@@ -133,6 +133,19 @@ class ResultQuery:
         cells["written"] = pd.to_datetime(cells["written"], utc=True, format="ISO8601")
         return cells[[*CELL_COLUMNS, *[c for c in columns if c not in CELL_COLUMNS]]].sort_values(
             CELL_COLUMNS, ignore_index=True)
+
+    def _migrated(self, cards: list[dict[str, object]], columns: list[str]) -> pd.DataFrame:
+        """Cards that all name the same columns, as a frame of ``columns``: cards of an older schema
+        get the columns they lack from the schema's ``absent`` expressions (as older files do)."""
+        present = set(cards[0])
+        frame = pd.DataFrame(cards)
+        if present.issuperset(CARD_COLUMNS):
+            return frame[columns]
+        self._db.register("older_cards", frame)
+        try:
+            return self._db.execute(f"SELECT {select_list(present, CARD_COLUMNS)}, ok, error, written FROM older_cards").df()
+        finally:
+            self._db.unregister("older_cards")
 
     def summary_rows(self, cells: Iterable[CellRef], where: str = "", columns: Sequence[str] | None = None,
                      parameters: Sequence[object] = ()) -> pd.DataFrame:
@@ -150,6 +163,14 @@ class ResultQuery:
         """Every row of every stored cell (of every configuration) matching ``where``: for scripts
         and checks; the leaderboard reads summaries and drills down instead."""
         return self._read(self.store.cell_files(), columns, where)
+
+
+def _by_columns(cards: list[dict[str, object]]) -> list[list[dict[str, object]]]:
+    """Cards grouped by the columns they name (one group per schema version that wrote them)."""
+    groups: dict[frozenset[str], list[dict[str, object]]] = {}
+    for card in cards:
+        groups.setdefault(frozenset(card), []).append(card)
+    return list(groups.values())
 
 
 def refs(cells: pd.DataFrame) -> list[CellRef]:

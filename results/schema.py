@@ -15,9 +15,10 @@ import pyarrow as pa
 
 from idsuite.suite.specs.rows import ROW_COLUMNS
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """1: the first store. 2: per-cell summary files and cards, ``trust_remote_code``, ``init_seed``, and
-every aggregate's uncertainty (``n``, ``n_unit``, ``n_clusters``, ``ci_low``, ``ci_high``)."""
+every aggregate's uncertainty (``n``, ``n_unit``, ``n_clusters``, ``ci_low``, ``ci_high``). 3:
+``model_commit``, the hub commit the weights were read at (hub fingerprints name it too)."""
 
 Role = Literal["row", "status", "provenance", "fact"]
 FactGroup = Literal["", "kind", "size", "run"]
@@ -50,6 +51,12 @@ class Column:
 JSON_ITEMS = "key=value"
 
 
+_PINNED_SHA = ("CASE WHEN regexp_matches(model_fingerprint, '@[0-9a-f]{40}$') "
+               "THEN regexp_extract(model_fingerprint, '@([0-9a-f]{40})$', 1) END")
+"""``model_commit`` of a cell written before the column: the sha its hub fingerprint was pinned to
+(``hub:org/model@<sha>``); NULL for a branch or tag (its commit was never recorded) and for weights
+not from the hub."""
+
 _ROW_DESCRIPTIONS = {
     "metric": "metric name (idsuite.suite.specs)",
     "variant": "reported quantity of the metric",
@@ -80,7 +87,11 @@ COLUMNS: tuple[Column, ...] = (
            controls_only=True),
     Column("model_source", "string", "provenance", "hub, local, package, gguf, random_init or config"),
     Column("model_fingerprint", "string", "provenance",
-           "hub revision, weight-file hash, base + init seed, or config hash + init seed + tokenizer", key=True),
+           "what identifies the weights (idsuite.results.identity.FINGERPRINT_KINDS): hub repo at its commit, "
+           "weight-file hash, base + init seed, or config hash + init seed + tokenizer", key=True),
+    Column("model_commit", "string", "provenance",
+           "hub commit sha the weights (a control's base, a config entry's config) were read at; null when not "
+           "from the hub (older cells: the sha a hub fingerprint was pinned to)", key=True, absent=_PINNED_SHA),
     Column("trust_remote_code", "bool", "provenance", "the entry let transformers run the model's own code", key=True,
            absent="FALSE"),
     Column("is_control", "bool", "provenance", "a random-init control"),

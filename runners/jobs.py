@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from idsuite.results.identity import cell_key
+from idsuite.results.identity import UNIDENTIFIED, cell_key
 from idsuite.results.leases import Leases
 from idsuite.results.schema import FACT_COLUMNS, SCHEMA_VERSION
 from idsuite.results.store import CellRef, ResultStore
@@ -28,7 +28,7 @@ from idsuite.runners.failures import ModelFailure, one_line
 from idsuite.runners.models.adapters import adapter_for
 from idsuite.runners.models.health import check_unknown_share
 from idsuite.runners.models.loading import load_model
-from idsuite.runners.models.weights import fingerprint
+from idsuite.runners.models.weights import fingerprint, model_commit
 from idsuite.runners.models.zoo import RandomInitEntry, Zoo
 from idsuite.runners.probing.corpus import Corpus
 from idsuite.runners.probing.tracing import Tracer
@@ -93,6 +93,8 @@ class Runner:
         self.versions = library_versions()
         self.leases = Leases(store.root, owner=run_id, ttl=config.lease_ttl)
         self.poll_seconds = poll_seconds
+        self.commits: dict[str, str | None] = {}
+        """Per model id, the hub commit its weights are read at in this run (``model_commit``)."""
 
     # -- what to run -----------------------------------------------------------------------------
     def subjects(self, model_ids: list[str]) -> list[tuple[str, int | None]]:
@@ -112,6 +114,7 @@ class Runner:
             entry = self.zoo.entries.get(model_id)
             try:
                 weights = fingerprint(entry, self.zoo, seed) if entry is not None else None
+                self.commits[model_id] = model_commit(entry, self.zoo) if entry is not None else None
             except Exception:  # noqa: BLE001  (reported when the model runs)
                 weights = None
             if weights is not None:
@@ -125,6 +128,7 @@ class Runner:
         entry = self.zoo.entries.get(model_id)
         return {
             "model_fingerprint": weights,
+            "model_commit": self.commits.get(model_id) if weights != UNIDENTIFIED else None,
             "trust_remote_code": bool(getattr(entry, "trust_remote_code", False)),
             "corpus_hash": self.corpus.content_hash,
             "metric": metric,
@@ -162,10 +166,16 @@ class Runner:
         self.store.write(ref, rows.assign(**columns, status=status, error=error))
 
     def _record_failures(self, outcome: ModelOutcome, refs: dict[str, CellRef], weights: str) -> None:
-        """One failed cell per failed metric; a cell that cannot even be written (a full disk) stays
-        in the outcome and the log."""
+        """One failed cell per failed metric, and one line in the log per cause (a model that fails
+        to load fails every metric for one reason: said once); a cell that cannot even be written
+        (a full disk) stays in the outcome and the log."""
+        causes: dict[str, list[str]] = {}
         for metric, message in outcome.failed.items():
-            self.log(f"  FAILED {metric}: {message}")
+            causes.setdefault(message, []).append(metric)
+        for message, metrics in causes.items():
+            which = f"all {len(metrics)} metrics" if len(metrics) == len(self.metric_configs) > 1 else ", ".join(metrics)
+            self.log(f"  FAILED ({which}): {message}")
+        for metric, message in outcome.failed.items():
             row = pd.DataFrame([dict.fromkeys(ROW_COLUMNS) | {"metric": metric, "value": math.nan}])
             try:
                 self._write(refs[metric], outcome.init_seed, weights, row, {}, status="failed", error=message)
@@ -213,7 +223,7 @@ class Runner:
         outcome = ModelOutcome(model_id, init_seed)
         stage = _Stage()
         refs: dict[str, CellRef] = {}
-        weights = "unavailable"
+        weights = UNIDENTIFIED
         try:
             entry = self.zoo.entries.get(model_id)
             if entry is None:
@@ -221,6 +231,7 @@ class Runner:
                 raise ModelFailure(f"invalid zoo entry: {bad}")
             stage.name = "weights"
             weights = fingerprint(entry, self.zoo, init_seed)
+            self.commits[model_id] = model_commit(entry, self.zoo)
         except Exception as e:  # noqa: BLE001  (any failure of one model is recorded, the run goes on)
             self.fail_model(outcome, list(self.metric_configs), one_line(e, stage.name), weights)
             return outcome

@@ -9,9 +9,9 @@ import transformers
 
 from idsuite.runners.models.gguf import GgufError, dequantised_folder
 from idsuite.runners.models.health import check_tokenizer_files, check_vocabulary, check_weights
-from idsuite.runners.models.hub import cached, hub_reachable, why_unreachable
+from idsuite.runners.models.hub import cached, failure_cause, hub_reachable, why_unreachable
 from idsuite.runners.models.in_memory import InMemoryEntry
-from idsuite.runners.models.weights import ModelLoadError, config_fields, gguf_file, weights_folder
+from idsuite.runners.models.weights import ModelLoadError, config_fields, gguf_file, hub_commit, weights_folder
 from idsuite.runners.models.zoo import ConfigEntry, Entry, GgufEntry, HubEntry, LoadableEntry, RandomInitEntry, Zoo
 
 
@@ -22,12 +22,14 @@ class LoadedModel:
 
 
 def _source(entry: LoadableEntry, zoo: Zoo) -> tuple[str, dict]:
-    """Where transformers loads an entry from and with which arguments; folders must hold a tokenizer."""
+    """Where transformers loads an entry from and with which arguments (a hub entry at the commit
+    its revision resolved to for this run, whatever the branch does meanwhile); folders must hold a
+    tokenizer."""
     if isinstance(entry, HubEntry):
         repo = entry.repo or entry.id
-        kwargs: dict = {"revision": entry.revision}
+        kwargs: dict = {"revision": hub_commit(repo, entry.revision)}
         if not hub_reachable():
-            if not cached(repo, entry.revision):
+            if not cached(repo, kwargs["revision"]):
                 raise ModelLoadError(f"{why_unreachable()}, and {repo!r} is not in the local cache")
             kwargs["local_files_only"] = True
         return repo, kwargs
@@ -103,13 +105,10 @@ def load_model(entry: Entry, zoo: Zoo, device: str = "cpu", dtype_name: str | No
             model = _initialised(config, entry.init_seed, dtype, entry.trust_remote_code)
         else:
             model = transformers.AutoModel.from_pretrained(where, attn_implementation="eager", dtype=dtype, **kwargs)
-    except OSError as e:
+    except (OSError, ValueError) as e:
+        cause = failure_cause(e, files.repo or files.id, files.revision) if isinstance(files, HubEntry) else None
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if isinstance(files, HubEntry) and ("connect" in first.lower() or "offline" in first.lower()):
-            raise ModelLoadError(f"cannot reach the Hugging Face hub for {where!r}: {first}") from e
-        raise ModelLoadError(f"cannot load {where!r}: {first}") from e
-    except ValueError as e:
-        raise ModelLoadError(f"cannot load {where!r}: {str(e).splitlines()[0]}") from e
+        raise ModelLoadError(f"cannot load {where!r}: {cause or first}") from e
     model.eval().requires_grad_(False).to(device)
     check_weights(model.named_parameters())
     return LoadedModel(model=model, tokenizer=tokenizer)

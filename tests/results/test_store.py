@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from idsuite.results.schema import SCHEMA_VERSION
 from idsuite.results.store import model_folder, model_id_of
 from tests.results.conftest import cell_frame
 
@@ -34,7 +35,7 @@ def test_write_puts_cell_and_summary_in_place_and_nothing_in_staging(store):
     cell, summary = pq.read_table(path), pq.read_table(store.summary_path(ref))
     assert cell.num_rows == len(frame) and summary.num_rows == 3  # two per-layer rows and the whole-model row
     assert summary.column("sequence").null_count == 3
-    assert cell.schema.metadata[b"idsuite_schema"] == b"2"
+    assert cell.schema.metadata[b"idsuite_schema"] == str(SCHEMA_VERSION).encode()
     assert list(store.staging.iterdir()) == []
     assert store.state(ref) == "ok" and store.is_done(ref)
     failed_ref, failed = cell_frame("f", status="failed")
