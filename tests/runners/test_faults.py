@@ -122,7 +122,7 @@ def test_every_fault_is_failed_rows_with_one_line_and_the_rest_completes(faulty_
         "foreign-vocab": "load: 100% of the probe tokens are the unknown token",
         "unreadable": "weights: cannot read the weights",
         "full-disk": "writing rank_deficiency: OSError: [Errno 28] No space left on device",
-        "offline-hub": "load: cannot reach the Hugging Face hub (HF_HUB_OFFLINE is set)",
+        "offline-hub": "weights: cannot reach the hub at https://huggingface.co (HF_HUB_OFFLINE is set)",
         "broken-default": "invalid zoo entry: ",
         ".": "'id' must not be '.'",
         "..": "'id' must not be '..'",

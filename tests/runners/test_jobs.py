@@ -67,7 +67,7 @@ def test_failures_are_recorded_and_the_rest_completes(zoo, corpus, tmp_path):
     outcomes = {o.model_id: o for o in runner.run(names)}
     assert sorted(outcomes["tiny"].computed) == sorted(SPECS) and not outcomes["tiny"].failed
     assert sorted(outcomes["tiny-random-init"].computed) == sorted(SPECS)
-    assert "cannot reach the Hugging Face hub" in outcomes["unreachable-hub-model"].failed["rank_deficiency"]
+    assert "cannot reach the hub at https://huggingface.co" in outcomes["unreachable-hub-model"].failed["rank_deficiency"]
     assert "does not exist" in outcomes["gone"].failed["rank_deficiency"]
     assert "unknown key 'colour'" in outcomes["broken"].failed["rank_deficiency"]
 

@@ -85,7 +85,8 @@ def test_a_bad_config_entry_fails_with_one_line_naming_the_file_and_what_is_wron
     cases = {
         "shape-typo": f"'overrides': config file {str(tmp_path / 'tiny.json')!r} has no field 'num_hiden_layers'",
         "shape-missing": f"config file {str(tmp_path / 'absent' / 'config.json')!r} does not exist",
-        "shape-hub": "cannot reach the Hugging Face hub (HF_HUB_OFFLINE is set), and 'org/not-cached' is not in the local cache",
+        "shape-hub": "cannot reach the hub at https://huggingface.co (HF_HUB_OFFLINE is set), and org/not-cached@main is not in the "
+                     "local cache",
     }
     for entry_id, message in cases.items():
         for attempt in (lambda e: fingerprint(e, zoo), lambda e: load_model(e, zoo)):
