@@ -9,7 +9,7 @@ import transformers
 
 from idsuite.runners.models.gguf import GgufError, dequantised_folder
 from idsuite.runners.models.health import check_tokenizer_files, check_vocabulary, check_weights
-from idsuite.runners.models.hub import cached, failure_cause, hub_reachable, why_unreachable
+from idsuite.runners.models.hub import cached, endpoint, failure_cause, hub_reachable, why_unreachable
 from idsuite.runners.models.in_memory import InMemoryEntry
 from idsuite.runners.models.weights import ModelLoadError, config_fields, gguf_file, hub_commit, weights_folder
 from idsuite.runners.models.zoo import ConfigEntry, Entry, GgufEntry, HubEntry, LoadableEntry, RandomInitEntry, Zoo
@@ -106,9 +106,11 @@ def load_model(entry: Entry, zoo: Zoo, device: str = "cpu", dtype_name: str | No
         else:
             model = transformers.AutoModel.from_pretrained(where, attn_implementation="eager", dtype=dtype, **kwargs)
     except (OSError, ValueError) as e:
-        cause = failure_cause(e, files.repo or files.id, files.revision) if isinstance(files, HubEntry) else None
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelLoadError(f"cannot load {where!r}: {cause or first}") from e
+        if isinstance(files, HubEntry):  # the root cause from the chain, else what transformers said, and the hub
+            repo = files.repo or files.id
+            first = failure_cause(e, repo, files.revision) or f"{first} (hub: {endpoint()}, {repo}@{files.revision})"
+        raise ModelLoadError(f"cannot load {where!r}: {first}") from e
     model.eval().requires_grad_(False).to(device)
     check_weights(model.named_parameters())
     return LoadedModel(model=model, tokenizer=tokenizer)

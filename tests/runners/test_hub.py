@@ -38,15 +38,18 @@ ENTRIES = {  # id -> (repo, revision)
     "bad-revision": ("org/tiny", "no-such-branch"),
     "cut": ("org/cut", "main"),
     "no-file-host": ("org/no-file-host", "main"),
+    "no-weights": ("org/no-weights", "main"),
     "remote-code": ("org/remote-code", "main"),
 }
-FAILING = ["gated", "missing", "bad-revision", "cut", "no-file-host", "remote-code"]
+CONFIG_ENTRY = "  - {id: no-config, source: config, repo: org/empty, tokenizer: tiny}"
+"""A config entry whose repo has no config.json (its config is the only file it reads)."""
+FAILING = ["gated", "missing", "bad-revision", "cut", "no-file-host", "no-weights", "remote-code", "no-config"]
 
 
-def write_zoo(path: Path, entries: dict[str, tuple[str, str]], first: str) -> Path:
+def write_zoo(path: Path, entries: dict[str, tuple[str, str]], first: str, *more: str) -> Path:
     lines = [f"  - {{id: {i}, source: hub, repo: {repo}, revision: '{rev.format(first=first)}'}}"
              for i, (repo, rev) in entries.items()]
-    path.write_text("models:\n" + "\n".join(lines) + "\n")
+    path.write_text("models:\n" + "\n".join([*lines, *more]) + "\n")
     return path
 
 
@@ -83,6 +86,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
         closed.bind(("127.0.0.1", 0))
         refused = f"http://127.0.0.1:{closed.getsockname()[1]}"
     hub.add("org/no-file-host", folder_files(save_tiny(tmp / "no-file-host", "bert", seed=3)), files_at=refused)
+    hub.add("org/no-weights", {n: b for n, b in first_model.items() if not n.endswith(".safetensors")})
     remote = dict(first_model, **{"config.json": b'{"model_type": "tiny-custom", "auto_map": '
                                                    b'{"AutoConfig": "configuration.C", "AutoModel": "modeling.M"}}'})
     hub.add("org/remote-code", remote)
@@ -93,9 +97,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
             "HF_HUB_DISABLE_XET": "1", "IDSUITE_CACHE": str(tmp / "idsuite-cache"), "PYTHONPATH": str(ROOT),
             "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
     runs = Runs(hub, first, "", dataset, tmp / "results", tmp / "offline-results")
-    zoo = write_zoo(tmp / "models.yaml", ENTRIES, first)
+    hub.add("org/empty", {"README.md": b"nothing here"})
+    zoo = write_zoo(tmp / "models.yaml", ENTRIES, first, CONFIG_ENTRY)
     try:
-        runs.out["first"] = idsuite(env, zoo, runs.results, list(ENTRIES), "data/probe")
+        runs.out["first"] = idsuite(env, zoo, runs.results, [*ENTRIES, "no-config"], "data/probe")
         runs.moved = hub.move("org/tiny", moved_model)
         runs.out["moved"] = idsuite(env, zoo, runs.results, ["tiny", "tiny-pinned"], "data/probe")
         by_sha = write_zoo(tmp / "by-sha.yaml", {"tiny": ("org/tiny", first)}, first)
@@ -160,6 +165,10 @@ CAUSES = {
     "cut": r"the download of org/cut@main from {endpoint} was cut off mid-file",
     "no-file-host": r"cannot connect to the file host http://127.0.0.1:\d+ \(where {endpoint} sends the download\) "
                     r"for org/no-file-host@main: connection refused",
+    "no-weights": r"org/no-weights does not appear to have a file named .*model.safetensors.* \(hub: {endpoint}, "
+                  r"org/no-weights@main\)",
+    "no-config": r"cannot download the config.json of 'org/empty' at 'main': org/empty@main on {endpoint} has no file "
+                 r"'config.json'",
     "remote-code": r"org/remote-code runs its own code, which is refused: set 'trust_remote_code: true'",
 }
 
