@@ -1,13 +1,14 @@
-"""The Hugging Face hub: whether it can be reached, which commit a revision names, and why a
-download failed, each decided once per process.
+"""The Hugging Face hub: whether it can be reached (decided once per process), which commit a
+revision names (once per run), and why a download failed.
 
 Without a network every hub download retries for tens of seconds; a run of many hub entries would
 spend minutes failing. ``HF_HUB_OFFLINE=1`` says so up front; otherwise one connection attempt to
 the hub's host (two seconds at most) decides, and hub entries that are not in the local cache then
 fail at once with one line.
 
-A revision (a branch, a tag or a commit) is resolved to its commit sha once per process: online
-from the configured endpoint (``HF_ENDPOINT``), offline from the local cache's refs. Everything
+A revision (a branch, a tag or a commit) is resolved to its commit sha once per run (the process
+that plans a run hands its commits to its Ray workers): online from the configured endpoint
+(``HF_ENDPOINT``), offline from the local cache's refs. Everything
 of that repo is then read at that commit, and the commit is what a cell's key holds, so a branch
 that moves makes new cells and one commit reached by branch or by sha is one cell.
 """
@@ -20,7 +21,7 @@ import re
 import socket
 import tempfile
 import urllib.parse
-from functools import cache, lru_cache
+from functools import lru_cache
 from pathlib import Path
 
 CONNECT_TIMEOUT = 2.0
@@ -110,11 +111,32 @@ def _remember(repo: str, revision: str, commit: str, kind: str) -> None:
                 os.unlink(tmp)
 
 
-@cache
+_RESOLVED: dict[tuple[str, str, str], str] = {}
+"""(repo, revision, kind) -> commit: every revision resolved in this process (or handed over by the
+process that planned the run, ``pin``)."""
+
+
 def resolved_commit(repo: str, revision: str, kind: str = "model") -> str:
     """The commit sha ``revision`` of ``repo`` (``kind``: model or dataset) names, decided once per
-    process: asked of the hub when it can be reached, else read from the local cache. A
-    ``HubError`` says why it cannot be resolved."""
+    run: asked of the hub when it can be reached, else read from the local cache, then remembered
+    (``pinned``). A ``HubError`` says why it cannot be resolved."""
+    if (repo, revision, kind) not in _RESOLVED:
+        _RESOLVED[(repo, revision, kind)] = _resolve(repo, revision, kind)
+    return _RESOLVED[(repo, revision, kind)]
+
+
+def pinned() -> dict[tuple[str, str, str], str]:
+    """The revisions resolved so far, to hand to the workers of a run (``pin``)."""
+    return dict(_RESOLVED)
+
+
+def pin(resolved: dict[tuple[str, str, str], str]) -> None:
+    """Take revisions resolved by the process that planned the run: a worker then reads the same
+    commits, even when a branch moves while the run goes on."""
+    _RESOLVED.update(resolved)
+
+
+def _resolve(repo: str, revision: str, kind: str) -> str:
     if not hub_reachable():
         commit = _cached_commit(repo, revision, kind)
         if commit is None:
@@ -186,7 +208,7 @@ def failure_cause(e: BaseException, repo: str, revision: str | None = None) -> s
         return f"{repo}{at} on {where} has no file {name!r}" if name else f"{repo}{at}: a file is missing on {where}"
     if _named(chain, "OfflineModeIsEnabled", "LocalEntryNotFoundError") and not hub_reachable():
         return f"{why_unreachable()}, and {repo}{at} is not (wholly) in the local cache"
-    if found := _named(chain, "RemoteProtocolError", "IncompleteRead", "ChunkedEncodingError"):
+    if found := _named(chain, "RemoteProtocolError"):  # httpx: the connection closed before the body's end
         return f"the download of {repo}{at} from {where} was cut off mid-file ({_first_line(found)[:120]})"
     for e_ in chain:
         if isinstance(e_, OSError) and "Consistency check failed" in str(e_):

@@ -219,3 +219,19 @@ def test_a_host_that_does_not_answer_is_named_as_the_root_cause():
             line = failure_cause(wrapped, "org/m", "main")
     assert re.fullmatch(r"the file host http://127\.0\.0\.1:\d+ \(where https://huggingface\.co sends the download\) did "
                         r"not answer in time for org/m@main \(.*\)", line), line
+
+
+def test_a_worker_reads_the_commits_its_run_resolved():
+    """What the planning process resolved is handed to Ray workers (``hub.pin``): they read the same
+    commit without asking again, even where they could not resolve it themselves (offline here, and
+    the repo in no cache)."""
+    from idsuite.runners.models import hub
+
+    key = ("org/only-pinned", "main", "model")
+    hub.pin({key: "c" * 40})
+    try:
+        assert hub.resolved_commit("org/only-pinned", "main") == "c" * 40 and hub.pinned()[key] == "c" * 40
+    finally:
+        hub._RESOLVED.pop(key)
+    with pytest.raises(hub.HubError, match="org/only-pinned@main is not in the local cache"):
+        hub.resolved_commit("org/only-pinned", "main")
