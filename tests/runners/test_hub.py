@@ -26,6 +26,7 @@ import pytest
 
 from idsuite.results.query import ResultQuery
 from idsuite.results.selection import select, with_settings
+from idsuite.suite.specs import SPECS
 from tests.conftest import SENTENCES, save_tiny
 from tests.hub_server import Hub, folder_files
 from tests.processes import ROOT
@@ -43,6 +44,8 @@ ENTRIES = {  # id -> (repo, revision)
 }
 CONFIG_ENTRY = "  - {id: no-config, source: config, repo: org/empty, tokenizer: tiny}"
 """A config entry whose repo has no config.json (its config is the only file it reads)."""
+CONTROL_ENTRY = "  - {id: missing-control, source: random_init, base: missing, init_seeds: [0, 1]}"
+"""A control of two init seeds whose base does not exist: one line per seed in the run, one in the summary."""
 FAILING = ["gated", "missing", "bad-revision", "cut", "no-file-host", "no-weights", "remote-code", "no-config"]
 
 
@@ -98,9 +101,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
             "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
     runs = Runs(hub, first, "", dataset, tmp / "results", tmp / "offline-results")
     hub.add("org/empty", {"README.md": b"nothing here"})
-    zoo = write_zoo(tmp / "models.yaml", ENTRIES, first, CONFIG_ENTRY)
+    zoo = write_zoo(tmp / "models.yaml", ENTRIES, first, CONFIG_ENTRY, CONTROL_ENTRY)
     try:
-        runs.out["first"] = idsuite(env, zoo, runs.results, [*ENTRIES, "no-config"], "data/probe")
+        runs.out["first"] = idsuite(env, zoo, runs.results, [*ENTRIES, "no-config", "missing-control"], "data/probe")
         runs.moved = hub.move("org/tiny", moved_model)
         runs.out["moved"] = idsuite(env, zoo, runs.results, ["tiny", "tiny-pinned"], "data/probe")
         by_sha = write_zoo(tmp / "by-sha.yaml", {"tiny": ("org/tiny", first)}, first)
@@ -177,13 +180,25 @@ CAUSES = {
 def test_a_failing_entry_names_its_cause_once_in_the_run_and_once_in_the_summary(runs, entry):
     out = runs.out["first"].stdout
     cause = re.compile(CAUSES[entry].format(endpoint=re.escape(runs.hub.endpoint)))
-    lines = [line for line in out.splitlines() if cause.search(line)]
-    assert len(lines) == 2, out[-4000:]  # the run's log, the summary
-    assert lines[0].lstrip().startswith("FAILED (all") and lines[1].lstrip().startswith(f"{entry}:")
+    blocks = re.split(r"^\[\d+/\d+\] ", out[: out.index("Parquet cells:")], flags=re.MULTILINE)
+    own = next(b for b in blocks if b.startswith(f"{entry}\n")).splitlines()[1:]  # what the run said of the entry
+    assert own == [f"  FAILED (all {len(SPECS)} metrics): {own[0].split(': ', 1)[1]}"] and cause.search(own[0]), out[-4000:]
+    summary = [line for line in out[out.index("with failures"):].splitlines() if line.startswith(f"  {entry}:")]
+    assert len(summary) == 1 and cause.search(summary[0])
     assert "huggingface.co" not in out
     stored = cells(runs.results)
     errors = stored.loc[stored["model_id"] == entry, "error"]
     assert len(errors) and errors.map(lambda e: bool(cause.search(e))).all()
+
+
+def test_a_control_whose_seeds_fail_alike_is_one_line_of_the_summary(runs):
+    out = runs.out["first"].stdout
+    summary = out[out.index("with failures"):].splitlines()
+    lines = [line for line in summary if "missing-control" in line]
+    assert lines == [f"  missing-control (2 init seeds): weights: org/missing does not exist on {runs.hub.endpoint} "
+                     "(or is private: log in or set HF_TOKEN)"]
+    during = out[: out.index("with failures")]
+    assert during.count(f"FAILED (all {len(SPECS)} metrics): weights: org/missing does not exist") == 3  # missing, each seed
 
 
 def test_offline_the_cache_resolves_the_branch_and_loads(runs):
