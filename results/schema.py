@@ -32,9 +32,9 @@ class Column:
     setting; ``group`` (facts only): ``kind`` (what the model is), ``size`` (its dimensions) or
     ``run`` (what the run gave it); ``absent``: SQL for cells written before the column existed;
     ``shown`` (setting columns): how the value reads in a setting's label, a format of ``{}``, or
-    ``JSON_ITEMS`` for a JSON object read as its ``key=value`` items; ``controls_only``: null except
-    on a random-init control's cells (every other provenance and fact column has a value on every
-    finished row)."""
+    ``JSON_ITEMS`` for a JSON object read as its ``key=value`` items; ``only_for``: null except on a
+    random-init control's cells (``controls``) or on cells of weights read from the hub (``hub``);
+    every other provenance and fact column has a value on every finished row."""
 
     name: str
     type: str
@@ -45,7 +45,7 @@ class Column:
     group: FactGroup = ""
     absent: str = "NULL"
     shown: str = "{}"
-    controls_only: bool = False
+    only_for: Literal["", "controls", "hub"] = ""
 
 
 JSON_ITEMS = "key=value"
@@ -84,18 +84,19 @@ COLUMNS: tuple[Column, ...] = (
     Column("cell_key", "string", "provenance", "hash of the identity columns"),
     Column("model_id", "string", "provenance", "zoo entry id"),
     Column("init_seed", "int64", "provenance", "a random-init control's seed (one model each; together a band)",
-           controls_only=True),
+           only_for="controls"),
     Column("model_source", "string", "provenance", "hub, local, package, gguf, random_init or config"),
     Column("model_fingerprint", "string", "provenance",
            "what identifies the weights (idsuite.results.identity.FINGERPRINT_KINDS): hub repo at its commit, "
            "weight-file hash, base + init seed, or config hash + init seed + tokenizer", key=True),
     Column("model_commit", "string", "provenance",
            "hub commit sha the weights (a control's base, a config entry's config) were read at; null when not "
-           "from the hub (older cells: the sha a hub fingerprint was pinned to)", key=True, absent=_PINNED_SHA),
+           "from the hub (older cells: the sha a hub fingerprint was pinned to)", key=True, absent=_PINNED_SHA,
+           only_for="hub"),
     Column("trust_remote_code", "bool", "provenance", "the entry let transformers run the model's own code", key=True,
            absent="FALSE"),
     Column("is_control", "bool", "provenance", "a random-init control"),
-    Column("control_of", "string", "provenance", "the control's trained base entry", controls_only=True),
+    Column("control_of", "string", "provenance", "the control's trained base entry", only_for="controls"),
     Column("corpus_id", "string", "provenance", "probe corpus name", setting=True, shown="corpus {}"),
     Column("corpus_hash", "string", "provenance", "hash of the probe items", key=True, setting=True, shown="(corpus hash {:.8})"),
     Column("metric_version", "int64", "provenance", "the metric's version when the cell was written", key=True),

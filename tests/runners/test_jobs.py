@@ -84,11 +84,11 @@ def test_failures_are_recorded_and_the_rest_completes(zoo, corpus, tmp_path):
             layers = set(rows.loc[rows["metric"] == metric, "layer"].dropna().astype(int))
             assert {1, 2} <= layers, metric
     # every declared provenance, key, setting and fact column has a value on every finished row (a
-    # control's own columns on a control's rows only)
-    control = ok["model_id"] == "tiny-random-init"
+    # control's own columns on a control's rows, the hub commit on hub rows, only)
+    applies = {"": ok["status"] == "ok", "controls": ok["model_id"] == "tiny-random-init", "hub": ok["model_source"] == "hub"}
     for column in COLUMNS:
         if column.role in ("provenance", "fact"):
-            assert ok.loc[control if column.controls_only else ok.index == ok.index, column.name].notna().all(), column.name
+            assert ok.loc[applies[column.only_for], column.name].notna().all(), column.name
     assert ok.loc[ok["model_id"] == "tiny-random-init", "is_control"].all()
     assert (ok["d_head"] == 8).all() and (ok["n_layers"] == 2).all()
     decoder = ok[ok["model_id"] == "tiny-decoder"]
