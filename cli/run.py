@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import signal
+import sys
 import textwrap
 import uuid
 from dataclasses import dataclass
@@ -16,12 +18,13 @@ from pathlib import Path
 import pydantic
 
 from idsuite.cli.errors import CliError
-from idsuite.cli.main import METRIC_OPTIONS
+from idsuite.cli.main import INTERRUPTED, METRIC_OPTIONS
 from idsuite.cli.tables import fit, terminal_width
 from idsuite.results.query import ResultQuery
 from idsuite.results.selection import with_settings
 from idsuite.results.store import CellRef, ResultStore
 from idsuite.results.summary import run_notes, run_tables
+from idsuite.runners.failures import RunInterrupted
 from idsuite.runners.jobs import ModelOutcome, Runner
 from idsuite.runners.models.hub import COMMIT
 from idsuite.runners.models.zoo import Zoo, ZooFileError, load_zoo
@@ -152,7 +155,26 @@ def _load_corpus(spec: CorpusSpec) -> Corpus:
         raise CliError(str(e)) from None
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise RunInterrupted
+
+
 def run_command(args: argparse.Namespace) -> int:
+    """``idsuite run``. A Ctrl-C from the user (SIGINT) stops the run with one line and exit code
+    130, its leases released and every finished cell kept; a ``KeyboardInterrupt`` that a model's
+    own code raises is only that model's failure (``idsuite.runners.failures.RunInterrupted``)."""
+    previous = signal.signal(signal.SIGINT, _interrupted)
+    try:
+        return _run(args)
+    except RunInterrupted:
+        print("\ninterrupted: the run stopped (Ctrl-C); finished cells are kept and its leases released; "
+              "the same command goes on from there", file=sys.stderr)
+        return INTERRUPTED
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     plan = validate(args)
     corpus = _load_corpus(plan.corpus)
     store, query = plan.store, ResultQuery(plan.store)

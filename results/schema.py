@@ -150,6 +150,37 @@ def conform(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=ARROW_SCHEMA)
 
 
+IDENTITY_COLUMNS = ["model_id", "metric", "cell_key", "status"]
+"""Columns every idsuite cell and summary has had since the first schema: a file without them is not one."""
+
+
+def schema_problem(schema: pa.Schema) -> str | None:
+    """Why a Parquet file's schema is not a (possibly older) idsuite cell's, in one line, or None:
+    every column must be declared here with a type that casts to the declared one, and the
+    ``IDENTITY_COLUMNS`` must be there (older cells may lack later columns)."""
+    unknown = [name for name in schema.names if name not in BY_NAME]
+    if unknown:
+        return f"not an idsuite cell: column {unknown[0]!r} is not in the results schema"
+    absent = [name for name in IDENTITY_COLUMNS if name not in schema.names]
+    if absent:
+        return f"not an idsuite cell: no column {absent[0]!r}"
+    for field in schema:
+        declared = BY_NAME[field.name].type
+        kind = _kind(field.type)
+        numbers = {kind, declared} <= {"int64", "float64"}  # pandas writes an int column with nulls as floats
+        if kind != declared and kind != "null" and not numbers:
+            return f"not an idsuite cell: column {field.name!r} holds {field.type}, not {declared}"
+    return None
+
+
+def _kind(arrow_type: pa.DataType) -> str | None:
+    """The declared type name (``ARROW_TYPES``) a stored Arrow type reads as, "null" for an
+    all-null column, None for any other type."""
+    checks = {"string": (pa.types.is_string, pa.types.is_large_string), "int64": (pa.types.is_integer,),
+              "float64": (pa.types.is_floating,), "bool": (pa.types.is_boolean,), "null": (pa.types.is_null,)}
+    return next((name for name, tests in checks.items() if any(test(arrow_type) for test in tests)), None)
+
+
 def select_list(present: set[str], names: list[str] | None = None) -> str:
     """SQL select list of ``names`` (default: every column) for files holding the columns
     ``present``: older cells read a missing column as its ``absent`` expression."""

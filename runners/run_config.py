@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, get_args
 
 import pydantic
 
+from idsuite.results.leases import MAX_TTL
 from idsuite.runners.models.zoo import DTypeName
 from idsuite.suite.registry import RegistryError
 from idsuite.suite.specs import SPECS, MetricConfig
@@ -35,7 +36,7 @@ class RunConfig(pydantic.BaseModel):
     metrics: tuple[str, ...] | None = None
     metric_settings: dict[str, dict[str, Any]] = {}
     recompute: bool = False
-    lease_ttl: Annotated[float, pydantic.Field(gt=0)] = 300.0
+    lease_ttl: Annotated[float, pydantic.Field(gt=0, le=MAX_TTL)] = 300.0
 
     @pydantic.field_validator("metrics")
     @classmethod

@@ -57,6 +57,7 @@ class Tracer:
         self.windows = attention_windows(config, len(self.blocks))
         self.punct = punctuation_ids(tokenizer)
         self.encodings: dict[int, dict[str, list[int]]] = {}
+        self.special_only = 0  # probe items that tokenize to special tokens only (``encode``)
         self._mixing: MixingProbe | None = None
         if tokenizer.pad_token is None:  # decoders often have none; padded positions are masked anyway
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
@@ -68,11 +69,16 @@ class Tracer:
 
     def encode(self, items: list[tuple[str, str | None]], max_tokens: int | None = None) -> list[int]:
         """Tokenise probe items ``(text, pair or None)`` into ``encodings`` under their positions in
-        ``items``, keeping those of at most ``max_tokens`` tokens; the positions kept, in order."""
+        ``items``, keeping those of at most ``max_tokens`` tokens that hold a token other than the
+        tokenizer's special ones (``special_only`` counts those that do not: nothing of their
+        sentence is left to measure); the positions kept, in order."""
+        special = set(self.tokenizer.all_special_ids) - {self.tokenizer.unk_token_id}
         kept = []
         for index, (text, pair) in enumerate(items):
             encoding = dict(self.tokenizer(text, pair, truncation=False))
-            if max_tokens is None or len(encoding["input_ids"]) <= max_tokens:
+            if all(i in special for i in encoding["input_ids"]):
+                self.special_only += 1
+            elif max_tokens is None or len(encoding["input_ids"]) <= max_tokens:
                 self.encodings[index] = encoding
                 kept.append(index)
         return kept

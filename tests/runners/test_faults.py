@@ -117,7 +117,7 @@ def test_every_fault_is_failed_rows_with_one_line_and_the_rest_completes(faulty_
         "empty": "load: SafetensorError: Error while deserializing header: header too small",
         "all-nan": "load: non-finite weights (NaN or inf) in embeddings.word_embeddings.weight, ",
         "one-nan": "load: non-finite weights (NaN or inf) in encoder.layer.1.output.dense.weight",
-        "negative": "load: RuntimeError: Trying to create tensor with negative dimension -64",
+        "negative": "load: config: intermediate_size = -64 is not a sane size (1 to 524288)",
         "no-tokenizer": "load: no tokenizer files in",
         "foreign-vocab": "load: 100% of the probe tokens are the unknown token",
         "unreadable": "weights: cannot read the weights",

@@ -7,6 +7,7 @@ import idsuite.runners.jobs
 from idsuite.results.query import ResultQuery
 from idsuite.results.schema import COLUMNS
 from idsuite.results.store import ResultStore
+from idsuite.runners.failures import RunInterrupted
 from idsuite.runners.jobs import RunConfig, Runner
 from idsuite.runners.models.zoo import load_zoo
 from idsuite.runners.probing.corpus import Corpus
@@ -123,11 +124,11 @@ def test_killed_run_restarts_without_recomputing_finished_cells(zoo, corpus, tmp
     def counting_load(entry, *args, **kwargs):
         loads.append(entry.id)
         if entry.id == "tiny-random-init" and len(loads) == 2:
-            raise KeyboardInterrupt  # the run is killed while the second model starts
+            raise RunInterrupted  # the user stops the run while the second model starts
         return real_load(entry, *args, **kwargs)
 
     monkeypatch.setattr(idsuite.runners.jobs, "load_model", counting_load)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(RunInterrupted):
         make_runner(zoo, corpus, root).run(["tiny", "tiny-random-init"])
     first = ResultQuery(root).all_rows()
     assert set(first["model_id"]) == {"tiny"}
