@@ -125,8 +125,18 @@ class Leases:
             tmp.unlink(missing_ok=True)
 
     def acquire(self, ref: CellRef) -> bool:
-        """Take the lease of a cell: True when this owner holds it now."""
+        """Take the lease of a cell: True when this owner holds it now. Interrupted half way (a
+        Ctrl-C), it removes the lease it had written before it lets the interrupt on."""
         path, lease = self.path(ref), self._new()
+        try:
+            return self._acquire(ref, path, lease)
+        except BaseException:
+            current = self.read(path)
+            if current is not None and current.token == lease.token:
+                path.unlink(missing_ok=True)
+            raise
+
+    def _acquire(self, ref: CellRef, path: Path, lease: Lease) -> bool:
         for _ in range(3):
             if self._create(path, lease):
                 break
@@ -178,15 +188,20 @@ class Leases:
         return lost
 
     def release(self, ref: CellRef) -> None:
+        """Remove the lease of a cell if it is still ours; it stays in ``held`` until it is gone, so
+        that an interrupted release is done again by ``release_all``."""
         with self._lock:
-            lease = self.held.pop(ref, None)
-        if lease is not None:
-            current = self.read(self.path(ref))
-            if current is not None and current.token == lease.token:
-                try:
-                    self.path(ref).unlink(missing_ok=True)
-                except OSError:  # a read-only store: the lease expires by itself
-                    pass
+            lease = self.held.get(ref)
+        if lease is None:
+            return
+        current = self.read(self.path(ref))
+        if current is not None and current.token == lease.token:
+            try:
+                self.path(ref).unlink(missing_ok=True)
+            except OSError:  # a read-only store: the lease expires by itself
+                pass
+        with self._lock:
+            self.held.pop(ref, None)
 
     def release_all(self) -> None:
         for ref in list(self.held):

@@ -263,6 +263,21 @@ class ResultStore:
                 os.replace(beside, target.with_suffix(".summary.parquet"))
         return target
 
+    def sweep(self, model_id: str) -> list[Path]:
+        """Quarantine every file in a model's cell and summary folders that is not a readable idsuite
+        cell or summary (``file_problem``: a foreign schema, a damaged footer, a folder); return the
+        paths moved. A run sweeps the folders of the models it runs before it reads them."""
+        moved = []
+        for tree in (self.cells, self.summaries):
+            folder = tree / model_folder(model_id)
+            for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+                problem = "not a Parquet file" if path.suffix != ".parquet" else file_problem(path)
+                if problem is not None and not path.name.startswith("."):
+                    self.quarantine(path, f"unreadable {'cell' if tree == self.cells else 'summary'}: {problem}",
+                                    summary=False)
+                    moved.append(path)
+        return moved
+
     def clean_staging(self) -> list[Path]:
         """Remove staging files whose writer is gone (this host: its process ended; another host:
         older than ``STALE_STAGING_SECONDS``); return them. Anything that is not a regular file

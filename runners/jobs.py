@@ -251,6 +251,11 @@ class Runner:
             return outcome
         refs = {m: self._ref(model_id, init_seed, weights, m) for m in self.metric_configs}
         outcome.keys = {m: ref.key for m, ref in refs.items()}
+        try:
+            for path in self.store.sweep(model_id):
+                self.log(f"  quarantined {path.name}: not a readable idsuite file (see {self.store.quarantined})")
+        except OSError as e:  # a store that cannot be swept: each cell meets the error itself below
+            self.log(f"  store: cannot check the folders of {model_id}: {one_line(e)}")
         pending = []
         for m, ref in refs.items():
             try:

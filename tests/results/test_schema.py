@@ -73,3 +73,13 @@ def test_older_hub_cells_pinned_to_a_sha_get_it_as_their_commit(store):
     assert cells.isna().loc["branch", "model_commit"] and cells.isna().loc["folder", "model_commit"]
     rows = query.all_rows(columns=["model_id", "model_commit"]).drop_duplicates().set_index("model_id")
     assert rows.loc["pinned", "model_commit"] == sha and rows.isna().loc["branch", "model_commit"]
+def test_a_foreign_schema_is_named_in_one_line():
+    from idsuite.results.schema import schema_problem
+
+    ours = pa.schema([("model_id", pa.string()), ("metric", pa.string()), ("cell_key", pa.string()),
+                      ("status", pa.string()), ("layer", pa.float64()), ("value", pa.float64())])
+    assert schema_problem(ours) is None  # an older cell: some columns, ints that pandas wrote as floats
+    assert schema_problem(pa.schema([("a", pa.int64())])) == "not an idsuite cell: column 'a' is not in the results schema"
+    assert schema_problem(ours.remove(0)) == "not an idsuite cell: no column 'model_id'"
+    wrong = ours.set(4, pa.field("layer", pa.string()))
+    assert schema_problem(wrong) == "not an idsuite cell: column 'layer' holds string, not int64"

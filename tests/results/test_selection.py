@@ -62,3 +62,16 @@ def test_a_model_known_only_by_failures_of_unidentified_weights_keeps_them(store
     store.write(*cell_frame("offline", model_fingerprint=UNIDENTIFIED, status="failed"))
     chosen = select(with_settings(ResultQuery(store).cells()))
     assert chosen["model_id"].tolist() == ["offline"] and not chosen["ok"].any() and not chosen["mixed_weights"].any()
+def test_a_cell_from_a_clock_that_runs_ahead_does_not_beat_a_newer_one(store):
+    """Times read back never lie ahead of now or of the cell file's modification time (the file
+    system's clock): the cell written second is the newest, whatever the first writer's clock said."""
+    import pandas as pd
+
+    now = pd.Timestamp.now(tz="UTC")
+    ahead = (now + pd.Timedelta(days=1)).isoformat(timespec="microseconds")
+    store.write(*cell_frame("a", dtype="bfloat16", timestamp=ahead))  # a host whose clock runs a day ahead
+    correct = pd.Timestamp.now(tz="UTC").isoformat(timespec="microseconds")  # then a correct one, stamped as it writes
+    store.write(*cell_frame("a", timestamp=correct))
+    cells = ResultQuery(store).cells()
+    assert (cells["written"] <= pd.Timestamp.now(tz="UTC")).all()
+    assert select(cells).loc[0, "dtype"] == "float32"
