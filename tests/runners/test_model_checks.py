@@ -28,16 +28,13 @@ def zoo(tmp_path, tiny_bert_dir, tiny_llama_dir):
     mismatched = shutil.copytree(tiny_bert_dir, tmp_path / "mismatched")
     config = json.loads((mismatched / "config.json").read_text())
     (mismatched / "config.json").write_text(json.dumps(config | {"intermediate_size": 1 << 18}))  # 2 layers x 65 x 2^18: 34.1M weights
-    huge = dict(config, hidden_size=1 << 16, intermediate_size=1 << 19, num_hidden_layers=8, num_attention_heads=64)
-    (tmp_path / "huge.json").write_text(json.dumps(huge))  # 8 x (4 h^2 + 2 h I) + pooler h^2: 691.5B weights
-    (tmp_path / "deep.json").write_text(json.dumps(dict(config, num_hidden_layers=10**6)))
+    (tmp_path / "wide.json").write_text(json.dumps(dict(config, vocab_size=1 << 23)))  # harmless if built: 1 GiB
     (tmp_path / "models.yaml").write_text(f"""
 models:
   - {{id: tiny, source: local, path: {tiny_bert_dir}}}
   - {{id: tiny-decoder, source: local, path: {tiny_llama_dir}}}
   - {{id: mismatched, source: local, path: {mismatched}}}
-  - {{id: huge, source: config, config: huge.json, tokenizer: tiny}}
-  - {{id: deep, source: config, config: deep.json, tokenizer: tiny}}
+  - {{id: wide, source: config, config: wide.json, tokenizer: tiny}}
 """)
     return load_zoo(tmp_path / "models.yaml")
 
@@ -50,15 +47,32 @@ def run(zoo, root, models, sentences):
 
 def test_absurd_configs_are_refused_before_allocation_and_the_next_model_runs(zoo, tmp_path):
     start = time.perf_counter()
-    outcomes = run(zoo, tmp_path / "results", ["mismatched", "huge", "deep", "tiny"], SENTENCES)
-    refused = {model: set(outcomes[model].failed.values()) for model in ("mismatched", "huge", "deep")}
+    outcomes = run(zoo, tmp_path / "results", ["mismatched", "wide", "tiny"], SENTENCES)
+    refused = {model: set(outcomes[model].failed.values()) for model in ("mismatched", "wide")}
     assert refused["mismatched"] == {"load: config: it describes 34.1M weights, its weight files hold 21.2k: the config "
                                      "does not belong to these weights"}
-    (huge,) = refused["huge"]
-    assert huge.startswith("load: config: 691.5B weights (2576.1 GiB in float32) do not fit the ") and huge.endswith(" of cpu")
-    assert refused["deep"] == {"load: config: num_hidden_layers = 1000000 is not a sane size (1 to 1024)"}
+    assert refused["wide"] == {"load: config: vocab_size = 8388608 is not a sane size (1 to 4194304)"}
     assert sorted(outcomes["tiny"].computed) == sorted(SPECS)
     assert time.perf_counter() - start < 120  # nothing of the refused models was built
+
+
+def test_a_model_larger_than_the_device_is_refused_from_its_shapes_alone(tiny_bert_dir):
+    """Checked on the meta device: nothing is allocated (built for real, the first matrix alone
+    would take 128 GiB)."""
+    import torch
+    import transformers
+
+    from idsuite.runners.failures import ModelFailure
+    from idsuite.runners.models.loading import check_sizes
+
+    config = transformers.AutoConfig.from_pretrained(tiny_bert_dir)
+    for name, value in dict(hidden_size=1 << 16, intermediate_size=1 << 19, num_hidden_layers=8, num_attention_heads=64).items():
+        setattr(config, name, value)
+    with pytest.raises(ModelFailure) as refused:  # 8 x (4 h^2 + 2 h I) + a pooler h^2 + embeddings: 691.5B weights
+        check_sizes(config, None, "cpu", torch.float32, False)
+    assert str(refused.value).startswith("config: 691.5B weights (2576.1 GiB in float32) do not fit the ")
+    assert str(refused.value).endswith(" GiB of cpu")
+    check_sizes(transformers.AutoConfig.from_pretrained(tiny_bert_dir), 21_200, "cpu", torch.float32, False)  # tiny: fine
 
 
 def test_sentences_of_special_tokens_only_are_no_result(zoo, tmp_path):
