@@ -70,19 +70,3 @@ def refused_writes(root: str | Path, code: int) -> Iterator[None]:
             setattr(os, name, function)
         io.open = builtins.open = real_open
 
-
-def main() -> None:
-    """``python -m tests.filesystem ROOT ERRNO idsuite-args...``: the command line with writes under
-    ROOT refused (for tests that run ``idsuite`` as a process)."""
-    import sys
-
-    from idsuite.cli.main import main as idsuite_main
-
-    root, code = sys.argv[1], int(sys.argv[2])
-    with refused_writes(root, code):
-        code = idsuite_main(sys.argv[3:])
-    sys.exit(code)
-
-
-if __name__ == "__main__":
-    main()
