@@ -66,8 +66,9 @@ def card_of(metadata: dict[bytes, bytes] | None) -> dict[str, object] | None:
 
 def file_problem(path: Path) -> str | None:
     """Why ``path`` is not a readable idsuite cell or summary (one line), or None: it must be a
-    regular file with a Parquet footer of the declared columns (``schema_problem``) and, if it has
-    a card, a well-formed one. Only the footer is read."""
+    regular file with a Parquet footer of the declared columns (``schema_problem``; a cell of a
+    newer schema version may have more) and, if it has a card, a well-formed one. Only the footer
+    is read."""
     if not path.is_file():
         return "not a regular file"
     try:
@@ -76,6 +77,9 @@ def file_problem(path: Path) -> str | None:
     except (OSError, pa.ArrowException, ValueError) as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
         return f"unreadable footer: {type(e).__name__}" + (f": {first}" if first else "")
+    version = (schema.metadata or {}).get(SCHEMA_KEY, b"")
+    if version.isdigit() and int(version) > SCHEMA_VERSION:  # a newer idsuite's cell: its new columns are not
+        return None  # ours to judge (readers read the columns they know), and it is never quarantined
     return schema_problem(schema)
 
 

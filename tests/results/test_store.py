@@ -88,3 +88,21 @@ def test_writing_fails_cleanly_when_the_disk_is_full(store, monkeypatch):
         store.write(ref, frame)
     assert not store.cell_path(ref).exists() and list(store.staging.iterdir()) == []
     assert store.is_done(first_ref)  # what was written before is intact
+
+
+def test_foreign_files_are_named_but_a_newer_schemas_cell_is_left_alone(store, tmp_path):
+    import pyarrow as pa
+
+    from idsuite.results.store import SCHEMA_KEY, file_problem
+
+    ref, frame = cell_frame()
+    table = pq.read_table(store.write(ref, frame))
+    newer = table.append_column("new_column", pa.array([1.0] * table.num_rows))
+    for version, problem in ((b"2", "not an idsuite cell: column 'new_column' is not in the results schema"),
+                             (b"3", None)):  # a newer idsuite's cell: never quarantined by this one
+        pq.write_table(newer.replace_schema_metadata(newer.schema.metadata | {SCHEMA_KEY: version}), tmp_path / "f.parquet")
+        assert file_problem(tmp_path / "f.parquet") == problem
+    (tmp_path / "folder.parquet").mkdir()
+    assert file_problem(tmp_path / "folder.parquet") == "not a regular file"
+    (tmp_path / "text.parquet").write_text("not parquet")
+    assert file_problem(tmp_path / "text.parquet").startswith("unreadable footer: ArrowInvalid")
