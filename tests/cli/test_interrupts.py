@@ -54,7 +54,7 @@ models:
   - {{id: tiny, source: local, path: {tiny_bert_dir}}}
 """)
     zoo = load_zoo(tmp_path / "models.yaml")
-    runner = Runner(zoo, Corpus("tiny", [(s, None) for s in SENTENCES]), RunConfig(metrics=FAST, batch_size=4),
+    runner = Runner(zoo, Corpus("tiny", [(s, None) for s in SENTENCES]), RunConfig(metric_settings=FAST, batch_size=4),
                     ResultStore(tmp_path / "results"), "r", log=lambda line: None)
     outcomes = {o.model_id: o for o in runner.run(["exiting", "interrupting", "tiny"])}
     assert set(outcomes["exiting"].failed.values()) == {"forward pass, batch 1 of 2: SystemExit: 3"}

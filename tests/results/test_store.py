@@ -93,13 +93,14 @@ def test_writing_fails_cleanly_when_the_disk_is_full(store, monkeypatch):
 def test_foreign_files_are_named_but_a_newer_schemas_cell_is_left_alone(store, tmp_path):
     import pyarrow as pa
 
+    from idsuite.results.schema import SCHEMA_VERSION
     from idsuite.results.store import SCHEMA_KEY, file_problem
 
     ref, frame = cell_frame()
     table = pq.read_table(store.write(ref, frame))
     newer = table.append_column("new_column", pa.array([1.0] * table.num_rows))
-    for version, problem in ((b"2", "not an idsuite cell: column 'new_column' is not in the results schema"),
-                             (b"3", None)):  # a newer idsuite's cell: never quarantined by this one
+    for version, problem in ((str(SCHEMA_VERSION).encode(), "not an idsuite cell: column 'new_column' is not in the results schema"),
+                             (str(SCHEMA_VERSION + 1).encode(), None)):  # a newer idsuite's cell: never quarantined by this one
         pq.write_table(newer.replace_schema_metadata(newer.schema.metadata | {SCHEMA_KEY: version}), tmp_path / "f.parquet")
         assert file_problem(tmp_path / "f.parquet") == problem
     (tmp_path / "folder.parquet").mkdir()

@@ -32,7 +32,7 @@ models:
 def stored(zoo, root, models: list[str], batch_size: int) -> pd.DataFrame:
     pairs = [(a, b) for a, b in zip(SENTENCES[::2], SENTENCES[1::2], strict=False)]  # pairs pad differently
     corpus = Corpus("tiny", [(s, None) for s in SENTENCES] + pairs)
-    Runner(zoo, corpus, RunConfig(metrics=FAST, batch_size=batch_size), ResultStore(root), "r",
+    Runner(zoo, corpus, RunConfig(metric_settings=FAST, batch_size=batch_size), ResultStore(root), "r",
            log=lambda line: None).run(models)
     rows = ResultQuery(root).all_rows(columns=[*CELL, *NUMBERS, "status"])
     assert (rows["status"] == "ok").all()

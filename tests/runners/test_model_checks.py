@@ -41,7 +41,7 @@ models:
 
 def run(zoo, root, models, sentences):
     corpus = Corpus("probe", [(s, None) for s in sentences])
-    runner = Runner(zoo, corpus, RunConfig(metrics=FAST, batch_size=4), ResultStore(root), "r", log=lambda line: None)
+    runner = Runner(zoo, corpus, RunConfig(metric_settings=FAST, batch_size=4), ResultStore(root), "r", log=lambda line: None)
     return {o.model_id: o for o in runner.run(models)}
 
 

@@ -38,7 +38,7 @@ models:
 def run(zoo, root, models, log=None):
     corpus = Corpus("tiny", [(s, None) for s in SENTENCES])
     lines = [] if log is None else log
-    runner = Runner(zoo, corpus, RunConfig(metrics=FAST, batch_size=4), ResultStore(root), "r", log=lines.append)
+    runner = Runner(zoo, corpus, RunConfig(metric_settings=FAST, batch_size=4), ResultStore(root), "r", log=lines.append)
     return {o.model_id: o for o in runner.run(models)}
 
 
