@@ -52,8 +52,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
 def _with_lee_batches(tracer: Tracer, items: int) -> tuple[Tracer, list[list[int]]]:
     """The tracer holding the first ``items`` Lee items, and batches of 16 of them sorted by length."""
     corpus = load_corpus(CorpusSpec(max_sequences=items))
-    for i, (text, pair) in enumerate(corpus.items):
-        tracer.encodings[i] = dict(tracer.tokenizer(text, pair))
+    tracer.encode(corpus.items)
     order = sorted(tracer.encodings, key=lambda s: len(tracer.encodings[s]["input_ids"]))
     return tracer, [order[i : i + 16] for i in range(0, len(order), 16)]
 
@@ -76,6 +75,13 @@ def minilm():
 def minilm_default_corpus():
     """MiniLM holding the default corpus (200 Lee items), as ``idsuite run`` sees it."""
     return _minilm(200)
+
+
+@pytest.fixture(scope="session")
+def minilm_tenfold_corpus():
+    """MiniLM holding every Lee item (1857, 9.3 times the default corpus's 200; the packaged corpus has
+    no more): the battery's marginal cost."""
+    return _minilm(2000)
 
 
 @pytest.fixture(scope="session")

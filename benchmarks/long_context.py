@@ -119,7 +119,7 @@ def measure_attribution(shape: str, n: int, method: str, device: str, dtype: str
     products; ``estimate``: n x 8 probes), and its seconds against one forward pass of that sequence."""
     import torch
 
-    from idsuite.suite.metrics.attribution import AttributionMetric
+    from idsuite.suite.metrics.hidden_token_attribution import AttributionMetric
     from idsuite.suite.specs.hidden_token_attribution import AttributionConfig
 
     tracer = _model(shape, device, dtype)

@@ -8,7 +8,7 @@ import transformers
 from benchmarks.conftest import NOTES, TIMES, ratio, record
 from idsuite.runners.models.adapters import adapter_for
 from idsuite.runners.probing.tracing import Tracer
-from idsuite.suite.attribution import contributions, estimate_block_norms, jacobian_block_norms
+from idsuite.suite.hidden_token_attribution import contributions, estimate_block_norms, jacobian_block_norms
 
 SENTENCE = "The cat sat on the mat."  # 9 tokens with [CLS] and [SEP]
 PROBES = 12

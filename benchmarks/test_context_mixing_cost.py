@@ -7,15 +7,9 @@ import pytest
 import torch
 
 from benchmarks.conftest import NOTES, ratio, record
-from idsuite.suite.attribution import estimate_block_norms, jacobian_block_norms
-from idsuite.suite.context_mixing import (
-    alti_contributions,
-    decomposed,
-    globenc_norms,
-    head_mixed,
-    row_normalise,
-    value_zeroing_distances,
-)
+from idsuite.suite.context_mixing import LayerParts, measure_matrix
+from idsuite.suite.hidden_token_attribution import estimate_block_norms, jacobian_block_norms
+from idsuite.suite.specs.context_mixing import MEASURES, Measure
 
 SENTENCE = "The minister said on Tuesday that the talks would resume next week."
 
@@ -27,22 +21,14 @@ def sentence(minilm):
     return tracer, tracer.mixing_layers(-2)
 
 
-def _u_t(layer):
-    u = head_mixed(layer.attention.double(), layer.transformed.double())
-    return u, decomposed(layer, u)
+def _matrices(measure: Measure, layers) -> list[torch.Tensor]:
+    """The measure's one-layer matrix of every layer, as the metric computes it (``u`` and ``T`` included)."""
+    return [measure_matrix(measure, LayerParts(layer, causal=False)) for layer in layers]
 
 
-MEASURES = {
-    "attention": lambda layer: row_normalise(layer.attention.double().mean(0), False),
-    "norm": lambda layer: row_normalise(torch.linalg.vector_norm(_u_t(layer)[0], dim=-1), False),
-    "norm_resln": lambda layer: row_normalise(torch.linalg.vector_norm(_u_t(layer)[1], dim=-1), False),
-    "globenc": lambda layer: globenc_norms(layer, _u_t(layer)[1]),
-    "alti": lambda layer: alti_contributions(_u_t(layer)[1], layer.output.double()),
-    "value_zeroing": lambda layer: value_zeroing_distances(
-        layer.target, layer.rerun(head_mixed(layer.attention, layer.transformed).transpose(0, 1))),
-}
-for _name in MEASURES:
-    ratio(f"(15) context mixing: {_name} (all layers) / one forward pass", f"mixing_{_name}", "mixing_forward", "reported")
+for _measure in MEASURES:
+    ratio(f"(15) context mixing: {_measure.name} (all layers) / one forward pass", f"mixing_{_measure.name}", "mixing_forward",
+          "reported")
 ratio("(15) the hooked capture of a sentence / one forward pass", "mixing_capture", "mixing_forward", "reported")
 ratio("(15) exact attribution c^l (the global reference) / one forward pass", "mixing_exact_reference",
       "mixing_forward", "reported")
@@ -65,12 +51,12 @@ def test_mixing_capture(benchmark, sentence):
     record(benchmark, "mixing_capture")
 
 
-@pytest.mark.parametrize("measure", list(MEASURES))
+@pytest.mark.parametrize("measure", MEASURES, ids=[m.name for m in MEASURES])
 @torch.no_grad()
 def test_mixing_measure(benchmark, sentence, measure):
     _, layers = sentence
-    benchmark.pedantic(lambda: [MEASURES[measure](layer) for layer in layers], rounds=5, warmup_rounds=1)
-    record(benchmark, f"mixing_{measure}")
+    benchmark.pedantic(lambda: _matrices(measure, layers), rounds=5, warmup_rounds=1)
+    record(benchmark, f"mixing_{measure.name}")
 
 
 def test_mixing_exact_reference(benchmark, sentence):

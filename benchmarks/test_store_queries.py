@@ -51,7 +51,7 @@ def template(tmp_path_factory) -> ResultStore:
 
     store = ResultStore(tmp_path_factory.mktemp("template"))
     zoo = load_zoo()
-    config = RunConfig(metrics={"token_identifiability": {"mlp_max_epochs": 5}})
+    config = RunConfig(metric_settings={"token_identifiability": {"mlp_max_epochs": 5}})
     Runner(zoo, load_corpus(CorpusSpec()), config, store, "bench", log=lambda s: None).run(
         ["all-MiniLM-L6-v2", "all-MiniLM-L6-v2-random-init"])
     return store

@@ -6,6 +6,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from idsuite.cli.errors import CliError
@@ -22,7 +23,29 @@ def leaderboard_command(args: argparse.Namespace) -> int:
     return subprocess.call(command, env=env)
 
 
+def _writable_folder(out: Path) -> None:
+    """Make ``out`` (``--out``) and check that files can be written into it, before any work:
+    a file of that name, a read-only folder or a full disk is one line."""
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out: {str(out)!r} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out) as probe:
+            probe.write(b"idsuite")
+            probe.flush()
+    except OSError as e:
+        raise CliError(f"--out: cannot write into {str(out)!r}: {e.strerror or type(e).__name__}") from None
+
+
 def export_command(args: argparse.Namespace) -> int:
+    _writable_folder(Path(args.out))
+    try:
+        return _export(args)
+    except OSError as e:  # the folder filled up or went read-only meanwhile
+        raise CliError(f"--out: cannot write {str(e.filename or args.out)!r}: {e.strerror or type(e).__name__}") from None
+
+
+def _export(args: argparse.Namespace) -> int:
     from idsuite.leaderboard.data import Board
     from idsuite.leaderboard.export import export, export_paired
     from idsuite.results.summary import headline_variants

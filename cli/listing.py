@@ -1,5 +1,6 @@
-"""``idsuite list``: the zoo's entries, sizes of the models already run, stale cells, and the
-entries whose weights are unavailable or that are invalid (no torch is imported)."""
+"""``idsuite list``: the zoo's entries, sizes of the models already run, stale cells, the entries
+whose weights are unavailable or that are invalid, and the store's files it could not read (no
+torch is imported)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def list_command(args: argparse.Namespace) -> int:
             unavailable.append(f"{entry_id}: {e}")
         rows.append({"id": entry_id, "source": entry.source, "tags": ",".join(entry.tags), "weights": weights})
     table = pd.DataFrame(rows, columns=["id", "source", "tags", "weights"])
-    cells = with_settings(ResultQuery(args.results).cells())
+    query = ResultQuery(args.results)
+    cells = with_settings(query.cells())
     if len(cells):  # sizes as read from each model's config when it ran; stale cells
         sizes = cells[cells["ok"]].groupby("model_id")[SIZE_FACTS].first()
         table = table.join(sizes, on="id")
@@ -53,4 +55,6 @@ def list_command(args: argparse.Namespace) -> int:
         print("(idsuite list --wide shows whole lines and the weight fingerprints)")
     for error in zoo.errors:
         print(f"error: {error}", file=sys.stderr)
+    for path, reason in query.bad_files:  # left out above; the next run of that model quarantines them
+        print(f"skipped: {path}: {reason}", file=sys.stderr)
     return 1 if zoo.errors else 0

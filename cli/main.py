@@ -13,25 +13,48 @@ import sys
 
 from idsuite.cli.errors import CliError
 from idsuite.runners.models.zoo import DEFAULT_ZOO
+from idsuite.runners.probing.corpus import CorpusSpec
+from idsuite.runners.run_config import RUN_DTYPES, RunConfig
 from idsuite.suite.specs import SPECS
 
 DEFAULT_RESULTS = "idsuite-results"
+RUN, CORPUS = RunConfig(), CorpusSpec()
+"""The run's and the corpus's declared defaults, shown as the options' defaults."""
+
+
+INT64 = (-(1 << 63), (1 << 63) - 1)
+"""The range every integer option must fit: the store keeps integers as int64, and torch, NumPy and
+DuckDB take nothing wider."""
+
+
+def int64(text: str) -> int:
+    """An integer option's value, refused where it is parsed when it is not an integer or does not
+    fit ``INT64`` (argparse reports it as one line naming the option)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer value: {text[:40]!r}") from None
+    if not INT64[0] <= value <= INT64[1]:
+        raise argparse.ArgumentTypeError(f"{text[:40]} does not fit in 64 bits")
+    return value
+
+
 _PER_HEAD_SIZE = SPECS.get("hidden_token_attribution").config_type.model_fields["max_tokens_per_head_size"].default
 METRIC_OPTIONS = {  # command-line option -> (metric, config key, help, type)
     "attribution_method": ("hidden_token_attribution", "method", "'exact' or 'estimate' Jacobian norms", str),
-    "attribution_probes": ("hidden_token_attribution", "probes", "probe directions per token (estimate)", int),
+    "attribution_probes": ("hidden_token_attribution", "probes", "probe directions per token (estimate)", int64),
     "attribution_sequences": ("hidden_token_attribution", "max_sequences",
-                              "most sequences attributed (it stops earlier once the target interval is met)", int),
+                              "most sequences attributed (it stops earlier once the target interval is met)", int64),
     "attribution_max_tokens": ("hidden_token_attribution", "max_tokens", "longest sequence for attribution (default "
                                f"{_PER_HEAD_SIZE:g} x the model's head size d_h, rounded up, so that the sample "
-                               "straddles d_h)", int),
+                               "straddles d_h)", int64),
     "mixing_reference": ("context_mixing", "reference", "'exact' or 'estimate' attribution the context-mixing "
                          "measures are scored against", str),
-    "mixing_sequences": ("context_mixing", "max_sequences", "sequences the context-mixing measures are scored on", int),
+    "mixing_sequences": ("context_mixing", "max_sequences", "sequences the context-mixing measures are scored on", int64),
     "mixing_max_tokens": ("context_mixing", "max_tokens", "longest sequence the context-mixing measures are scored on "
-                          "(3 to 1024; longer ones are left out and counted)", int),
+                          "(3 to 1024; longer ones are left out and counted)", int64),
     "mlp_epochs": ("token_identifiability", "mlp_max_epochs",
-                   "most training epochs of an MLP map g (it stops earlier once converged)", int),
+                   "most training epochs of an MLP map g (it stops earlier once converged)", int64),
 }
 
 
@@ -60,24 +83,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--models", nargs="+", metavar="NAME",
                      help="entry ids or tags ('default', 'all-offline', 'packaged', 'control', 'hub', 'all', ...)")
     _results_option(run)
-    run.add_argument("--corpus", default="lee", help="'lee' (packaged), 'mrpc' (hub), a hub dataset id or a local file")
-    run.add_argument("--corpus-config", default=None, help="dataset config name (hub datasets)")
-    run.add_argument("--split", default="train", help="dataset split (hub datasets; default train)")
-    run.add_argument("--text-column", default="text", help="column holding the sentence (default text)")
-    run.add_argument("--pair-column", default=None, help="column holding a second sentence, encoded as a pair")
-    run.add_argument("--max-sequences", type=int, default=200, help="probe sequences per model (default 200)")
-    run.add_argument("--max-tokens", type=int, default=128, help="longest sequence kept (default 128)")
-    run.add_argument("--batch-size", type=int, default=16, help="most sequences per forward pass (default 16)")
-    run.add_argument("--batch-map-elements", type=int, default=1 << 24,
-                     help="most attention-map entries per forward pass, sequences x heads x n^2 (default 2^24); "
+    run.add_argument("--metrics", nargs="+", metavar="NAME", default=None,
+                     help=f"run only these metrics (default: all of {', '.join(SPECS)})")
+    run.add_argument("--corpus", default=CORPUS.source, help="'lee' (packaged), 'mrpc' (hub), a hub dataset id or a local file")
+    run.add_argument("--corpus-config", default=CORPUS.config, help="dataset config name (hub datasets)")
+    run.add_argument("--split", default=CORPUS.split, help=f"dataset split (hub datasets; default {CORPUS.split})")
+    run.add_argument("--text-column", default=CORPUS.text_column, help=f"column holding the sentence (default {CORPUS.text_column})")
+    run.add_argument("--pair-column", default=CORPUS.pair_column, help="column holding a second sentence, encoded as a pair")
+    run.add_argument("--max-sequences", type=int64, default=CORPUS.max_sequences,
+                     help=f"probe sequences per model (default {CORPUS.max_sequences})")
+    run.add_argument("--max-tokens", type=int64, default=RUN.max_tokens, help=f"longest sequence kept (default {RUN.max_tokens})")
+    run.add_argument("--batch-size", type=int64, default=RUN.batch_size, help=f"most sequences per forward pass (default {RUN.batch_size})")
+    run.add_argument("--batch-map-elements", type=int64, default=RUN.batch_map_elements,
+                     help=f"most attention-map entries per forward pass, sequences x heads x n^2 (default {RUN.batch_map_elements}); "
                           "longer sequences go in smaller batches, one at least")
     for option, (metric, key, text, kind) in METRIC_OPTIONS.items():  # None keeps the metric config's default
         default = SPECS.get(metric).config_type.model_fields[key].default  # None: the help text says what it is
         run.add_argument(f"--{option.replace('_', '-')}", type=kind,
                          help=text if default is None else f"{text} (default {default})")
-    run.add_argument("--seed", type=int, default=0, help="corpus order, splits and probes (default 0)")
-    run.add_argument("--device", default="auto", help="'auto' (cuda where present, else cpu), 'cpu', 'cuda', 'cuda:1'")
-    run.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+    run.add_argument("--seed", type=int64, default=RUN.seed, help=f"corpus order, splits and probes (default {RUN.seed})")
+    run.add_argument("--device", default=RUN.device, help="'auto' (cuda where present, else cpu), 'cpu', 'cuda', 'cuda:1'")
+    run.add_argument("--dtype", default=RUN.dtype, choices=RUN_DTYPES,
                      help="forward-pass dtype; 'auto': bfloat16 on a GPU, the entry's dtype on the CPU")
     run.add_argument("--recompute", action="store_true", help="recompute cells that are already finished")
     run.add_argument("--backend", default="local", choices=["local", "ray"],
@@ -94,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     _results_option(board)
     board.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0: every interface)")
-    board.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
+    board.add_argument("--port", type=int64, default=8501, help="port to serve on (default 8501)")
     export = sub.add_parser("export", help="write the main table (LaTeX) and per-layer figures (PNG, PDF)",
                             description="Paper export; per metric, the setting most models have.")
     _results_option(export)
@@ -105,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = 130
+"""Exit code after a Ctrl-C (128 + SIGINT, as the shell reports a process ended by it)."""
 QUICK_EXIT = {"list", "export"}
 """Read-only commands that leave without tearing the interpreter down once their output is flushed:
 unloading the ~900 modules of pandas, DuckDB and matplotlib takes a quarter of a second, and
@@ -139,6 +167,9 @@ def command() -> None:
     try:
         code = _dispatch(args)
         sys.stdout.flush()
+    except KeyboardInterrupt:  # Ctrl-C outside a run's models (``idsuite run`` handles its own)
+        print(f"\ninterrupted: idsuite {args.command} stopped (Ctrl-C)", file=sys.stderr)
+        code = INTERRUPTED
     except BrokenPipeError:  # e.g. `idsuite list | head -1`: the reader has gone, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that no later flush fails
         code = 128 + 13  # as a process ended by SIGPIPE

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import signal
+import sys
 import textwrap
 import uuid
 from dataclasses import dataclass
@@ -16,20 +18,22 @@ from pathlib import Path
 import pydantic
 
 from idsuite.cli.errors import CliError
-from idsuite.cli.main import METRIC_OPTIONS
+from idsuite.cli.main import INTERRUPTED, METRIC_OPTIONS
 from idsuite.cli.summary_tables import run_notes, run_tables
 from idsuite.cli.tables import fit, terminal_width
 from idsuite.results.query import ResultQuery
 from idsuite.results.selection import with_settings
 from idsuite.results.store import CellRef, ResultStore
-from idsuite.runners.jobs import Runner
+from idsuite.runners.failures import RunInterrupted
+from idsuite.runners.jobs import ModelOutcome, Runner
+from idsuite.runners.models.hub import COMMIT
 from idsuite.runners.models.zoo import Zoo, ZooFileError, load_zoo
 from idsuite.runners.probing.corpus import Corpus, CorpusError, CorpusSpec, load_corpus
 from idsuite.runners.run_config import RunConfig
 from idsuite.suite.registry import RegistryError
 from idsuite.suite.specs import SPECS
 
-RUN_OPTIONS = {"seed": "--seed", "batch_size": "--batch-size", "batch_map_elements": "--batch-map-elements",
+RUN_OPTIONS = {"metrics": "--metrics", "seed": "--seed", "batch_size": "--batch-size", "batch_map_elements": "--batch-map-elements",
                "max_tokens": "--max-tokens", "device": "--device", "dtype": "--dtype"}
 CORPUS_OPTIONS = {"source": "--corpus", "max_sequences": "--max-sequences", "text_column": "--text-column",
                   "pair_column": "--pair-column", "split": "--split", "config": "--corpus-config"}
@@ -96,7 +100,8 @@ def validate(args: argparse.Namespace) -> RunPlan:
     try:
         config = RunConfig(seed=args.seed, batch_size=args.batch_size, batch_map_elements=args.batch_map_elements,
                            max_tokens=args.max_tokens,
-                           device=args.device, dtype=args.dtype, recompute=args.recompute, metrics=overrides)
+                           device=args.device, dtype=args.dtype, recompute=args.recompute, metric_settings=overrides,
+                           metrics=args.metrics)
         config.metric_configs()
     except pydantic.ValidationError as e:
         raise _option_error(e, RUN_OPTIONS) from None
@@ -123,6 +128,26 @@ def _stale_replaced(query: ResultQuery, plan: dict[tuple[str, int | None], list[
     return sum((ref.model_id, ref.metric) in stale for refs in plan.values() for ref in refs)
 
 
+def _moved(query: ResultQuery, runner: Runner, todo: dict[tuple[str, int | None], list[CellRef]]) -> list[str]:
+    """One line per hub model with cells to compute whose branch (or tag) now resolves to another
+    commit than its newest stored cells were computed at: new cells are computed, the old ones
+    superseded."""
+    cells = query.cells()
+    cells = cells[cells["model_commit"].notna()].sort_values("written") if len(cells) else cells
+    lines = []
+    for model_id in dict.fromkeys(m for (m, _), refs in todo.items() if refs):
+        commit = runner.commits.get(model_id)
+        entry = runner.zoo.entries[model_id]
+        hub_entry = runner.zoo.entries.get(getattr(entry, "base", ""), entry)
+        revision = getattr(hub_entry, "revision", None)
+        stored = cells.loc[cells["model_id"] == model_id, "model_commit"] if len(cells) else []
+        if commit is None or revision is None or COMMIT.fullmatch(revision) or not len(stored) or stored.iloc[-1] == commit:
+            continue
+        lines.append(f"{model_id}: revision {revision!r} has moved to commit {commit[:12]} (its cells were computed at "
+                     f"{stored.iloc[-1][:12]}): computing new cells; the old ones are superseded")
+    return lines
+
+
 def _load_corpus(spec: CorpusSpec) -> Corpus:
     try:
         return load_corpus(spec)
@@ -130,7 +155,26 @@ def _load_corpus(spec: CorpusSpec) -> Corpus:
         raise CliError(str(e)) from None
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise RunInterrupted
+
+
 def run_command(args: argparse.Namespace) -> int:
+    """``idsuite run``. A Ctrl-C from the user (SIGINT) stops the run with one line and exit code
+    130, its leases released and every finished cell kept; a ``KeyboardInterrupt`` that a model's
+    own code raises is only that model's failure (``idsuite.runners.failures.RunInterrupted``)."""
+    previous = signal.signal(signal.SIGINT, _interrupted)
+    try:
+        return _run(args)
+    except RunInterrupted:
+        print("\ninterrupted: the run stopped (Ctrl-C); finished cells are kept and its leases released; "
+              "the same command goes on from there", file=sys.stderr)
+        return INTERRUPTED
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     plan = validate(args)
     corpus = _load_corpus(plan.corpus)
     store, query = plan.store, ResultQuery(plan.store)
@@ -141,6 +185,8 @@ def run_command(args: argparse.Namespace) -> int:
           f"hash {corpus.content_hash}), results in {store.root.resolve()}")
     print(f"{sum(len(refs) for refs in todo.values())} cell(s) to compute, {_stale_replaced(query, todo)} of them "
           "replacing stale cells (written by an older metric version)")
+    for line in _moved(query, runner, todo):
+        print(line)
     if args.backend == "ray":
         from idsuite.runners.distributed import run_on_ray
 
@@ -157,6 +203,10 @@ def run_command(args: argparse.Namespace) -> int:
     failed = [o for o in outcomes if o.failed]
     print(f"\nParquet cells: {store.cells.resolve()}")
     print(f"{len(outcomes) - len(failed)} model(s) complete, {len(failed)} with failures")
+    causes: dict[tuple[str, str], list[ModelOutcome]] = {}  # a control's seeds failing alike: one line
     for o in failed:
-        print(f"  {o.label}: {next(iter(o.failed.values()))}")
+        causes.setdefault((o.model_id, next(iter(o.failed.values()))), []).append(o)
+    for (model_id, cause), alike in causes.items():
+        label = alike[0].label if len(alike) == 1 else f"{model_id} ({len(alike)} init seeds)"
+        print(f"  {label}: {cause}")
     return 1 if failed else 0

@@ -16,14 +16,17 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from idsuite.leaderboard import charts, data
+from idsuite.leaderboard import charts, data, feasible_example
 from idsuite.leaderboard.export import latex_tables
 from idsuite.results.identity import short_setting_names
 from idsuite.results.labels import DIRECTION_WORDS, INTERVAL_MEANING, count_label, headline_label, variant_label
 from idsuite.suite.specs import SPECS
-from idsuite.suite.specs.context_mixing import MEASURES, NAMES
+from idsuite.suite.specs.context_mixing import MEASURES
 from idsuite.suite.specs.context_mixing import SCORES as SCORE_DECLARATIONS
 from idsuite.suite.uncertainty import MIN_CLUSTERS
+
+TITLES = {m.name: m.title for m in MEASURES}
+"""Each context-mixing measure's name in words (its declaration)."""
 
 st.set_page_config(page_title="idsuite leaderboard", layout="wide", initial_sidebar_state="collapsed")
 RESULTS = os.environ.get("IDSUITE_RESULTS", "idsuite-results")
@@ -320,14 +323,15 @@ def model_view(board: data.Board) -> None:
     example = board.attention_example(model, int(layer), int(head))
     if example is None:
         st.info("These results hold no example attention maps (re-run with map_max_tokens > 0).")
-        return
-    n, d_head = len(example["tokens"]), facts["d_head"]
-    st.caption(f"Sentence {example['sequence']}, n = {n} tokens, head size d_h = {d_head}: "
-               + (f"its attention has a null space of at least n - d_h = {n - int(d_head)} dimensions. "
-                  if pd.notna(d_head) and n > int(d_head) else "not longer than d_h, so no null space is forced. ")
-               + "Raw = effective + null; raw and effective share one colour scale, the signed null part a "
-                 "diverging one (0 white).")
-    st.altair_chart(charts.attention_maps(example, f"layer {layer}, head {head}"))
+    else:
+        n, d_head = len(example["tokens"]), facts["d_head"]
+        st.caption(f"Sentence {example['sequence']}, n = {n} tokens, head size d_h = {d_head}: "
+                   + (f"its attention has a null space of at least n - d_h = {n - int(d_head)} dimensions. "
+                      if pd.notna(d_head) and n > int(d_head) else "not longer than d_h, so no null space is forced. ")
+                   + "Raw = effective + null; raw and effective share one colour scale, the signed null part a "
+                     "diverging one (0 white).")
+        st.altair_chart(charts.attention_maps(example, f"layer {layer}, head {head}"))
+    feasible_example.show(board, model, int(layer), int(head))
 
 
 # -- compare ------------------------------------------------------------------------------------
@@ -399,13 +403,13 @@ def mixing_view(board: data.Board) -> None:
     usable = data.reader_order(table["model"].unique())
     direction = SCORE_DECLARATIONS[score][1]
     for column, where in (("last", "last layer"), ("mean", "mean over layers")):
-        named = table.rename(columns={column: "value"}).assign(measure=table["measure"].map(NAMES))
-        st.altair_chart(charts.agreement_heatmap(named, usable, [NAMES[m] for m in MEASURES],
+        named = table.rename(columns={column: "value"}).assign(measure=table["measure"].map(TITLES))
+        st.altair_chart(charts.agreement_heatmap(named, usable, list(TITLES.values()),
                                                  f"{SCORES[score]}, {where}", direction), width="stretch")
     model = st.selectbox("Model", usable, key=_start("w-mixing-model", _choice(usable, "model")))
     _keep("model", model)
     where = ":local" if local.startswith("one-layer") else ""
-    curves = pd.concat([board.layer_curves([model], "context_mixing", f"{m}{where}/{score}").assign(model=NAMES[m])
+    curves = pd.concat([board.layer_curves([model], "context_mixing", f"{m.name}{where}/{score}").assign(model=m.title)
                         for m in MEASURES], ignore_index=True)
     st.altair_chart(charts.line_chart(curves, f"{SCORES[score]} per layer, {model} (one line per measure)",
                                       SCORES[score]), width="stretch")
@@ -417,8 +421,8 @@ def mixing_view(board: data.Board) -> None:
         return
     st.caption("The example sentence: each measure's rolled-out matrix beside the attribution it is scored against, "
                "on one colour scale (row: query token, column: key token).")
-    named = {("attribution" if name == "attribution" else NAMES[name]): grid for name, grid in matrices.items()}
-    st.altair_chart(charts.matrix_grid(named, ["attribution", *(NAMES[m] for m in MEASURES)],
+    named = {("attribution" if name == "attribution" else TITLES[name]): grid for name, grid in matrices.items()}
+    st.altair_chart(charts.matrix_grid(named, ["attribution", *TITLES.values()],
                                        board.mixing_tokens(model), f"layer {layer}"))
 
 

@@ -27,8 +27,9 @@ from idsuite.suite.uncertainty import MIN_CLUSTERS
 LEAD_COLUMNS = ["model", "kind", "n_params"]
 """First in the main table: what the model is and its size; then the headlines, then ``status``."""
 DETAIL_COLUMNS = ["family", "model_type", *[f for f in SIZE_FACTS if f != "n_params"], "trained", "control_of",
-                  "remote_code", "stale", "note"]
-"""The rest of the facts, behind a toggle."""
+                  "remote_code", "mixed_weights", "stale", "note"]
+"""The rest of the facts, behind a toggle. ``mixed_weights``: some metric of the model has newer
+cells of other weights than the row's (``idsuite.results.selection.select``), left out of it."""
 MIXING = "context_mixing"
 EFFECTIVE_MAPS = {"raw": "map_raw", "effective": "map_eff"}
 """The effective-attention metric's two example maps (the null map is their difference)."""
@@ -168,6 +169,9 @@ class Board:
             missing = sorted(set(SPECS) - done - failed)
             notes = [errors[0]] if errors and record["status"] != "complete" else []
             notes += [f"missing: {', '.join(missing)}"] if missing and record["status"] == "partial" else []
+            record["mixed_weights"] = any(c["mixed_weights"] for c in cells)
+            notes += ["cells of other weights written later left out (a row holds one set of weights)"
+                      ] if record["mixed_weights"] else []
             record["note"] = "; ".join(notes)
             control = any(_true(c["is_control"]) for c in cells)
             record["trained"] = "control" if control else "trained"
@@ -288,10 +292,10 @@ class Board:
         rows = self.per_layer[self.per_layer["metric"] == MIXING]
         out = []
         for measure in MEASURES:
-            part = rows[rows["variant"] == f"{measure}{where}/{score}"]
+            part = rows[rows["variant"] == f"{measure.name}{where}/{score}"]
             for model, curve in part.groupby("model_id", sort=True):
                 curve = curve.sort_values("layer")
-                out.append({"model": model, "measure": measure, "last": float(curve["value"].iloc[-1]),
+                out.append({"model": model, "measure": measure.name, "last": float(curve["value"].iloc[-1]),
                             "mean": float(curve["value"].mean())})
         return pd.DataFrame(out, columns=["model", "measure", "last", "mean"])
 

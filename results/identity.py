@@ -6,27 +6,57 @@ versions): a finished cell is never recomputed, and changing any part makes a ne
 *setting* is the part that must match for two models' values to be compared (corpus, token
 limit, seed, metric config); dtype and library versions are not in it, so a re-run under newer
 libraries supersedes the older cell of the same setting.
+
+A cell's *weights* are its ``model_fingerprint``, of one of the ``FINGERPRINT_KINDS``; cells of
+one model made from different weights are never combined (``idsuite.results.selection``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 
-from idsuite.results.schema import KEY_COLUMNS, SETTING_COLUMNS
+from idsuite.results.schema import BY_NAME, JSON_ITEMS, KEY_COLUMNS, SETTING_COLUMNS
 
 SETTING_SEPARATOR = "; "
 SUBJECT_COLUMNS = ["model_id", "init_seed"]
 """What a cell is of: a model, or one init seed of a random-init control (which has several)."""
 
 
+FINGERPRINT_KINDS: dict[str, re.Pattern[str]] = {
+    "hub": re.compile(r"hub:(?P<repo>[^@]+)@(?P<commit>[0-9a-f]{40})"),
+    "folder": re.compile(r"local:sha256=[0-9a-f]{16}"),
+    "packaged": re.compile(r"package:[^=]+==[^:]+:sha256=[0-9a-f]{16}"),
+    "gguf": re.compile(r"gguf:sha256=[0-9a-f]{16}"),
+    "random_init": re.compile(r"random_init\(seed=\d+\):(?P<base>.+)"),
+    "config": re.compile(r"config\(seed=\d+\):sha256=[0-9a-f]{16},tokenizer=(?P<tokenizer>.+)"),
+}
+"""Every kind of weights a cell can be of, as the pattern of its ``model_fingerprint``: a hub repo
+at its resolved commit (never a branch name: a branch moves), a local folder's or a package's
+weight and JSON files (sha256 of names and bytes), a GGUF file (sha256), a random-init control
+(its seed and its base's fingerprint), a config entry (its config's digest, init seed and its
+tokenizer entry's fingerprint)."""
+UNIDENTIFIED = "unavailable"
+"""The fingerprint of failed cells whose weights could not even be identified (unreachable hub,
+missing files): such a failure never stands for, or supersedes, a model's weights."""
+
+
+def fingerprint_kind(fingerprint: str) -> str | None:
+    """The kind (``FINGERPRINT_KINDS``) a fingerprint is of; None for ``UNIDENTIFIED`` and for
+    fingerprints of older stores (a hub branch name instead of its commit)."""
+    return next((kind for kind, pattern in FINGERPRINT_KINDS.items() if pattern.fullmatch(fingerprint)), None)
+
+
 def cell_key(identity: Mapping[str, object]) -> str:
-    """sha256 (20 hex digits) of the identity's key columns as sorted JSON."""
+    """sha256 (20 hex digits) of the identity's key columns as sorted JSON. A key column that is
+    None (``model_commit`` of weights not from the hub) is left out, so that declaring a new key
+    column keeps the keys of the cells it does not apply to."""
     missing = [c for c in KEY_COLUMNS if c not in identity]
     if missing:
         raise KeyError(f"a cell identity needs {', '.join(missing)}")
-    parts = {c: identity[c] for c in KEY_COLUMNS}
+    parts = {c: identity[c] for c in KEY_COLUMNS if identity[c] is not None}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
@@ -35,14 +65,18 @@ def _is_missing(value: object) -> bool:
 
 
 def setting_parts(setting: Mapping[str, object]) -> list[str]:
-    """A setting as readable parts: corpus, token limit (absent in stores before the column), seed,
-    and each entry of the metric config as ``key=value``."""
-    values = {c: setting.get(c) for c in SETTING_COLUMNS}
-    parts = [f"corpus {values['corpus_id']} ({str(values['corpus_hash'])[:8]})"]
-    parts += [] if _is_missing(values["max_tokens"]) else [f"token limit {int(values['max_tokens'])}"]
-    parts.append(f"seed {values['seed']}")
-    config = values["metric_config"]
-    return parts + [f"{k}={v}" for k, v in (json.loads(config) if isinstance(config, str) else {}).items()]
+    """A setting as readable parts, one per declared setting column (``Column.shown``) in schema
+    order; a value the cell lacks (a store from before its column) is left out."""
+    parts = []
+    for name in SETTING_COLUMNS:
+        value, shown = setting.get(name), BY_NAME[name].shown
+        if _is_missing(value):
+            continue
+        if shown == JSON_ITEMS:
+            parts += [f"{k}={v}" for k, v in (json.loads(value) if isinstance(value, str) else {}).items()]
+        else:
+            parts.append(shown.format(int(value) if isinstance(value, float) and value.is_integer() else value))
+    return parts
 
 
 def setting_label(setting: Mapping[str, object]) -> str:

@@ -9,6 +9,11 @@ be taken over: the expired file is renamed away first (only one taker's rename s
 taker checks that what it moved is the expired lease it read. A run's own lease (the same owner,
 e.g. a retried task of the same run) is taken back at once, and so is the lease of a process on this
 host that no longer runs (a killed run restarted on the same machine).
+
+Times in a lease cannot run ahead of now: no holder renews for longer than ``MAX_TTL`` seconds, so
+a lease that expires further ahead than that (written by a host whose clock runs ahead, or forged)
+does not count, and its cell is taken over. A lease that cannot be renewed or released (a read-only
+or full store) is left to expire.
 """
 
 from __future__ import annotations
@@ -26,6 +31,11 @@ from idsuite.results.store import CellRef, model_folder, process_alive
 
 DEFAULT_TTL = 300.0
 """Seconds a lease lives unless renewed; the holder renews every third of it."""
+MAX_TTL = 3600.0
+"""The longest a lease may live without renewal (``RunConfig.lease_ttl`` is at most this); a lease
+expiring further ahead than ``MAX_TTL + CLOCK_SLACK`` seconds from now does not count."""
+CLOCK_SLACK = 60.0
+"""Seconds the clocks of hosts sharing a store may disagree before their leases are distrusted."""
 UNREADABLE_GRACE = 5.0
 """Seconds a lease file that does not parse still counts as held after it was last written."""
 
@@ -45,8 +55,10 @@ class Lease:
         return f"{self.owner} ({self.host}, pid {self.pid}; {left:.0f} s left)"
 
     def live(self) -> bool:
-        """Not expired, and (on this host, where it can be checked) its process still runs."""
-        if self.expires <= time.time():
+        """Not expired, not dated further ahead than any holder may renew (``MAX_TTL``), and (on
+        this host, where it can be checked) its process still runs."""
+        now = time.time()
+        if not now < self.expires <= now + MAX_TTL + CLOCK_SLACK:
             return False
         return self.host != socket.gethostname() or self.pid <= 0 or process_alive(self.pid)
 
@@ -75,10 +87,13 @@ class Leases:
         is the lease of an unknown owner that expires ``UNREADABLE_GRACE`` seconds after the file
         was last written, so that a broken file never blocks its cell for good."""
         try:
-            return Lease(**json.loads(path.read_text()))
+            lease = Lease(**json.loads(path.read_text()))
+            if not isinstance(lease.expires, int | float) or not isinstance(lease.pid, int):
+                raise TypeError("not a lease")
+            return lease
         except FileNotFoundError:
             return None
-        except (ValueError, TypeError):
+        except (OSError, ValueError, TypeError):  # damaged, or not a file at all
             try:
                 return Lease("?", "?", path.stat().st_mtime + UNREADABLE_GRACE)
             except FileNotFoundError:
@@ -103,12 +118,25 @@ class Leases:
 
     def _replace(self, path: Path, lease: Lease) -> None:
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-        tmp.write_text(json.dumps(lease.__dict__))
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(lease.__dict__))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def acquire(self, ref: CellRef) -> bool:
-        """Take the lease of a cell: True when this owner holds it now."""
+        """Take the lease of a cell: True when this owner holds it now. Interrupted half way (a
+        Ctrl-C), it removes the lease it had written before it lets the interrupt on."""
         path, lease = self.path(ref), self._new()
+        try:
+            return self._acquire(ref, path, lease)
+        except BaseException:
+            current = self.read(path)
+            if current is not None and current.token == lease.token:
+                path.unlink(missing_ok=True)
+            raise
+
+    def _acquire(self, ref: CellRef, path: Path, lease: Lease) -> bool:
         for _ in range(3):
             if self._create(path, lease):
                 break
@@ -141,7 +169,8 @@ class Leases:
         return True
 
     def renew(self) -> list[CellRef]:
-        """Extend every held lease; return the cells whose lease was lost (taken over after expiry)."""
+        """Extend every held lease; return the cells whose lease was lost (taken over after expiry).
+        A lease the store will not let us rewrite (read-only, full) is kept as it is, to expire."""
         lost = []
         with self._lock:
             for ref, lease in list(self.held.items()):
@@ -151,17 +180,28 @@ class Leases:
                     del self.held[ref]
                     continue
                 renewed = Lease(lease.owner, lease.token, time.time() + self.ttl, lease.host, lease.pid)
-                self._replace(self.path(ref), renewed)
+                try:
+                    self._replace(self.path(ref), renewed)
+                except OSError:
+                    continue
                 self.held[ref] = renewed
         return lost
 
     def release(self, ref: CellRef) -> None:
+        """Remove the lease of a cell if it is still ours; it stays in ``held`` until it is gone, so
+        that an interrupted release is done again by ``release_all``."""
         with self._lock:
-            lease = self.held.pop(ref, None)
-        if lease is not None:
-            current = self.read(self.path(ref))
-            if current is not None and current.token == lease.token:
+            lease = self.held.get(ref)
+        if lease is None:
+            return
+        current = self.read(self.path(ref))
+        if current is not None and current.token == lease.token:
+            try:
                 self.path(ref).unlink(missing_ok=True)
+            except OSError:  # a read-only store: the lease expires by itself
+                pass
+        with self._lock:
+            self.held.pop(ref, None)
 
     def release_all(self) -> None:
         for ref in list(self.held):

@@ -19,7 +19,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from idsuite.results.identity import UNIDENTIFIED
 from idsuite.runners.jobs import ModelOutcome, Runner
+from idsuite.runners.models.hub import pinned
 from idsuite.runners.models.weights import parameter_count
 from idsuite.runners.probing.corpus import Corpus
 
@@ -44,13 +46,18 @@ class TaskSpec:
     config: str
     store_root: str
     run_id: str
+    commits: tuple[tuple[str, str, str, str], ...] = ()
+    """(repo, revision, kind, commit) of every hub revision the run resolved (``hub.pinned``)."""
 
 
 def run_model_task(spec: TaskSpec, model_id: str, init_seed: int | None) -> dict[str, Any]:
     """In a Ray worker: one model's pending cells into the shared store; the ``ModelOutcome`` as a dict."""
     from idsuite.results.store import ResultStore
+    from idsuite.runners.models.hub import pin
     from idsuite.runners.models.zoo import load_zoo
     from idsuite.runners.run_config import RunConfig
+
+    pin({(repo, revision, kind): commit for repo, revision, kind, commit in spec.commits})
 
     runner = Runner(load_zoo(spec.zoo_path), Corpus(spec.corpus_id, [tuple(i) for i in spec.corpus_items]),
                     RunConfig.model_validate_json(spec.config), ResultStore(spec.store_root), spec.run_id,
@@ -81,7 +88,8 @@ def run_on_ray(runner: Runner, model_ids: list[str], address: str | None = None)
                  include_dashboard=False, configure_logging=False)
     try:
         spec = ray.put(TaskSpec(str(runner.zoo.path.resolve()), runner.corpus.corpus_id, runner.corpus.items,
-                                runner.config.model_dump_json(), str(runner.store.root.resolve()), runner.run_id))
+                                runner.config.model_dump_json(), str(runner.store.root.resolve()), runner.run_id,
+                                tuple((*key, commit) for key, commit in pinned().items())))
         gpus = 1 if runner.config.device.startswith("cuda") or (
             runner.config.device == "auto" and ray.cluster_resources().get("GPU", 0) > 0) else 0
         task = ray.remote(run_model_task)
@@ -101,7 +109,7 @@ def run_on_ray(runner: Runner, model_ids: list[str], address: str | None = None)
                 except ray.exceptions.RayError as e:  # the worker died more often than it was retried
                     outcome = ModelOutcome(model_id, seed)
                     message = f"ray task failed after {MAX_RETRIES} retries: {type(e).__name__}"
-                    runner.fail_model(outcome, list(runner.metric_configs), message, "unavailable")
+                    runner.fail_model(outcome, list(runner.metric_configs), message, UNIDENTIFIED)
                 outcomes[(model_id, seed)] = outcome
                 progress.update()
                 runner.log(f"  {outcome.label}: {len(outcome.computed)} computed, {len(outcome.cached)} cached, "

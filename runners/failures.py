@@ -6,6 +6,17 @@ MAX_MESSAGE = 300
 """Characters a failure's line keeps."""
 
 
+class RunInterrupted(BaseException):
+    """The user stopped the run (Ctrl-C, raised by the run's SIGINT handler): no model's failure,
+    so it is not an ``Exception`` and nothing that contains a model's faults catches it."""
+
+
+MODEL_FAULTS: tuple[type[BaseException], ...] = (Exception, SystemExit, KeyboardInterrupt)
+"""What one model's work may raise and still be only that model's failure: any error, and the
+``SystemExit`` or ``KeyboardInterrupt`` a model's own code (``trust_remote_code``) raises itself.
+The user's Ctrl-C arrives as ``RunInterrupted`` instead."""
+
+
 class ModelFailure(Exception):
     """A failure whose message is already the line to record (no exception type prefixed)."""
 

@@ -2,7 +2,10 @@
 forward pass per batch.
 
 Nothing that goes wrong inside one model's work stops the run: it becomes failed rows with one line
-of cause (``idsuite.runners.failures``) and the next model goes on. Each cell about to be computed is
+of cause (``idsuite.runners.failures``) and the next model goes on. That includes the model's own
+code exiting or raising ``KeyboardInterrupt`` and the store failing under one cell (a read-only or
+full file system, a name too long): such a cell is failed in the outcome and the log, and in the
+store when the store can still take a row. Only the user's Ctrl-C (``RunInterrupted``) ends a run. Each cell about to be computed is
 leased (``idsuite.results.leases``), so that concurrent runs on one store compute it once; cells another
 run is computing are waited for at the end (and taken over if that run dies).
 """
@@ -20,15 +23,15 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from idsuite.results.identity import cell_key
+from idsuite.results.identity import UNIDENTIFIED, cell_key
 from idsuite.results.leases import Leases
 from idsuite.results.schema import FACT_COLUMNS, SCHEMA_VERSION
 from idsuite.results.store import CellRef, ResultStore
-from idsuite.runners.failures import ModelFailure, one_line
+from idsuite.runners.failures import MODEL_FAULTS, ModelFailure, one_line
 from idsuite.runners.models.adapters import adapter_for
 from idsuite.runners.models.health import check_unknown_share
 from idsuite.runners.models.loading import load_model
-from idsuite.runners.models.weights import fingerprint
+from idsuite.runners.models.weights import fingerprint, model_commit
 from idsuite.runners.models.zoo import RandomInitEntry, Zoo
 from idsuite.runners.probing.corpus import Corpus
 from idsuite.runners.probing.tracing import Tracer
@@ -93,6 +96,8 @@ class Runner:
         self.versions = library_versions()
         self.leases = Leases(store.root, owner=run_id, ttl=config.lease_ttl)
         self.poll_seconds = poll_seconds
+        self.commits: dict[str, str | None] = {}
+        """Per model id, the hub commit its weights are read at in this run (``model_commit``)."""
 
     # -- what to run -----------------------------------------------------------------------------
     def subjects(self, model_ids: list[str]) -> list[tuple[str, int | None]]:
@@ -112,19 +117,29 @@ class Runner:
             entry = self.zoo.entries.get(model_id)
             try:
                 weights = fingerprint(entry, self.zoo, seed) if entry is not None else None
+                self.commits[model_id] = model_commit(entry, self.zoo) if entry is not None else None
             except Exception:  # noqa: BLE001  (reported when the model runs)
                 weights = None
             if weights is not None:
                 refs = [self._ref(model_id, seed, weights, m) for m in self.metric_configs]
-                out[(model_id, seed)] = [r for r in refs if self.config.recompute or not self.store.is_done(r)]
+                out[(model_id, seed)] = [r for r in refs if self.config.recompute or not self._done(r)]
         return out
 
     # -- cells -----------------------------------------------------------------------------------
+    def _done(self, ref: CellRef) -> bool:
+        """``store.is_done``, False where the store cannot tell (the cell is then tried, and fails
+        with the store's error)."""
+        try:
+            return self.store.is_done(ref)
+        except OSError:
+            return False
+
     def _identity(self, model_id: str, weights: str, metric: str) -> dict[str, Any]:
         """The key columns of a cell (``idsuite.results.identity``): what makes it the same computation."""
         entry = self.zoo.entries.get(model_id)
         return {
             "model_fingerprint": weights,
+            "model_commit": self.commits.get(model_id) if weights != UNIDENTIFIED else None,
             "trust_remote_code": bool(getattr(entry, "trust_remote_code", False)),
             "corpus_hash": self.corpus.content_hash,
             "metric": metric,
@@ -162,10 +177,16 @@ class Runner:
         self.store.write(ref, rows.assign(**columns, status=status, error=error))
 
     def _record_failures(self, outcome: ModelOutcome, refs: dict[str, CellRef], weights: str) -> None:
-        """One failed cell per failed metric; a cell that cannot even be written (a full disk) stays
-        in the outcome and the log."""
+        """One failed cell per failed metric, and one line in the log per cause (a model that fails
+        to load fails every metric for one reason: said once); a cell that cannot even be written
+        (a full disk) stays in the outcome and the log."""
+        causes: dict[str, list[str]] = {}
         for metric, message in outcome.failed.items():
-            self.log(f"  FAILED {metric}: {message}")
+            causes.setdefault(message, []).append(metric)
+        for message, metrics in causes.items():
+            which = f"all {len(metrics)} metrics" if len(metrics) == len(self.metric_configs) > 1 else ", ".join(metrics)
+            self.log(f"  FAILED ({which}): {message}")
+        for metric, message in outcome.failed.items():
             row = pd.DataFrame([dict.fromkeys(ROW_COLUMNS) | {"metric": metric, "value": math.nan}])
             try:
                 self._write(refs[metric], outcome.init_seed, weights, row, {}, status="failed", error=message)
@@ -176,7 +197,10 @@ class Runner:
     def run(self, model_ids: list[str]) -> list[ModelOutcome]:
         """Every model, then every cell that another run was computing (waited for until it is done,
         or taken over when that run's lease expires)."""
-        self.store.clean_staging()
+        try:
+            self.store.clean_staging()
+        except OSError as e:  # a read-only store, say: each cell then fails on its own
+            self.log(f"store: cannot clean its staging folder: {one_line(e)}")
         subjects = self.subjects(model_ids)
         outcomes = []
         with self.leases:
@@ -199,7 +223,7 @@ class Runner:
                 if not o.leased:
                     continue
                 refs = {r.metric: r for r in o.refs()}
-                done = [m for m in o.leased if self.store.is_done(refs[m])]
+                done = [m for m in o.leased if self._done(refs[m])]
                 for m in done:
                     del o.leased[m]
                     o.cached.append(m)
@@ -213,7 +237,7 @@ class Runner:
         outcome = ModelOutcome(model_id, init_seed)
         stage = _Stage()
         refs: dict[str, CellRef] = {}
-        weights = "unavailable"
+        weights = UNIDENTIFIED
         try:
             entry = self.zoo.entries.get(model_id)
             if entry is None:
@@ -221,25 +245,37 @@ class Runner:
                 raise ModelFailure(f"invalid zoo entry: {bad}")
             stage.name = "weights"
             weights = fingerprint(entry, self.zoo, init_seed)
-        except Exception as e:  # noqa: BLE001  (any failure of one model is recorded, the run goes on)
+            self.commits[model_id] = model_commit(entry, self.zoo)
+        except MODEL_FAULTS as e:  # any failure of one model is recorded, the run goes on
             self.fail_model(outcome, list(self.metric_configs), one_line(e, stage.name), weights)
             return outcome
         refs = {m: self._ref(model_id, init_seed, weights, m) for m in self.metric_configs}
         outcome.keys = {m: ref.key for m, ref in refs.items()}
-        pending = [m for m in refs if self.config.recompute or not self.store.is_done(refs[m])]
-        outcome.cached = [m for m in refs if m not in pending]
-        for m in pending:
-            if not self.leases.acquire(refs[m]):
-                holder = self.leases.holder(refs[m])
-                outcome.leased[m] = holder.describe() if holder else "another run"
-        pending = [m for m in pending if m not in outcome.leased]
+        try:
+            for path in self.store.sweep(model_id):
+                self.log(f"  quarantined {path.name}: not a readable idsuite file (see {self.store.quarantined})")
+        except OSError as e:  # a store that cannot be swept: each cell meets the error itself below
+            self.log(f"  store: cannot check the folders of {model_id}: {one_line(e)}")
+        pending = []
+        for m, ref in refs.items():
+            try:
+                if not self.config.recompute and self.store.is_done(ref):
+                    outcome.cached.append(m)
+                elif self.leases.acquire(ref):
+                    pending.append(m)
+                else:
+                    holder = self.leases.holder(ref)
+                    outcome.leased[m] = holder.describe() if holder else "another run"
+            except OSError as e:  # the store cannot take this cell: it fails alone
+                outcome.failed[m] = one_line(e, "store")
         if not pending:
-            self.log("  all metrics cached; nothing to compute" if not outcome.leased else
-                     f"  {len(outcome.leased)} metric(s) being computed by another run")
+            self._record_failures(outcome, refs, weights)
+            self.log("  all metrics cached; nothing to compute" if not (outcome.leased or outcome.failed) else
+                     f"  {len(outcome.leased)} metric(s) being computed by another run, {len(outcome.failed)} failed")
             return outcome
         try:
             self._compute(outcome, entry, init_seed, weights, refs, pending, stage)
-        except Exception as e:  # noqa: BLE001
+        except MODEL_FAULTS as e:  # the model's own code may exit or raise KeyboardInterrupt: its failure
             message = one_line(e, stage.name)
             outcome.failed.update({m: message for m in pending if m not in outcome.computed})
         finally:
@@ -291,15 +327,15 @@ class Runner:
                             init_seed)
         adapter = adapter_for(loaded.model.config.model_type)
         tracer = Tracer(loaded.model, loaded.tokenizer, adapter)
-        for index, (text, pair) in enumerate(self.corpus.items):
-            enc = loaded.tokenizer(text, pair, truncation=False)
-            if len(enc["input_ids"]) <= self.config.max_tokens:
-                tracer.encodings[index] = dict(enc)
-        if len(tracer.encodings) < 2:
-            raise ModelFailure(f"fewer than two probe sequences fit in {self.config.max_tokens} tokens")
         tokenizer = loaded.tokenizer
-        check_unknown_share((e["input_ids"] for e in tracer.encodings.values()), tokenizer.unk_token_id,
-                            set(tokenizer.all_special_ids) - {tokenizer.unk_token_id})
+        special = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+        tracer.encode(self.corpus.items, self.config.max_tokens)
+        empty = tracer.special_only  # sequences of special tokens only: nothing of the sentence is left to measure
+        if len(tracer.encodings) < 2:
+            why = f"; {empty} of the {len(self.corpus.items)} tokenize to special tokens only" if empty else ""
+            raise ModelFailure(f"fewer than two probe sequences fit in {self.config.max_tokens} tokens and hold a token "
+                               f"that is not special{why}")
+        check_unknown_share((e["input_ids"] for e in tracer.encodings.values()), tokenizer.unk_token_id, special)
         config = loaded.model.config
         facts = {
             "family": entry.family or config.model_type,

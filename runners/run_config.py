@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import pydantic
 
+from idsuite.results.leases import MAX_TTL
+from idsuite.runners.models.zoo import DTypeName
+from idsuite.suite.registry import RegistryError
 from idsuite.suite.specs import SPECS, MetricConfig
 
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+RUN_DTYPES = ["auto", *get_args(DTypeName)]
+"""The forward-pass dtypes a run may ask for: ``auto`` or one a zoo entry may declare."""
 
 
 class RunConfig(pydantic.BaseModel):
-    """``metrics`` maps metric names to config overrides; ``lease_ttl``: seconds a cell's lease
+    """``metrics``: the metrics to run (default all declared ones, in ``SPECS`` order);
+    ``metric_settings`` maps metric names to config overrides; ``lease_ttl``: seconds a cell's lease
     lives without renewal (a dead worker's cells are taken over after that). A batch holds at most
     ``batch_size`` sequences and at most ``batch_map_elements`` attention-map entries (sequences x
     heads x n^2 for its longest n; one sequence at least): the memory of one layer's maps is bounded,
@@ -26,10 +32,26 @@ class RunConfig(pydantic.BaseModel):
     batch_map_elements: Annotated[int, pydantic.Field(ge=1, le=1 << 40)] = 1 << 24
     max_tokens: Annotated[int, pydantic.Field(ge=2, le=1 << 20)] = 128
     device: str = "auto"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    metrics: dict[str, dict[str, Any]] = {}
+    dtype: Literal["auto"] | DTypeName = "auto"
+    metrics: tuple[str, ...] | None = None
+    metric_settings: dict[str, dict[str, Any]] = {}
     recompute: bool = False
-    lease_ttl: Annotated[float, pydantic.Field(gt=0)] = 300.0
+    lease_ttl: Annotated[float, pydantic.Field(gt=0, le=MAX_TTL)] = 300.0
+
+    @pydantic.field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("name at least one metric")
+            for name in value:
+                try:
+                    SPECS.get(name)
+                except RegistryError as e:  # one line with a "did you mean"
+                    raise ValueError(str(e)) from None
+            if len(set(value)) < len(value):
+                raise ValueError("a metric is named twice")
+        return value
 
     @pydantic.field_validator("device")
     @classmethod
@@ -65,6 +87,9 @@ class RunConfig(pydantic.BaseModel):
         return "bfloat16" if self.resolved_device().startswith("cuda") and entry_dtype == "float32" else entry_dtype
 
     def metric_configs(self) -> dict[str, MetricConfig]:
-        for name in self.metrics:
+        """The config of every metric to run, overrides applied (``metric_settings`` may name any
+        declared metric, run or not)."""
+        for name in self.metric_settings:
             SPECS.get(name)  # an unknown name raises, with a "did you mean"
-        return {name: spec.config_type(**self.metrics.get(name, {})) for name, spec in SPECS.items()}
+        chosen = set(self.metrics) if self.metrics is not None else set(SPECS)
+        return {name: spec.config_type(**self.metric_settings.get(name, {})) for name, spec in SPECS.items() if name in chosen}

@@ -24,14 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import torch
 
+from idsuite.suite.specs.context_mixing import MEASURES, Measure
+
 BlockForm = Literal["post", "pre", "sandwich"]
-ROLLOUT_WITH_IDENTITY = {"attention"}
-RAW_PRODUCT = {"globenc"}
-"""GlobEnc multiplies its raw norm matrices and row-normalises the products (for reporting)."""
 
 
 @dataclass(frozen=True)
@@ -128,21 +128,54 @@ def value_zeroing_distances(clean: torch.Tensor, changed: torch.Tensor) -> torch
     return (0.5 * (a - b).square().sum(-1)).T  # (i, j)
 
 
+@dataclass
+class LayerParts:
+    """What the measures read of one layer, each computed once when first asked for: ``u`` (n, n, d)
+    and ``T`` (n, n, d)."""
+
+    layer: MixingLayer
+    causal: bool
+
+    @cached_property
+    def u(self) -> torch.Tensor:
+        return head_mixed(self.layer.attention.double(), self.layer.transformed.double())
+
+    @cached_property
+    def t(self) -> torch.Tensor:
+        return decomposed(self.layer, self.u)
+
+
+def _value_zeroing(parts: LayerParts) -> torch.Tensor:
+    changed = parts.layer.rerun(parts.u.transpose(0, 1).to(parts.layer.residual.dtype))  # row j: token j's values zeroed
+    return value_zeroing_distances(parts.layer.target, changed)
+
+
+RAW_MATRICES: dict[str, Callable[[LayerParts], torch.Tensor]] = {
+    "attention": lambda p: p.layer.attention.double().mean(0),
+    "norm": lambda p: torch.linalg.vector_norm(p.u, dim=-1),
+    "norm_resln": lambda p: torch.linalg.vector_norm(p.t, dim=-1),
+    "globenc": lambda p: globenc_norms(p.layer, p.t),
+    "alti": lambda p: alti_contributions(p.t, p.layer.output.double()),
+    "value_zeroing": _value_zeroing,
+}
+"""Each declared measure's one-layer matrix before normalising (``MEASURES`` names them all)."""
+assert set(RAW_MATRICES) == {m.name for m in MEASURES}, "every declared measure has its maths, and only those"
+
+
+def measure_matrix(measure: Measure, parts: LayerParts) -> torch.Tensor:
+    """One measure's one-layer matrix (n, n): row-normalised over the allowed keys, or (a raw
+    product, GlobEnc) raw on the allowed keys, rolled out unnormalised."""
+    raw = RAW_MATRICES[measure.name](parts)
+    if measure.raw_product:
+        return raw * allowed_keys(raw.shape[0], parts.causal, raw.device)
+    return row_normalise(raw, parts.causal)
+
+
 def local_matrices(layer: MixingLayer, causal: bool) -> dict[str, torch.Tensor]:
-    """Every measure's one-layer matrix (n, n); GlobEnc's raw norms (rolled out unnormalised)."""
-    u = head_mixed(layer.attention.double(), layer.transformed.double())
-    t = decomposed(layer, u)
-    out = {
-        "attention": row_normalise(layer.attention.double().mean(0), causal),
-        "norm": row_normalise(torch.linalg.vector_norm(u, dim=-1), causal),
-        "norm_resln": row_normalise(torch.linalg.vector_norm(t, dim=-1), causal),
-        "globenc": globenc_norms(layer, t) * allowed_keys(u.shape[0], causal, u.device),
-        "alti": row_normalise(alti_contributions(t, layer.output.double()), causal),
-    }
-    if layer.rerun is not None:
-        changed = layer.rerun(u.transpose(0, 1).to(layer.residual.dtype))  # row j: token j's values zeroed
-        out["value_zeroing"] = row_normalise(value_zeroing_distances(layer.target, changed), causal)
-    return out
+    """Every measure's one-layer matrix (n, n) (``measure_matrix``); value zeroing only where the
+    layer can be re-run."""
+    parts = LayerParts(layer, causal)
+    return {m.name: measure_matrix(m, parts) for m in MEASURES if layer.rerun is not None or not m.needs_rerun}
 
 
 def rollout(matrices: list[torch.Tensor], causal: bool, identity: bool = False, normalise_each: bool = True

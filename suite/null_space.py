@@ -2,7 +2,7 @@
 
 The left null space of ``T_h`` (dimension ``n - rank(T_h)``) is the freedom in ``A_h`` that leaves
 the head's output ``A_h T_h`` unchanged; projecting the rows of ``A_h`` onto the column space of
-``T_h`` removes it (DESIGN.md section 1). A row that may only use some keys (causal or sliding
+``T_h`` removes it (docs/metrics.md, rank deficiency). A row that may only use some keys (causal or sliding
 window attention) is projected onto the column space of ``T_h`` restricted to those keys: row i
 of a decoder onto ``col(T_h[:i+1])``.
 """

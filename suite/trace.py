@@ -8,8 +8,8 @@ from typing import Protocol
 
 import torch
 
-from idsuite.suite.attribution import LayersFn
 from idsuite.suite.context_mixing import MixingLayer
+from idsuite.suite.hidden_token_attribution import LayersFn
 from idsuite.suite.masks import pair_mask
 from idsuite.suite.null_space import Projection, project_attention
 

@@ -112,3 +112,6 @@ def test_the_docs_describe_every_stored_column_and_metric():
     assert [name for name in NAMES if f"`{name}`" not in results] == []
     metrics = (ROOT / "docs" / "metrics.md").read_text()
     assert [name for name in SPECS if f"(`{name}`" not in metrics] == []
+    from idsuite.suite.specs.context_mixing import MEASURES
+
+    assert [m.name for m in MEASURES if f"- `{m.name}`" not in metrics] == []  # each measure's definition

@@ -3,7 +3,7 @@
 Adding an architecture is one ``ADAPTERS.register`` call naming those module paths (and a test in
 ``tests/runners/test_adapters.py``). Values are taken at the output of the value projection (or the
 value part of a fused QKV projection), so pre-norms, biases and rotary embeddings (which touch only Q
-and K) are handled the same way for every family (DESIGN.md section 1).
+and K) are handled the same way for every family (docs/metrics.md, rank deficiency).
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ class Adapter:
     also a norm on the attention output before the residual); ``attention_norm``, the norm module
     that acts on the attention output (post: after the residual; sandwich: before it);
     ``ffn_norm`` (post), the norm after the FFN's residual; ``final_norm``, the model's norm after
-    the last block (a decoder reports its last hidden state through it).
+    the last block (a decoder reports its last hidden state through it); ``norm_gain_offset``: an
+    RMS norm scales by ``offset + weight`` (Gemma's by ``1 + weight``; 0 for the others).
     """
 
     embeddings: tuple[str, ...]
@@ -62,6 +63,7 @@ class Adapter:
     attention_norm: str | None = None
     ffn_norm: str | None = None
     final_norm: str | None = None
+    norm_gain_offset: float = 0.0
 
     def embedding_module(self, model: torch.nn.Module) -> torch.nn.Module:
         for path in self.embeddings:
@@ -163,7 +165,7 @@ _LLAMA_LIKE = Adapter(
 for _name in ("llama", "mistral", "qwen2", "qwen3"):
     ADAPTERS.register(_name, _LLAMA_LIKE)
 ADAPTERS.register("gemma3_text", dataclasses.replace(_LLAMA_LIKE, mixing="sandwich",
-                                                     attention_norm="post_attention_layernorm"))
+                                                     attention_norm="post_attention_layernorm", norm_gain_offset=1.0))
 
 
 def adapter_for(model_type: str) -> Adapter:

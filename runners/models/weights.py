@@ -1,8 +1,10 @@
 """Where a zoo entry's weights are and what identifies them, without loading them (no torch).
 
-``fingerprint`` names the weights: a hub revision, a hash of the weight files, a control's base
-and init seed, or a config entry's config, init seed and tokenizer. It is part of every cell's key,
-so changed weights make new cells.
+``fingerprint`` names the weights: a hub repo at its resolved commit, a hash of the weight files, a
+control's base and init seed, a config entry's config, init seed and tokenizer, or an in-memory
+model's state hash. It is part of every cell's key, so changed weights make new cells;
+``model_commit`` is the hub commit the weights (or a control's base, or a config entry's config)
+were read at.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 
 from idsuite.runners.failures import ModelFailure
 from idsuite.runners.models.cache import feed, file_sha256, remembered
-from idsuite.runners.models.hub import cached, hub_reachable, why_unreachable
+from idsuite.runners.models.hub import HubError, cached, failure_cause, hub_reachable, resolved_commit, why_unreachable
+from idsuite.runners.models.in_memory import InMemoryEntry
 from idsuite.runners.models.package_files import PackageFileError, extracted, package_folder, packaged_file
 from idsuite.runners.models.zoo import ConfigEntry, Entry, GgufEntry, HubEntry, LocalEntry, PackageEntry, RandomInitEntry, Zoo
 
@@ -62,20 +65,29 @@ def weights_folder(entry: LocalEntry | PackageEntry, zoo_path: Path) -> Path:
     return folder
 
 
-def _hub_config_file(repo: str, revision: str) -> Path:
-    """``repo``'s config.json at ``revision``, alone (downloaded once into the hub cache); the cached
-    copy when the hub cannot be reached."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
+def hub_commit(repo: str, revision: str) -> str:
+    """The commit ``revision`` of the model repo ``repo`` names (``hub.resolved_commit``, once per
+    process); a ``ModelLoadError`` naming the cause when it cannot be resolved."""
+    try:
+        return resolved_commit(repo, revision)
+    except HubError as e:
+        raise ModelLoadError(str(e)) from None
 
+
+def _hub_config_file(repo: str, revision: str) -> Path:
+    """``repo``'s config.json at ``revision`` (its resolved commit), alone (downloaded once into the
+    hub cache); the cached copy when the hub cannot be reached."""
+    from huggingface_hub import hf_hub_download
+
+    commit = hub_commit(repo, revision)
     offline = not hub_reachable()
-    if offline and not cached(repo, revision):
+    if offline and not cached(repo, commit):
         raise ModelLoadError(f"{why_unreachable()}, and {repo!r} is not in the local cache")
     try:
-        return Path(hf_hub_download(repo, "config.json", revision=revision, local_files_only=offline))
-    except (OSError, EntryNotFoundError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelLoadError(f"cannot download the config.json of {repo!r} at {revision!r}: {first}") from None
+        return Path(hf_hub_download(repo, "config.json", revision=commit, local_files_only=offline))
+    except Exception as e:  # noqa: BLE001  (the cause is named in one line)
+        cause = failure_cause(e, repo, revision) or (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ModelLoadError(f"cannot download the config.json of {repo!r} at {revision!r}: {cause}") from None
 
 
 def config_file(entry: ConfigEntry, zoo_path: Path) -> Path:
@@ -131,8 +143,20 @@ def _hash_files(folder: Path, files: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
+def model_commit(entry: Entry, zoo: Zoo) -> str | None:
+    """The hub commit an entry's weights are read at: a hub entry's resolved revision, a control's
+    base's, a config entry's repo's (its config); None for weights that are not from the hub."""
+    if isinstance(entry, RandomInitEntry):
+        entry = zoo.entries[entry.base]
+    if isinstance(entry, HubEntry):
+        return hub_commit(entry.repo or entry.id, entry.revision)
+    if isinstance(entry, ConfigEntry) and entry.repo is not None:
+        return hub_commit(entry.repo, entry.revision)
+    return None
+
+
 def fingerprint(entry: Entry, zoo: Zoo, init_seed: int | None = None) -> str:
-    """What identifies the weights without loading them: hub revision, file hash, base + init seed
+    """What identifies the weights without loading them: hub repo at its resolved commit, file hash, base + init seed
     (``init_seed``: one of a control's seeds; default its first), or a config entry's config digest
     (after its overrides) + init seed + its tokenizer entry's fingerprint. Fresh weights also depend
     on the torch and transformers versions that drew them; both are in every cell's key beside this.
@@ -145,8 +169,11 @@ def fingerprint(entry: Entry, zoo: Zoo, init_seed: int | None = None) -> str:
 
 
 def _fingerprint(entry: Entry, zoo: Zoo, init_seed: int | None) -> str:
+    if isinstance(entry, InMemoryEntry):
+        return entry.weights_fingerprint
     if isinstance(entry, HubEntry):
-        return f"hub:{entry.repo or entry.id}@{entry.revision}"
+        repo = entry.repo or entry.id
+        return f"hub:{repo}@{hub_commit(repo, entry.revision)}"
     if isinstance(entry, RandomInitEntry):
         seed = entry.init_seeds[0] if init_seed is None else init_seed
         return f"random_init(seed={seed}):{_fingerprint(zoo.entries[entry.base], zoo, None)}"
@@ -162,9 +189,6 @@ def _fingerprint(entry: Entry, zoo: Zoo, init_seed: int | None) -> str:
         more = f"+{len(entry.packages) - 1}" if len(entry.packages) > 1 else ""
         label = f"package:{first}=={importlib.metadata.version(first)}{more}"
     return f"{label}:sha256={_hash_folder(folder)}"
-
-
-SAFETENSORS_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 
 def _safetensors_parameters(path: Path) -> int:

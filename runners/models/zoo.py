@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import pydantic
 import yaml
 
-from idsuite.results.store import model_folder
+from idsuite.results.store import NAME_MAX, model_folder
 
 DTypeName = Literal["float32", "bfloat16", "float16"]
 
@@ -38,10 +38,14 @@ def _valid_id(value: str) -> str:
         raise ValueError(f"'id' must not be {value!r}")
     if any(ord(ch) < 32 for ch in value) or len(value) > 200:
         raise ValueError("'id' must be at most 200 printable characters")
+    folder = len(model_folder(value).encode())
+    if folder > NAME_MAX:
+        raise ValueError(f"'id' is too long for a file system: its result folder name (percent-encoded) has {folder} "
+                         f"bytes, at most {NAME_MAX} fit")
     return value
 
 
-class _Entry(pydantic.BaseModel):
+class EntryFields(pydantic.BaseModel):
     """Fields every entry has. ``family`` and ``notes`` are descriptive; sizes are read from the config.
     ``trust_remote_code``: let transformers run the model's own Python code (off unless opted in;
     recorded in every row and marked in the leaderboard)."""
@@ -56,7 +60,7 @@ class _Entry(pydantic.BaseModel):
     trust_remote_code: bool = False
 
 
-class HubEntry(_Entry):
+class HubEntry(EntryFields):
     """A Hugging Face hub model: ``repo`` (defaults to ``id``) at ``revision``."""
 
     source: Literal["hub"]
@@ -64,14 +68,14 @@ class HubEntry(_Entry):
     revision: str = "main"
 
 
-class LocalEntry(_Entry):
+class LocalEntry(EntryFields):
     """A model saved with ``save_pretrained`` in a local folder (relative to models.yaml)."""
 
     source: Literal["local"]
     path: str
 
 
-class PackageEntry(_Entry):
+class PackageEntry(EntryFields):
     """A transformers folder shipped in PyPI packages (``packages``: their pip names).
 
     ``subdir``: the folder, relative to site-packages; or, with ``file``, inside the zip archive
@@ -85,7 +89,7 @@ class PackageEntry(_Entry):
     sha256: str | None = None
 
 
-class GgufEntry(_Entry):
+class GgufEntry(EntryFields):
     """A GGUF file: ``path`` (relative to models.yaml), or ``file`` shipped whole or in parts in ``packages``."""
 
     source: Literal["gguf"]
@@ -104,7 +108,7 @@ class GgufEntry(_Entry):
 DEFAULT_INIT_SEEDS = (0, 1, 2)
 
 
-class RandomInitEntry(_Entry):
+class RandomInitEntry(EntryFields):
     """The untrained control: ``base``'s config and tokenizer with freshly initialised weights, one
     model per seed in ``init_seeds`` (default three: the control is reported as the band they span;
     ``init_seed: k`` is the one seed k)."""
@@ -125,7 +129,7 @@ class RandomInitEntry(_Entry):
         return self
 
 
-class ConfigEntry(_Entry):
+class ConfigEntry(EntryFields):
     """A model built from a config alone, with seeded fresh weights: scaling studies, architecture
     sweeps, large-model fixtures. The config is ``config`` (a config.json, relative to models.yaml)
     or ``repo``'s config.json at ``revision`` (nothing else of the repo is downloaded), with the
@@ -297,6 +301,8 @@ def load_zoo(path: str | Path = DEFAULT_ZOO) -> Zoo:
         raise ZooFileError(f"{path}: expected a top-level 'models:' list")
     zoo = Zoo(path=path)
     positions: dict[str, int] = {}
+    duplicates: dict[str, list[int]] = {}  # id -> the positions of every entry with it
+    tags: dict[str, tuple[str, ...]] = {}  # id -> the tags of its later duplicates
     folders: dict[str, tuple[int, str]] = {}  # case-folded result folder -> (index, id)
     for index, raw in enumerate(data["models"]):
         raw_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
@@ -309,10 +315,11 @@ def load_zoo(path: str | Path = DEFAULT_ZOO) -> Zoo:
         except pydantic.ValidationError as e:
             zoo.errors.append(EntryError(path, index, raw_id, _describe(e), _tags_of(raw)))
             continue
-        if entry.id in zoo.entries:
-            zoo.errors.append(EntryError(path, index, entry.id, f"duplicate id (entry #{positions[entry.id] + 1})",
-                                         entry.tags))
+        if entry.id in positions:  # which of them was meant cannot be known: both are errors
+            duplicates.setdefault(entry.id, [positions[entry.id]]).append(index)
+            tags[entry.id] = tags.get(entry.id, ()) + tuple(t for t in entry.tags if t not in tags.get(entry.id, ()))
             continue
+        positions[entry.id] = index
         folded = model_folder(entry.id).casefold()
         if folded in folders:  # distinct ids whose result folders differ only in case: one on macOS/Windows
             other_index, other = folders[folded]
@@ -321,7 +328,13 @@ def load_zoo(path: str | Path = DEFAULT_ZOO) -> Zoo:
             continue
         folders[folded] = (index, entry.id)
         zoo.entries[entry.id] = entry
-        positions[entry.id] = index
+    for entry_id, indices in duplicates.items():
+        entry = zoo.entries.pop(entry_id, None)
+        where = ", ".join(f"#{i + 1}" for i in indices[:-1]) + f" and #{indices[-1] + 1}"
+        first = entry.tags if entry else ()
+        zoo.errors.append(EntryError(path, indices[0], entry_id, f"duplicate id: entries {where} are all named "
+                                     f"{_shown(entry_id)} (rename all but one)",
+                                     first + tuple(t for t in tags[entry_id] if t not in first)))
     for entry_id, entry in list(zoo.entries.items()):
         borrowed = _borrowed(entry)
         if borrowed is not None and not isinstance(zoo.entries.get(borrowed[1]), LoadableEntry):

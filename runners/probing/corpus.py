@@ -9,12 +9,14 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import datasets
 import pydantic
 
-from idsuite.runners.models.hub import hub_reachable, offline_mode, why_unreachable
+from idsuite.runners.models.hub import HubError, failure_cause, hub_reachable, offline_mode, resolved_commit, why_unreachable
+
+if TYPE_CHECKING:
+    import datasets
 
 LEE = "lee"
 MRPC = "mrpc"
@@ -94,30 +96,46 @@ def sentence_items(documents: list[str], seed: int) -> list[tuple[str, str | Non
     return items
 
 
-def _load_dataset(spec: CorpusSpec) -> datasets.Dataset:
+def hub_dataset(spec: CorpusSpec) -> tuple[str, str | None] | None:
+    """The hub dataset (full id, config) a corpus is read from; None for the packaged or a local corpus."""
+    if spec.source == LEE or Path(spec.source).suffix in LOCAL_BUILDERS:
+        return None
+    return ("nyu-mll/glue", "mrpc") if spec.source == MRPC else (spec.source, spec.config)
+
+
+def _load_dataset(spec: CorpusSpec) -> tuple[datasets.Dataset, str | None]:
+    """The dataset, and for a hub dataset the commit it was read at (its main branch, resolved
+    once: online from the hub, offline from the local cache)."""
+    import datasets  # imported when a corpus is loaded: the command line's parser needs only the spec
+
     path = Path(spec.source)
+    hub = hub_dataset(spec)
     try:
         if spec.source == LEE:
-            return datasets.load_dataset("text", data_files=str(lee_path()), split="train")
-        if path.suffix in LOCAL_BUILDERS:
+            return datasets.load_dataset("text", data_files=str(lee_path()), split="train"), None
+        if hub is None:
             if not path.is_file():
                 raise CorpusError(f"corpus {_shown(spec.source)}: no such file")
-            return datasets.load_dataset(LOCAL_BUILDERS[path.suffix], data_files=str(path), split="train")
+            return datasets.load_dataset(LOCAL_BUILDERS[path.suffix], data_files=str(path), split="train"), None
         if not hub_reachable() and not offline_mode():  # fail at once instead of retrying for a minute
             raise CorpusError(f"corpus {_shown(spec.source)}: {why_unreachable()}; HF_HUB_OFFLINE=1 uses a cached copy")
-        if spec.source == MRPC:
-            return datasets.load_dataset("nyu-mll/glue", "mrpc", split=spec.split)
-        return datasets.load_dataset(spec.source, spec.config, split=spec.split)
+        commit = resolved_commit(hub[0], "main", kind="dataset")
+        return datasets.load_dataset(hub[0], hub[1], split=spec.split, revision=commit), commit
+    except HubError as e:
+        raise CorpusError(f"corpus {_shown(spec.source)}: {e}") from None
     except CorpusError:
         raise
     except Exception as e:  # datasets raises many types for unreachable or malformed sources
+        cause = failure_cause(e, hub[0]) if hub else None
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CorpusError(f"corpus {_shown(spec.source)}: {type(e).__name__}: {first[:200]}") from e
+        raise CorpusError(f"corpus {_shown(spec.source)}: {cause or f'{type(e).__name__}: {first[:200]}'}") from e
 
 
 def load_corpus(spec: CorpusSpec) -> Corpus:
-    """Load, order (seeded shuffle) and cut the probe corpus to ``max_sequences`` items."""
-    data = _load_dataset(spec)
+    """Load, order (seeded shuffle) and cut the probe corpus to ``max_sequences`` items. Its id: the
+    packaged corpus's name, a local file's name, or a hub dataset's full id (``mrpc``: its name)
+    and the commit it was read at, then the split."""
+    data, commit = _load_dataset(spec)
     text_col, pair_col = spec.text_column, spec.pair_column
     if spec.source == MRPC:
         text_col, pair_col = "sentence1", "sentence2"
@@ -135,7 +153,8 @@ def load_corpus(spec: CorpusSpec) -> Corpus:
         raise CorpusError(f"corpus {_shown(spec.source)}: {len(items)} usable sentence(s) in column {_shown(text_col)}; "
                           "at least two are needed")
     random.Random(spec.seed).shuffle(items)
-    name = spec.source if spec.source in (LEE, MRPC) else Path(spec.source).name
+    name = spec.source if spec.source in (LEE, MRPC) or commit else Path(spec.source).name
+    name += f"@{commit[:12]}" if commit else ""
     return Corpus(corpus_id=f"{name}:{spec.split if spec.source != LEE else 'all'}", items=items[: spec.max_sequences])
 
 

@@ -74,11 +74,9 @@ class MixingProbe:
             hook(self._unique(self.adapter.ffn_norm), lambda m, i, o: seen["norm2"].append((m, i[0], o)))
             yield seen
 
-    @staticmethod
-    def _rms_gain(module: torch.nn.Module) -> torch.Tensor:
-        """An RMS norm's elementwise gain (Gemma's norms scale by ``1 + weight``)."""
-        weight = module.weight.detach().float()
-        return 1 + weight if "gemma" in type(module).__name__.lower() else weight
+    def _rms_gain(self, module: torch.nn.Module) -> torch.Tensor:
+        """An RMS norm's elementwise gain, ``norm_gain_offset + weight`` (``Adapter``)."""
+        return self.adapter.norm_gain_offset + module.weight.detach().float()
 
     def _call(self, call: tuple, hidden: torch.Tensor, subtract: torch.Tensor | None, last: bool) -> torch.Tensor:
         """Re-run a recorded block call on ``hidden`` (B, n, d), the attention output reduced by

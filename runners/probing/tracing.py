@@ -13,8 +13,8 @@ from idsuite.runners.models.adapters import Adapter, attention_windows
 from idsuite.runners.models.health import check_activations
 from idsuite.runners.probing.linearized_feed_forward import LinearizedFeedForward, pays_off
 from idsuite.runners.probing.mixing_probe import MixingProbe
-from idsuite.suite.attribution import LayersFn
 from idsuite.suite.context_mixing import MixingLayer
+from idsuite.suite.hidden_token_attribution import LayersFn
 from idsuite.suite.masks import token_mask
 from idsuite.suite.null_space import output_factor
 from idsuite.suite.trace import BatchTrace, LayerConsumer, LayerTrace
@@ -57,6 +57,7 @@ class Tracer:
         self.windows = attention_windows(config, len(self.blocks))
         self.punct = punctuation_ids(tokenizer)
         self.encodings: dict[int, dict[str, list[int]]] = {}
+        self.special_only = 0  # probe items that tokenize to special tokens only (``encode``)
         self._mixing: MixingProbe | None = None
         if tokenizer.pad_token is None:  # decoders often have none; padded positions are masked anyway
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
@@ -65,6 +66,22 @@ class Tracer:
             "sep": {tokenizer.sep_token_id, tokenizer.eos_token_id},
         }
         self.special = {k: torch.tensor(sorted(i for i in v if i is not None)) for k, v in special.items()}
+
+    def encode(self, items: list[tuple[str, str | None]], max_tokens: int | None = None) -> list[int]:
+        """Tokenise probe items ``(text, pair or None)`` into ``encodings`` under their positions in
+        ``items``, keeping those of at most ``max_tokens`` tokens that hold a token other than the
+        tokenizer's special ones (``special_only`` counts those that do not: nothing of their
+        sentence is left to measure); the positions kept, in order."""
+        special = set(self.tokenizer.all_special_ids) - {self.tokenizer.unk_token_id}
+        kept = []
+        for index, (text, pair) in enumerate(items):
+            encoding = dict(self.tokenizer(text, pair, truncation=False))
+            if all(i in special for i in encoding["input_ids"]):
+                self.special_only += 1
+            elif max_tokens is None or len(encoding["input_ids"]) <= max_tokens:
+                self.encodings[index] = encoding
+                kept.append(index)
+        return kept
 
     @property
     def device(self) -> torch.device:

@@ -72,13 +72,29 @@ def layer_head_grid(n_layers: int, n_heads: int) -> tuple[np.ndarray, np.ndarray
     return layers.reshape(-1), heads.reshape(-1)
 
 
+class UndeclaredRow(ValueError):
+    """A metric added a row its declaration does not have (a variant, or per-head / per-sequence
+    rows of a variant that does not declare them)."""
+
+
 @dataclass
 class RowBuffer:
     """Collects long-format result rows as column chunks (cheap for per-head tensors): arrays per
-    ``add``, one DataFrame at ``frame``. Columns a chunk does not give are null."""
+    ``add``, one DataFrame at ``frame``. Columns a chunk does not give are null. A row the metric's
+    ``spec`` does not declare is refused (``UndeclaredRow``) as it is added."""
 
-    metric: str
+    spec: MetricSpec
     chunks: list[dict[str, Any]] = field(default_factory=list)
+
+    def _check_declared(self, variant: str, head: IntLike, sequence: IntLike) -> None:
+        name = variant if variant in self.spec.variants else variant.split(":", 1)[0]
+        declared = self.spec.variants.get(name)
+        if declared is None:  # a family's member (offset:+1, matrix:alti) is declared by its family
+            raise UndeclaredRow(f"{self.spec.name} declares no variant {variant!r}")
+        if declared.kind == "layer" and head is not None and sequence is None and not declared.per_head:
+            raise UndeclaredRow(f"{self.spec.name}/{variant}: per-head rows, but the variant does not declare per_head")
+        if declared.kind == "layer" and sequence is not None and not declared.per_sequence:
+            raise UndeclaredRow(f"{self.spec.name}/{variant}: per-sequence rows, but the variant does not declare per_sequence")
 
     def add(self, variant: str, value: torch.Tensor | np.ndarray | float, layer: IntLike = None, head: IntLike = None,
             sequence: IntLike = None, n_tokens: IntLike = None, query: IntLike = None, key: IntLike = None,
@@ -86,6 +102,7 @@ class RowBuffer:
         """Add one row, or one row per element of ``value``; the other columns broadcast against it.
         ``n``/``n_unit``: on a per-sequence row, the units its value averages (paired comparisons
         weight sequences by them)."""
+        self._check_declared(variant, head, sequence)
         values = _flat(value).astype(np.float64)
         size = len(values)
         chunk: dict[str, Any] = {"variant": variant, "value": values, "size": size}
@@ -116,7 +133,7 @@ class RowBuffer:
         sizes = [c["size"] for c in self.chunks]
         sized = list(zip(self.chunks, sizes, strict=True))
         columns: dict[str, Any] = {
-            "metric": np.full(sum(sizes), self.metric, dtype=object),
+            "metric": np.full(sum(sizes), self.spec.name, dtype=object),
             "variant": np.repeat(np.array([c["variant"] for c in self.chunks], dtype=object), sizes),
             "value": np.concatenate([c["value"] for c in self.chunks]),
         }

@@ -14,10 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from idsuite.suite.attribution import Progress, contributions, estimate_block_norms, exact_or_estimate, jacobian_block_norms
 from idsuite.suite.context_mixing import (
-    RAW_PRODUCT,
-    ROLLOUT_WITH_IDENTITY,
     agreement,
     decomposed,
     head_mixed,
@@ -26,8 +23,9 @@ from idsuite.suite.context_mixing import (
     rollout,
     row_normalise,
 )
+from idsuite.suite.hidden_token_attribution import Progress, contributions, estimate_block_norms, exact_or_estimate, jacobian_block_norms
 from idsuite.suite.metrics.base import RowBuffer, progress_bar, say
-from idsuite.suite.specs.context_mixing import MEASURES, SCORES, SPEC, ContextMixingConfig
+from idsuite.suite.specs.context_mixing import MEASURES, SCORES, SPEC, ContextMixingConfig, Measure
 from idsuite.suite.trace import BatchTrace, ModelProbe
 from idsuite.suite.uncertainty import ratio_of_sums
 
@@ -77,7 +75,7 @@ class ContextMixingMetric:
         if probe is None:
             raise ValueError("context mixing needs the model as a function (a ModelProbe)")
         chosen = sorted(self.eligible)[: self.config.max_sequences]
-        rows = RowBuffer(self.spec.name)
+        rows = RowBuffer(self.spec)
         if not chosen:  # nothing to score is a result (counted, with why), not a failure of the model
             return self._counts(rows, chosen, "").frame()
         method, how = exact_or_estimate(self.config.reference, max(n for _, n in chosen), probe.hidden_size,
@@ -99,11 +97,11 @@ class ContextMixingMetric:
                 local_reference = [self._local_reference(layer, probe.causal, self.seed + seq + 7919 * i)
                                    for i, layer in enumerate(layers)]
                 for measure in MEASURES:
-                    series = [m[measure] for m in local if measure in m]
+                    series = [m[measure.name] for m in local if measure.name in m]
                     if len(series) != len(layers):
                         continue
-                    rolled = rollout(series, probe.causal, identity=measure in ROLLOUT_WITH_IDENTITY,
-                                     normalise_each=measure not in RAW_PRODUCT)
+                    rolled = rollout(series, probe.causal, identity=measure.rollout_identity,
+                                     normalise_each=not measure.raw_product)
                     for where, matrices, refs in (("", rolled, reference), (":local", series, local_reference)):
                         scored = [agreement(self._normalised(m, measure, where, probe.causal), r, probe.causal)
                                   for m, r in zip(matrices, refs, strict=True)]
@@ -111,10 +109,10 @@ class ContextMixingMetric:
                             values = np.stack([getattr(a, AGREEMENT_FIELDS[score]).double().numpy()
                                                for a in scored])  # (L, n)
                             present = ~np.isnan(values)
-                            sums[f"{measure}{where}/{score}"].append(np.where(present, values, 0).sum(-1))
-                            counts[f"{measure}{where}/{score}"].append(present.sum(-1).astype(np.float64))
+                            sums[f"{measure.name}{where}/{score}"].append(np.where(present, values, 0).sum(-1))
+                            counts[f"{measure.name}{where}/{score}"].append(present.sum(-1).astype(np.float64))
                     if (seq, n) == example:
-                        self._add_matrices(rows, f"matrix:{measure}", rolled, seq)
+                        self._add_matrices(rows, f"matrix:{measure.name}", rolled, seq)
                 ratios = np.stack([mixing_ratio(decomposed(layer, head_mixed(layer.attention.double(),
                                                                               layer.transformed.double())), probe.causal)
                                    .numpy() for layer in layers])
@@ -149,9 +147,9 @@ class ContextMixingMetric:
         return rows
 
     @staticmethod
-    def _normalised(matrix: torch.Tensor, measure: str, where: str, causal: bool) -> torch.Tensor:
-        """GlobEnc's one-layer matrices are raw norms: normalised rows for scoring (as the rollout's)."""
-        return row_normalise(matrix, causal) if measure in RAW_PRODUCT and where == ":local" else matrix
+    def _normalised(matrix: torch.Tensor, measure: Measure, where: str, causal: bool) -> torch.Tensor:
+        """A raw product's one-layer matrices (GlobEnc's raw norms): normalised rows for scoring (as the rollout's)."""
+        return row_normalise(matrix, causal) if measure.raw_product and where == ":local" else matrix
 
     @staticmethod
     def _add_matrices(rows: RowBuffer, variant: str, matrices: torch.Tensor, seq: int) -> None:

@@ -9,6 +9,7 @@ from idsuite.suite.registry import Registry
 from idsuite.suite.specs import (
     context_mixing,
     effective_attention,
+    feasible_attention,
     hidden_token_attribution,
     rank_deficiency,
     token_identifiability,
@@ -16,7 +17,8 @@ from idsuite.suite.specs import (
 from idsuite.suite.specs.base import MetricConfig, MetricSpec, Variant, VariantKind
 
 SPECS: Registry[MetricSpec] = Registry("metric")
-for _module in (rank_deficiency, effective_attention, token_identifiability, hidden_token_attribution, context_mixing):
+for _module in (rank_deficiency, effective_attention, feasible_attention, token_identifiability, hidden_token_attribution,
+                context_mixing):
     SPECS.register(_module.SPEC.name, _module.SPEC)
 
 __all__ = ["SPECS", "MetricConfig", "MetricSpec", "Variant", "VariantKind"]

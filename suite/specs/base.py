@@ -16,7 +16,8 @@ VariantKind = Literal["layer", "map", "label", "offset", "fit", "count"]
 ``map``: a cell (query, key) of the example sequence's attention map, per layer and head;
 ``label``: the example sequence's tokens (the text in ``label``, the position in ``key``);
 ``offset``: a family ``<name>:<k>`` of per-layer curves, one per relative offset k;
-``fit``: a per-layer diagnostic of an iterative fit (losses, epochs, whether it converged);
+``fit``: a per-layer diagnostic of an iterative fit or an estimator (losses, epochs, whether it
+converged, the estimator's own error);
 ``count``: how much data a metric used or left out (its ``label`` says what)."""
 
 
@@ -30,7 +31,9 @@ class MetricConfig(pydantic.BaseModel):
 class Variant:
     """One reported quantity of a metric: what it means, its unit, which way is better, and what
     rows it has (``kind``; ``per_head``: also aggregated per head, a layer x head matrix;
-    ``per_sequence``: also one row per probe sequence, which paired comparisons resample)."""
+    ``per_sequence``: also one row per probe sequence, which paired comparisons resample;
+    ``aggregated``: a ``layer`` variant has per-layer aggregates with their intervals, unless it is
+    a table of per-sequence rows only). ``idsuite.suite.metrics.checks`` holds metrics to this."""
 
     description: str
     direction: Literal["higher", "lower", "none"] = "none"
@@ -39,6 +42,7 @@ class Variant:
     kind: VariantKind = "layer"
     per_head: bool = False
     per_sequence: bool = False
+    aggregated: bool = True
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,6 @@ class MetricSpec:
     headline_layer: Literal["mean", "last"] = "mean"
     headline_best_of: tuple[str, ...] = ()
     config_type: type[MetricConfig] = MetricConfig
-    needs_model: bool = False
     paper: str = ""
     summary_variants: tuple[str, ...] = ()
     in_main_table: bool = True

@@ -3,24 +3,44 @@ against Jacobian attribution layer by layer."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import Field
 
 from idsuite.suite.specs.base import MetricConfig, MetricSpec, Variant
 
-MEASURES = ("attention", "norm", "norm_resln", "globenc", "alti", "value_zeroing")
-"""The context-mixing measures (their maths: ``suite/context_mixing.py``)."""
+
+@dataclass(frozen=True)
+class Measure:
+    """One context-mixing measure, declared once: the maths (``suite/context_mixing.py``,
+    ``RAW_MATRICES[name]``), the variants below, the docs check and the cost benchmark all iterate
+    ``MEASURES``. ``title``: what it is and who proposed it; ``rollout_identity``: rolled out as
+    ``rownorm(M + I)`` (attention rollout); ``raw_product``: raw matrices multiplied, each product
+    row-normalised for reporting (GlobEnc); ``needs_rerun``: re-runs the layer per token (value
+    zeroing: only where the model's layer can be re-run)."""
+
+    name: str
+    title: str
+    rollout_identity: bool = False
+    raw_product: bool = False
+    needs_rerun: bool = False
+
+
+MEASURES: tuple[Measure, ...] = (
+    Measure("attention", "raw attention (rolled out with the residual)", rollout_identity=True),
+    Measure("norm", "Kobayashi et al. 2020 norm ||sum_h A f(x)||"),
+    Measure("norm_resln", "Kobayashi et al. 2021 AttnResLn-N (pre-norm: AttnRes-N)"),
+    Measure("globenc", "GlobEnc", raw_product=True),
+    Measure("alti", "ALTI"),
+    Measure("value_zeroing", "value zeroing", needs_rerun=True),
+)
 SCORES = {
     "spearman": ("mean over tokens of the Spearman correlation of the measure's row with the attribution row",
                  "higher", (-1, 1), "rho"),
     "top_agreement": ("share of tokens whose top contributor is the same", "higher", (0, 1), "share"),
     "own_error": ("mean absolute error of the own share M_ii against c_ii", "lower", (0, 1), "share"),
 }
-NAMES = {"attention": "raw attention (rolled out with the residual)", "norm": "Kobayashi et al. 2020 norm ||sum_h A f(x)||",
-         "norm_resln": "Kobayashi et al. 2021 AttnResLn-N (pre-norm: AttnRes-N)", "globenc": "GlobEnc",
-         "alti": "ALTI", "value_zeroing": "value zeroing"}
-
 
 class ContextMixingConfig(MetricConfig):
     """The first ``max_sequences`` probe sequences (corpus order) of 3 to ``max_tokens`` tokens are
@@ -44,9 +64,9 @@ def _variants() -> dict[str, Variant]:
     for measure in MEASURES:
         for where, what in (("", "rolled out, against c^l"), (":local", "one layer, against the one-layer Jacobian")):
             for score, (text, direction, bounds, unit) in SCORES.items():
-                out[f"{measure}{where}/{score}"] = Variant(f"{NAMES[measure]}, {what}: {text}", direction, bounds, unit)
-        out[f"matrix:{measure}"] = Variant(f"example sequence: {NAMES[measure]}, rolled out, row query, column key",
-                                           kind="map")
+                out[f"{measure.name}{where}/{score}"] = Variant(f"{measure.title}, {what}: {text}", direction, bounds, unit)
+        out[f"matrix:{measure.name}"] = Variant(f"example sequence: {measure.title}, rolled out, row query, column key",
+                                                kind="map")
     out["matrix:attribution"] = Variant("example sequence: the attribution c^l it is scored against", kind="map")
     out["norm_resln/mixing_ratio"] = Variant("mean share of context in the attention block output (Kobayashi et al. "
                                              "2021)", "none", (0, 1), "share")
@@ -69,11 +89,10 @@ SPEC = MetricSpec(
     headline="alti/spearman",
     implementation="idsuite.suite.metrics.context_mixing:ContextMixingMetric",
     headline_layer="last",
-    headline_best_of=tuple(f"{m}/spearman" for m in MEASURES),
+    headline_best_of=tuple(f"{m.name}/spearman" for m in MEASURES),
     config_type=ContextMixingConfig,
-    needs_model=True,
     in_main_table=False,
-    summary_variants=tuple(f"{m}/spearman" for m in MEASURES),
+    summary_variants=tuple(f"{m.name}/spearman" for m in MEASURES),
     paper="Abnar & Zuidema 2020; Kobayashi et al. 2020, 2021; Modarressi et al. 2022; Ferrando et al. 2022; "
           "Mohebbi et al. 2023",
 )

@@ -48,7 +48,7 @@ SPEC = MetricSpec(
         "token": Variant("example sequence: the token at position 'key' (in 'label')", "none", kind="label"),
     },
     headline="null_share",
-    implementation="idsuite.suite.metrics.effective:EffectiveAttentionMetric",
+    implementation="idsuite.suite.metrics.effective_attention:EffectiveAttentionMetric",
     config_type=EffectiveAttentionConfig,
     summary_variants=("null_share", "pearson", "argmax_change", "mass_sep_raw", "mass_sep_eff"),
     paper="Brunner et al. 2020, section 4.2",

@@ -2,48 +2,28 @@
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Literal
 
 from pydantic import Field
 
-from idsuite.suite.specs.base import MetricConfig, MetricSpec, Variant
+from idsuite.suite.specs.base import MetricSpec, Variant
+from idsuite.suite.specs.sample import StraddlingSample
 
 
-class AttributionConfig(MetricConfig):
+class AttributionConfig(StraddlingSample):
     """``method``: ``exact`` block norms cost ``n * d`` forward-mode products per sequence;
     ``estimate`` uses ``probes`` random directions per input token (``n * probes`` products) and its
     probe error joins every interval. Where exact block norms would cost more than
-    ``exact_max_flops`` (a rough count, ``idsuite.suite.attribution.exact_flops``) for the longest sequence
+    ``exact_max_flops`` (a rough count, ``idsuite.suite.hidden_token_attribution.exact_flops``) for the longest sequence
     to attribute, the estimator is used instead and the rows' label says so.
 
-    Sequences of at most the token cap are attributed in corpus order, alternating those longer
-    than the head size d_h and those not, until the 95% interval of the last layer's mean own
-    contribution is at most ``target_half_width`` wide on each side (after at least
-    ``min_sequences``; at most ``max_sequences``). The cap is ``max_tokens`` where given, else
-    ``ceil(max_tokens_per_head_size * d_h)``, so that the sample straddles d_h for every head size;
-    longer sequences are left out and counted (none is truncated). ``chunk_size``: products per
-    batch."""
+    The sample (``StraddlingSample``): its target is the last layer's mean own contribution.
+    ``chunk_size``: products per batch."""
 
     method: Literal["exact", "estimate"] = "estimate"
     probes: Annotated[int, Field(ge=2, le=65536)] = 8
-    max_tokens: Annotated[int, Field(ge=2, le=1 << 20)] | None = None
-    max_tokens_per_head_size: Annotated[float, Field(gt=1, le=64)] = 2.5
-    min_sequences: Annotated[int, Field(ge=1)] = 10
-    max_sequences: Annotated[int, Field(ge=1)] = 48
-    target_half_width: Annotated[float, Field(gt=0)] = 0.02
     chunk_size: Annotated[int, Field(ge=1)] | None = None
     exact_max_flops: Annotated[float, Field(gt=0)] = 1e16
-
-    def token_cap(self, d_head: int) -> int:
-        """The longest sequence attributed for a model with head size ``d_head``."""
-        return self.max_tokens if self.max_tokens is not None else math.ceil(self.max_tokens_per_head_size * d_head)
-
-    def cap_reason(self, d_head: int) -> str:
-        """Where the cap comes from, in words."""
-        if self.max_tokens is not None:
-            return "max_tokens, set explicitly"
-        return f"{self.max_tokens_per_head_size:g} x d_h = {d_head}, rounded up"
 
 
 SPEC = MetricSpec(
@@ -62,7 +42,7 @@ SPEC = MetricSpec(
                           kind="offset"),
         "own_probe_error": Variant(
             "estimator only: half-width of the 95% probe-error interval of the mean own contribution (a jackknife "
-            "over the probe directions; the interval of 'own' includes it)", "lower", (0, None), "share",
+            "over the probe directions; the interval of 'own' includes it)", "lower", (0, None), "share", kind="fit",
         ),
         "attributed_sequences": Variant("sequences attributed; the label says the token cap, how many of each "
                                         "length, the method used (and why, where exact was too costly) and why it "
@@ -71,10 +51,9 @@ SPEC = MetricSpec(
                                      "the cap and where it comes from)", "none", (0, None), "sequences", kind="count"),
     },
     headline="own",
-    implementation="idsuite.suite.metrics.attribution:AttributionMetric",
+    implementation="idsuite.suite.metrics.hidden_token_attribution:AttributionMetric",
     headline_layer="last",
     config_type=AttributionConfig,
-    needs_model=True,
     summary_variants=("own", "own_is_top", "entropy"),
     paper="Brunner et al. 2020, section 6",
 )

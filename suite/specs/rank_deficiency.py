@@ -21,8 +21,9 @@ SPEC = MetricSpec(
     version=3,
     variants={
         "rank": Variant("numerical rank r_h of T_h, per sequence and head", "none", (0, None), "dimensions",
-                        per_sequence=True),
-        "null_dim": Variant("n - r_h per sequence and head", "lower", (0, None), "dimensions", per_sequence=True),
+                        per_sequence=True, aggregated=False),
+        "null_dim": Variant("n - r_h per sequence and head", "lower", (0, None), "dimensions", per_sequence=True,
+                            aggregated=False),
         "nonidentifiable_share": Variant("share of (sequence, head) pairs with null_dim > 0", "lower", (0, 1), "share",
                                          per_head=True, per_sequence=True),
         "null_fraction": Variant(
@@ -31,7 +32,7 @@ SPEC = MetricSpec(
         ),
     },
     headline="nonidentifiable_share",
-    implementation="idsuite.suite.metrics.rank:RankDeficiencyMetric",
+    implementation="idsuite.suite.metrics.rank_deficiency:RankDeficiencyMetric",
     config_type=RankConfig,
     summary_variants=("nonidentifiable_share", "null_fraction"),
     paper="Brunner et al. 2020, section 4.1",

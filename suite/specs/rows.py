@@ -27,6 +27,5 @@ ROW_COLUMNS: dict[str, str] = {
     "ci_low": "float64",
     "ci_high": "float64",
 }
-UNCERTAINTY_COLUMNS = ("n", "n_unit", "n_clusters", "ci_low", "ci_high")
 INDEX_COLUMNS = ("layer", "head", "sequence", "n_tokens", "query", "key")
 """The integer row columns a metric may set per row (null where not given)."""

@@ -57,7 +57,7 @@ SPEC = MetricSpec(
                                     ("converged", "1 if the held-out loss stopped improving before the epoch cap", "flag"))},
     },
     headline="mlp/cosine",
-    implementation="idsuite.suite.metrics.identifiability:IdentifiabilityMetric",
+    implementation="idsuite.suite.metrics.token_identifiability:IdentifiabilityMetric",
     headline_layer="last",
     headline_best_of=tuple(f"{g}/{dist}" for g in MAPPINGS for dist in DISTANCES),
     config_type=IdentifiabilityConfig,

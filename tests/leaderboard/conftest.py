@@ -43,7 +43,7 @@ models:
     zoo = load_zoo(root / "models.yaml")
     corpus = fixture_corpus()
     store = ResultStore(root / "results")
-    Runner(zoo, corpus, RunConfig(metrics=FAST, batch_size=4), store, "fixture", log=lambda s: None).run(MODELS)
+    Runner(zoo, corpus, RunConfig(metric_settings=FAST, batch_size=4), store, "fixture", log=lambda s: None).run(MODELS)
     for cell in (root / "results" / "cells" / "tiny-partial").glob("hidden_token_attribution-*.parquet"):
         cell.unlink()
     return root / "results"
@@ -60,7 +60,7 @@ def two_settings_dir(results_dir, tmp_path_factory) -> Path:
     corpus = fixture_corpus()
     store = ResultStore(root / "results")
     exact = {**FAST, "hidden_token_attribution": {**FAST["hidden_token_attribution"], "method": "exact"}}
-    for config in (RunConfig(metrics=FAST, batch_size=4, dtype="bfloat16"), RunConfig(metrics=exact, batch_size=4)):
+    for config in (RunConfig(metric_settings=FAST, batch_size=4, dtype="bfloat16"), RunConfig(metric_settings=exact, batch_size=4)):
         Runner(zoo, corpus, config, store, "second", log=lambda s: None).run(["tiny-bert"])
     return root / "results"
 

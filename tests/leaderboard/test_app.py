@@ -12,7 +12,7 @@ from idsuite.leaderboard import charts
 from idsuite.leaderboard.data import PAIRED_SPECS, Board, interval_label
 from idsuite.results.labels import headline_label
 from idsuite.suite.specs import SPECS
-from idsuite.suite.specs.context_mixing import MEASURES, NAMES
+from idsuite.suite.specs.context_mixing import MEASURES
 from idsuite.suite.uncertainty import MIN_CLUSTERS
 
 APP = str(Path(leaderboard.__file__).parent / "app.py")
@@ -210,7 +210,7 @@ def test_context_mixing_view_shows_the_agreement_heat_maps_curves_and_matrices(a
         numbers = _layers(chart)[1]["encoding"]["color"]  # readable on both ends of the colour scale
         assert numbers["condition"]["value"] == "white" and numbers["value"] == "black"
     matrices = next(s for s in specs if "concat" in s)["concat"]
-    assert [m["title"].rsplit(", layer", 1)[0] for m in matrices] == ["attribution", *(NAMES[m] for m in MEASURES)]
+    assert [m["title"].rsplit(", layer", 1)[0] for m in matrices] == ["attribution", *(m.title for m in MEASURES)]
     assert len({json.dumps(m["encoding"]["color"]["scale"]) for m in matrices}) == 1  # one colour scale
     app.radio[1].set_value("one-layer Jacobian (local)").run()
     assert not app.exception

@@ -209,3 +209,29 @@ def test_ranks_of_twelve_models_follow_their_known_order_and_controls_are_not_ra
             assert order == sorted(order, reverse=not higher), (spec.name, family, order)
     diffs = board.control_differences("effective_attention")
     assert sorted(diffs["model"]) == sorted(TWELVE) and (diffs["control"] == diffs["model"] + "-random-init").all()
+
+
+def test_a_row_is_built_from_one_set_of_weights_and_flags_newer_other_weights(results_dir, tmp_path):
+    """tiny-bert's files changed and only one metric was measured again (an interrupted re-run):
+    the row holds that metric of the new weights alone, not the old weights' other metrics, and says so."""
+    import shutil
+
+    from idsuite.results.identity import cell_key
+    from idsuite.results.schema import KEY_COLUMNS
+    from idsuite.results.store import CellRef, ResultStore
+
+    root = tmp_path / "results"
+    shutil.copytree(results_dir, root)
+    query = ResultQuery(root)
+    cells = query.cells()
+    old = cells[(cells["model_id"] == "tiny-bert") & (cells["metric"] == "rank_deficiency")].iloc[0]
+    rows = query.cell_rows([CellRef("tiny-bert", "rank_deficiency", old["cell_key"])])
+    rows = rows.assign(model_fingerprint="local:sha256=" + "f" * 16, timestamp="2099-01-01T00:00:00.000000+00:00")
+    key = cell_key(rows.iloc[0][KEY_COLUMNS].to_dict())
+    ResultStore(root).write(CellRef("tiny-bert", "rank_deficiency", key), rows.assign(cell_key=key))
+    board = Board(root)
+    table = board.model_table().set_index("model")
+    assert table.loc["tiny-bert", "mixed_weights"] and "other weights" in table.loc["tiny-bert", "note"]
+    assert not table.drop(index="tiny-bert")["mixed_weights"].any()
+    bert = board.cells[board.cells["model_id"] == "tiny-bert"]
+    assert bert["cell_key"].tolist() == [key] and table.loc["tiny-bert", "status"] == "partial"

@@ -95,3 +95,18 @@ def test_held_leases_are_renewed_in_the_background_and_released_at_the_end(tmp_p
         time.sleep(0.8)  # past the ttl: only renewal keeps it
         assert Leases(tmp_path, "run-b").holder(REF) is not None
     assert not a.path(REF).exists()
+
+
+def test_a_lease_dated_further_ahead_than_any_renewal_does_not_block(tmp_path):
+    """A holder renews for at most MAX_TTL seconds: an expiry past that (a host whose clock runs
+    ahead, a forged file) is not believed, and the cell is taken over at once."""
+    from idsuite.results.leases import MAX_TTL
+
+    taker = Leases(tmp_path, "run-b")
+    for ahead, blocks in ((MAX_TTL - 10, True), (10**6, False), (10**12, False)):
+        taker.path(REF).parent.mkdir(parents=True, exist_ok=True)
+        taker.path(REF).write_text(json.dumps({"owner": "run-a", "token": "t", "expires": time.time() + ahead,
+                                               "host": "another-host", "pid": 7}))
+        assert (taker.holder(REF) is not None) == blocks and taker.acquire(REF) != blocks, ahead
+        taker.release(REF)
+        taker.path(REF).unlink(missing_ok=True)

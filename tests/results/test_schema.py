@@ -36,3 +36,50 @@ def test_select_list_reads_a_missing_column_as_its_absent_value(tmp_path):
     assert row["metric"] == "rank_deficiency" and row["value"] == 0.5
     assert not bool(row["trust_remote_code"])  # absent: FALSE (NA would raise)
     assert row.isna()["layer"] and row.isna()["model_id"]
+
+
+def _schema_2_cell(store, model_id: str, fingerprint: str) -> None:
+    """A cell as schema 2 wrote it: no ``model_commit`` column, none in its card."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from idsuite.results.store import CARD_KEY, SCHEMA_KEY, cell_card
+    from tests.results.conftest import cell_frame
+
+    ref, frame = cell_frame(model_id, model_fingerprint=fingerprint)
+    frame["schema_version"] = 2
+    table = schema.conform(pa.Table.from_pandas(frame.drop(columns="model_commit"), preserve_index=False))
+    card = {k: v for k, v in cell_card(table).items() if k != "model_commit"}
+    table = table.drop_columns("model_commit")
+    table = table.replace_schema_metadata({SCHEMA_KEY: b"2", CARD_KEY: json.dumps(card).encode()})
+    for path in (store.cell_path(ref), store.summary_path(ref)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path)
+
+
+def test_older_hub_cells_pinned_to_a_sha_get_it_as_their_commit(store):
+    """Migration of ``model_commit``: a schema-2 hub cell pinned by sha reads that sha, one of a
+    branch (never resolved) and one of a folder read NULL; alike from cards and from rows."""
+    from idsuite.results.query import ResultQuery
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    _schema_2_cell(store, "pinned", f"hub:org/m@{sha}")
+    _schema_2_cell(store, "branch", "hub:org/m@main")
+    _schema_2_cell(store, "folder", "local:sha256=0123456789abcdef")
+    query = ResultQuery(store)
+    cells = query.cells().set_index("model_id")
+    assert cells.loc["pinned", "model_commit"] == sha
+    assert cells.isna().loc["branch", "model_commit"] and cells.isna().loc["folder", "model_commit"]
+    rows = query.all_rows(columns=["model_id", "model_commit"]).drop_duplicates().set_index("model_id")
+    assert rows.loc["pinned", "model_commit"] == sha and rows.isna().loc["branch", "model_commit"]
+def test_a_foreign_schema_is_named_in_one_line():
+    from idsuite.results.schema import schema_problem
+
+    ours = pa.schema([("model_id", pa.string()), ("metric", pa.string()), ("cell_key", pa.string()),
+                      ("status", pa.string()), ("layer", pa.float64()), ("value", pa.float64())])
+    assert schema_problem(ours) is None  # an older cell: some columns, ints that pandas wrote as floats
+    assert schema_problem(pa.schema([("a", pa.int64())])) == "not an idsuite cell: column 'a' is not in the results schema"
+    assert schema_problem(ours.remove(0)) == "not an idsuite cell: no column 'model_id'"
+    wrong = ours.set(4, pa.field("layer", pa.string()))
+    assert schema_problem(wrong) == "not an idsuite cell: column 'layer' holds string, not int64"

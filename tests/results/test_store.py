@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from idsuite.results.schema import SCHEMA_VERSION
 from idsuite.results.store import model_folder, model_id_of
 from tests.results.conftest import cell_frame
 
@@ -34,7 +35,7 @@ def test_write_puts_cell_and_summary_in_place_and_nothing_in_staging(store):
     cell, summary = pq.read_table(path), pq.read_table(store.summary_path(ref))
     assert cell.num_rows == len(frame) and summary.num_rows == 3  # two per-layer rows and the whole-model row
     assert summary.column("sequence").null_count == 3
-    assert cell.schema.metadata[b"idsuite_schema"] == b"2"
+    assert cell.schema.metadata[b"idsuite_schema"] == str(SCHEMA_VERSION).encode()
     assert list(store.staging.iterdir()) == []
     assert store.state(ref) == "ok" and store.is_done(ref)
     failed_ref, failed = cell_frame("f", status="failed")
@@ -87,3 +88,22 @@ def test_writing_fails_cleanly_when_the_disk_is_full(store, monkeypatch):
         store.write(ref, frame)
     assert not store.cell_path(ref).exists() and list(store.staging.iterdir()) == []
     assert store.is_done(first_ref)  # what was written before is intact
+
+
+def test_foreign_files_are_named_but_a_newer_schemas_cell_is_left_alone(store, tmp_path):
+    import pyarrow as pa
+
+    from idsuite.results.schema import SCHEMA_VERSION
+    from idsuite.results.store import SCHEMA_KEY, file_problem
+
+    ref, frame = cell_frame()
+    table = pq.read_table(store.write(ref, frame))
+    newer = table.append_column("new_column", pa.array([1.0] * table.num_rows))
+    for version, problem in ((str(SCHEMA_VERSION).encode(), "not an idsuite cell: column 'new_column' is not in the results schema"),
+                             (str(SCHEMA_VERSION + 1).encode(), None)):  # a newer idsuite's cell: never quarantined by this one
+        pq.write_table(newer.replace_schema_metadata(newer.schema.metadata | {SCHEMA_KEY: version}), tmp_path / "f.parquet")
+        assert file_problem(tmp_path / "f.parquet") == problem
+    (tmp_path / "folder.parquet").mkdir()
+    assert file_problem(tmp_path / "folder.parquet") == "not a regular file"
+    (tmp_path / "text.parquet").write_text("not parquet")
+    assert file_problem(tmp_path / "text.parquet").startswith("unreadable footer: ArrowInvalid")

@@ -108,7 +108,7 @@ def test_every_fault_is_failed_rows_with_one_line_and_the_rest_completes(faulty_
     corpus = Corpus("tiny", [(s, None) for s in SENTENCES])
     models, unknown = faulty_zoo.select(["default"])
     assert unknown == [] and {"broken-default", ".", "..", "Tiny"} <= set(models)  # broken ones too
-    outcomes = {o.model_id: o for o in Runner(faulty_zoo, corpus, RunConfig(metrics=FAST, batch_size=4), store, "r",
+    outcomes = {o.model_id: o for o in Runner(faulty_zoo, corpus, RunConfig(metric_settings=FAST, batch_size=4), store, "r",
                                              log=lambda s: None).run(models)}
     for good in ("tiny", "tiny-decoder", "tiny-control"):
         assert sorted(outcomes[good].computed) == sorted(SPECS) and not outcomes[good].failed, good
@@ -117,12 +117,12 @@ def test_every_fault_is_failed_rows_with_one_line_and_the_rest_completes(faulty_
         "empty": "load: SafetensorError: Error while deserializing header: header too small",
         "all-nan": "load: non-finite weights (NaN or inf) in embeddings.word_embeddings.weight, ",
         "one-nan": "load: non-finite weights (NaN or inf) in encoder.layer.1.output.dense.weight",
-        "negative": "load: RuntimeError: Trying to create tensor with negative dimension -64",
+        "negative": "load: config: intermediate_size = -64 is not a sane size (1 to 524288)",
         "no-tokenizer": "load: no tokenizer files in",
         "foreign-vocab": "load: 100% of the probe tokens are the unknown token",
         "unreadable": "weights: cannot read the weights",
         "full-disk": "writing rank_deficiency: OSError: [Errno 28] No space left on device",
-        "offline-hub": "load: cannot reach the Hugging Face hub (HF_HUB_OFFLINE is set)",
+        "offline-hub": "weights: cannot reach the hub at https://huggingface.co (HF_HUB_OFFLINE is set)",
         "broken-default": "invalid zoo entry: ",
         ".": "'id' must not be '.'",
         "..": "'id' must not be '..'",

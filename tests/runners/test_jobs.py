@@ -5,7 +5,9 @@ import pytest
 
 import idsuite.runners.jobs
 from idsuite.results.query import ResultQuery
+from idsuite.results.schema import COLUMNS
 from idsuite.results.store import ResultStore
+from idsuite.runners.failures import RunInterrupted
 from idsuite.runners.jobs import RunConfig, Runner
 from idsuite.runners.models.zoo import load_zoo
 from idsuite.runners.probing.corpus import Corpus
@@ -56,7 +58,7 @@ def corpus():
 
 
 def make_runner(zoo, corpus, root, **overrides):
-    config = RunConfig(metrics=FAST, batch_size=4, **overrides)
+    config = RunConfig(metric_settings=FAST, batch_size=4, **overrides)
     return Runner(zoo, corpus, config, ResultStore(root), run_id="test", log=lambda line: None)
 
 
@@ -66,7 +68,7 @@ def test_failures_are_recorded_and_the_rest_completes(zoo, corpus, tmp_path):
     outcomes = {o.model_id: o for o in runner.run(names)}
     assert sorted(outcomes["tiny"].computed) == sorted(SPECS) and not outcomes["tiny"].failed
     assert sorted(outcomes["tiny-random-init"].computed) == sorted(SPECS)
-    assert "cannot reach the Hugging Face hub" in outcomes["unreachable-hub-model"].failed["rank_deficiency"]
+    assert "cannot reach the hub at https://huggingface.co" in outcomes["unreachable-hub-model"].failed["rank_deficiency"]
     assert "does not exist" in outcomes["gone"].failed["rank_deficiency"]
     assert "unknown key 'colour'" in outcomes["broken"].failed["rank_deficiency"]
 
@@ -82,10 +84,12 @@ def test_failures_are_recorded_and_the_rest_completes(zoo, corpus, tmp_path):
         for metric in SPECS:
             layers = set(rows.loc[rows["metric"] == metric, "layer"].dropna().astype(int))
             assert {1, 2} <= layers, metric
-    # provenance on every row
-    for column in ("run_id", "cell_key", "model_fingerprint", "corpus_hash", "metric_version", "metric_config",
-                   "torch_version", "transformers_version", "suite_version", "device", "dtype", "seed", "max_tokens", "timestamp"):
-        assert ok[column].notna().all(), column
+    # every declared provenance, key, setting and fact column has a value on every finished row (a
+    # control's own columns on a control's rows, the hub commit on hub rows, only)
+    applies = {"": ok["status"] == "ok", "controls": ok["model_id"] == "tiny-random-init", "hub": ok["model_source"] == "hub"}
+    for column in COLUMNS:
+        if column.role in ("provenance", "fact"):
+            assert ok.loc[applies[column.only_for], column.name].notna().all(), column.name
     assert ok.loc[ok["model_id"] == "tiny-random-init", "is_control"].all()
     assert (ok["d_head"] == 8).all() and (ok["n_layers"] == 2).all()
     decoder = ok[ok["model_id"] == "tiny-decoder"]
@@ -97,6 +101,7 @@ def test_failures_are_recorded_and_the_rest_completes(zoo, corpus, tmp_path):
 def test_example_attention_maps_are_stored(zoo, corpus, tmp_path):
     make_runner(zoo, corpus, tmp_path).run(["tiny"])
     rows = ResultQuery(tmp_path).all_rows()
+    rows = rows[rows["metric"] == "effective_attention"]  # feasible_attention stores an example of its own
     maps = rows[rows["variant"].isin(["map_raw", "map_eff"])]
     tokens = rows[rows["variant"] == "token"].sort_values("key")
     n = len(tokens)
@@ -119,11 +124,11 @@ def test_killed_run_restarts_without_recomputing_finished_cells(zoo, corpus, tmp
     def counting_load(entry, *args, **kwargs):
         loads.append(entry.id)
         if entry.id == "tiny-random-init" and len(loads) == 2:
-            raise KeyboardInterrupt  # the run is killed while the second model starts
+            raise RunInterrupted  # the user stops the run while the second model starts
         return real_load(entry, *args, **kwargs)
 
     monkeypatch.setattr(idsuite.runners.jobs, "load_model", counting_load)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(RunInterrupted):
         make_runner(zoo, corpus, root).run(["tiny", "tiny-random-init"])
     first = ResultQuery(root).all_rows()
     assert set(first["model_id"]) == {"tiny"}
@@ -137,7 +142,7 @@ def test_killed_run_restarts_without_recomputing_finished_cells(zoo, corpus, tmp
 
     # a new metric version or config is a new cell: only that metric is recomputed
     changed = dict(FAST, token_identifiability={"mlp_max_epochs": 6, "max_train_tokens": 200})
-    again = Runner(zoo, corpus, RunConfig(metrics=changed, batch_size=4), ResultStore(root), "t2", log=lambda s: None)
+    again = Runner(zoo, corpus, RunConfig(metric_settings=changed, batch_size=4), ResultStore(root), "t2", log=lambda s: None)
     outcome = again.run(["tiny"])[0]
     assert outcome.computed == ["token_identifiability"]
 
@@ -172,7 +177,7 @@ def test_bfloat16_forward_with_float32_metrics(zoo, corpus, tmp_path):
     per_dtype = {}
     for dtype in ("float32", "bfloat16"):
         root = tmp_path / dtype
-        Runner(zoo, corpus, RunConfig(metrics=exact, batch_size=4, dtype=dtype), ResultStore(root), "t",
+        Runner(zoo, corpus, RunConfig(metric_settings=exact, batch_size=4, dtype=dtype), ResultStore(root), "t",
                log=lambda line: None).run(["tiny", "tiny-decoder"])
         frame = ResultQuery(root).all_rows()
         assert (frame["status"] == "ok").all() and set(frame["dtype"]) == {dtype}
@@ -207,15 +212,16 @@ def test_an_unreadable_cell_is_quarantined_and_recomputed_the_rest_kept(zoo, cor
 
 
 def test_a_long_only_corpus_fails_neither_attribution_nor_context_mixing(zoo, tmp_path):
-    """Every sentence is longer than attribution's cap (2.5 x d_h = 8: 20 tokens) and context
-    mixing's (16): both record that they left all out and why; no metric of either model fails."""
+    """Every sentence is longer than attribution's and feasible attention's cap (2.5 x d_h = 8: 20
+    tokens) and context mixing's (16): all record that they left all out and why; no metric of
+    either model fails."""
     from idsuite.cli.summary_tables import run_notes
 
     long_only = Corpus("long", [(" ".join([s, *SENTENCES[i + 1 : i + 3]]), None) for i, s in enumerate(SENTENCES[:5])])
     models = ["tiny", "tiny-decoder"]
     settings = dict(FAST, hidden_token_attribution={"min_sequences": 2, "max_sequences": 2},
                     context_mixing={"max_sequences": 2})
-    runner = Runner(zoo, long_only, RunConfig(metrics=settings, batch_size=4), ResultStore(tmp_path), "t",
+    runner = Runner(zoo, long_only, RunConfig(metric_settings=settings, batch_size=4), ResultStore(tmp_path), "t",
                     log=lambda line: None)
     outcomes = runner.run(models)
     assert all(not o.failed and sorted(o.computed) == sorted(SPECS) for o in outcomes), [o.failed for o in outcomes]
@@ -226,8 +232,10 @@ def test_a_long_only_corpus_fails_neither_attribution_nor_context_mixing(zoo, tm
         values = counts.set_index(["metric", "variant"])["value"].to_dict()
         assert values == {("hidden_token_attribution", "attributed_sequences"): 0,
                           ("hidden_token_attribution", "skipped_sequences"): 5,
-                          ("context_mixing", "scored_sequences"): 0, ("context_mixing", "skipped_sequences"): 5}
-        assert not rows[(rows["model_id"] == model) & rows["metric"].isin(["hidden_token_attribution", "context_mixing"])
+                          ("context_mixing", "scored_sequences"): 0, ("context_mixing", "skipped_sequences"): 5,
+                          ("feasible_attention", "sampled_sequences"): 0, ("feasible_attention", "skipped_sequences"): 5}
+        sampled = ["hidden_token_attribution", "context_mixing", "feasible_attention"]
+        assert not rows[(rows["model_id"] == model) & rows["metric"].isin(sampled)
                         & rows["layer"].notna()].size  # no numbers from sentences that were not used
     notes = run_notes(rows)
     for model in models:
@@ -247,10 +255,9 @@ def test_batches_are_cut_by_the_map_budget_and_the_numbers_do_not_move(zoo, corp
 
     loaded = load_model(zoo.entries["tiny-decoder"], zoo)
     tracer = Tracer(loaded.model, loaded.tokenizer, adapter_for(loaded.model.config.model_type))
-    for index, (text, pair) in enumerate(corpus.items):
-        tracer.encodings[index] = dict(loaded.tokenizer(text, pair))
+    tracer.encode(corpus.items)
     budget = tracer.n_heads * 24 * 24
-    runner = Runner(zoo, corpus, RunConfig(metrics=FAST, batch_size=3, batch_map_elements=budget), ResultStore(tmp_path / "x"),
+    runner = Runner(zoo, corpus, RunConfig(metric_settings=FAST, batch_size=3, batch_map_elements=budget), ResultStore(tmp_path / "x"),
                     "t", log=lambda s: None)
     batches = runner._batches(tracer)
     lengths = [[len(tracer.encodings[s]["input_ids"]) for s in batch] for batch in batches]
@@ -259,7 +266,7 @@ def test_batches_are_cut_by_the_map_budget_and_the_numbers_do_not_move(zoo, corp
     assert any(len(b) > 1 for b in lengths) and any(len(b) == 1 and b[0] > 24 for b in lengths)
     frames = []
     for name, config in (("small", dict(batch_size=3, batch_map_elements=budget)), ("one", dict(batch_size=16))):
-        Runner(zoo, corpus, RunConfig(metrics=FAST, **config), ResultStore(tmp_path / name), name, log=lambda s: None).run(
+        Runner(zoo, corpus, RunConfig(metric_settings=FAST, **config), ResultStore(tmp_path / name), name, log=lambda s: None).run(
             ["tiny-decoder"])
         frame = ResultQuery(tmp_path / name).all_rows()
         cols = ["metric", "variant", "layer", "head", "sequence", "query", "key"]

@@ -10,7 +10,7 @@ import transformers
 
 from idsuite.runners.failures import ModelFailure
 from idsuite.runners.models.loading import config_of, load_model
-from idsuite.runners.models.weights import ModelLoadError, fingerprint
+from idsuite.runners.models.weights import ModelLoadError, fingerprint, model_commit
 from idsuite.runners.models.zoo import ConfigEntry, load_zoo
 from tests.conftest import VOCAB
 
@@ -85,7 +85,8 @@ def test_a_bad_config_entry_fails_with_one_line_naming_the_file_and_what_is_wron
     cases = {
         "shape-typo": f"'overrides': config file {str(tmp_path / 'tiny.json')!r} has no field 'num_hiden_layers'",
         "shape-missing": f"config file {str(tmp_path / 'absent' / 'config.json')!r} does not exist",
-        "shape-hub": "cannot reach the Hugging Face hub (HF_HUB_OFFLINE is set), and 'org/not-cached' is not in the local cache",
+        "shape-hub": "cannot reach the hub at https://huggingface.co (HF_HUB_OFFLINE is set), and org/not-cached@main is not in the "
+                     "local cache",
     }
     for entry_id, message in cases.items():
         for attempt in (lambda e: fingerprint(e, zoo), lambda e: load_model(e, zoo)):
@@ -136,3 +137,14 @@ def test_the_shipped_shape_configs_have_the_real_models_sizes(entry_id):
     assert {key: getattr(config, key) for key in SHAPES[entry_id]} == SHAPES[entry_id]
     assert config.hidden_size // config.num_attention_heads == 64
     assert rope(config) == ROPE[entry_id]
+
+
+def test_the_fingerprints_of_folders_controls_and_configs_are_of_their_declared_kinds(zoo):
+    from idsuite.results.identity import fingerprint_kind
+    from idsuite.runners.models.zoo import RandomInitEntry
+
+    control = RandomInitEntry(id="tiny-control", source="random_init", base="tiny")
+    zoo.entries["tiny-control"] = control
+    kinds = {i: fingerprint_kind(fingerprint(zoo.entries[i], zoo)) for i in ("tiny", "tiny-control", "shape")}
+    assert kinds == {"tiny": "folder", "tiny-control": "random_init", "shape": "config"}
+    assert model_commit(zoo.entries["tiny"], zoo) is None and model_commit(control, zoo) is None

@@ -62,7 +62,7 @@ def _require(zoo, model_id):
 def test_end_to_end_into_parquet(zoo, model_id, facts, tmp_path):
     _require(zoo, model_id)
     corpus = Corpus("probe", [(t, None) for t in TEXTS] + [(TEXTS[0], TEXTS[1]), (TEXTS[2], TEXTS[3])])
-    runner = Runner(zoo, corpus, RunConfig(metrics=FAST, batch_size=4), ResultStore(tmp_path), "it", log=lambda s: None)
+    runner = Runner(zoo, corpus, RunConfig(metric_settings=FAST, batch_size=4), ResultStore(tmp_path), "it", log=lambda s: None)
     (outcome,) = runner.run([model_id])
     assert not outcome.failed and sorted(outcome.computed) == sorted(SPECS)
     rows = ResultQuery(tmp_path).all_rows()

@@ -7,9 +7,9 @@ import transformers
 
 from idsuite.runners.models.adapters import adapter_for
 from idsuite.runners.probing.tracing import Tracer
-from idsuite.suite.attribution import contributions, mixing_summary
+from idsuite.suite.hidden_token_attribution import contributions, mixing_summary
 from idsuite.suite.metrics import metric_class
-from idsuite.suite.metrics.attribution import AttributionMetric
+from idsuite.suite.metrics.hidden_token_attribution import AttributionMetric
 from idsuite.suite.rank_deficiency import rank_deficiency
 from idsuite.suite.specs import SPECS
 from idsuite.suite.specs.hidden_token_attribution import AttributionConfig
@@ -28,9 +28,7 @@ def tracer_for(folder):
 
 
 def encode(tracer, tokenizer, texts):
-    for i, (text, pair) in enumerate(texts):
-        tracer.encodings[i] = dict(tokenizer(text, pair))
-    return list(range(len(texts)))
+    return tracer.encode(texts)
 
 
 def test_special_and_punctuation_positions(tiny_bert_dir):
@@ -103,7 +101,7 @@ def test_streamed_layers_are_the_models_attentions_and_are_released(tiny_tracer)
     assert all(torch.equal(a.attention, r.float()) for a, r in zip(kept.layers, reference, strict=True))
 
 
-@pytest.mark.parametrize("name", ["rank_deficiency", "effective_attention"])
+@pytest.mark.parametrize("name", ["rank_deficiency", "effective_attention", "feasible_attention"])
 def test_metrics_read_streamed_layers_as_they_read_a_kept_trace(tiny_llama_dir, name):
     tracer, _, tokenizer = tracer_for(tiny_llama_dir)
     ids = encode(tracer, tokenizer, [(SENTENCES[1], None), (LONG, None), (SENTENCES[0], None)])

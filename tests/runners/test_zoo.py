@@ -34,7 +34,6 @@ def zoo_with(tmp_path, body):
         ("  - id: nosuch\n    source: ftp\n", "'nosuch'", "unknown source 'ftp'"),
         ("  - id: nosource\n    path: x\n", "'nosource'", "missing key 'source'"),
         ("  - id: orphan\n    source: random_init\n    base: missing\n", "'orphan'", "'base': 'missing'"),
-        ("  - id: good\n    source: hub\n", "'good'", "duplicate id"),
         ("  - id: nowhere\n    source: gguf\n    file: m.gguf\n", "'nowhere'", "either 'path' or both 'packages' and 'file'"),
         ("  - id: nopkg\n    source: package\n    packages: []\n", "'nopkg'", "'packages'"),
         ("  - id: noconfig\n    source: config\n    tokenizer: good\n", "'noconfig'",
@@ -50,6 +49,8 @@ def zoo_with(tmp_path, body):
          "unknown key 'overides'"),
         ("  - id: badseed\n    source: config\n    config: c.json\n    tokenizer: good\n    init_seed: -1\n", "'badseed'",
          "'init_seed'"),
+        ("  - id: " + "é" * 50 + "\n    source: hub\n", "entry #2", "its result folder name (percent-encoded) has 300 "
+         "bytes, at most 255 fit"),
         ("  - id: dated\n    source: config\n    config: c.json\n    tokenizer: good\n    overrides: {x: 2020-01-01}\n",
          "'dated'", "'overrides.x': input was not a valid json value"),
     ],
@@ -61,6 +62,20 @@ def test_bad_entry_gives_one_line_naming_it(tmp_path, entry, label, message):
     line = str(zoo.errors[0])
     assert "\n" not in line
     assert str(tmp_path / "models.yaml") in line and label in line and message in line
+
+
+def test_a_duplicate_id_is_an_error_naming_every_entry_with_it_and_none_is_kept(tmp_path):
+    zoo = zoo_with(tmp_path, GOOD + """
+  - {id: other, source: hub}
+  - {id: good, source: local, path: m, tags: [default]}
+  - {id: control, source: random_init, base: good}
+""")
+    assert list(zoo.entries) == ["other"]  # which 'good' was meant cannot be known; its control has no base
+    lines = {e.entry_id: str(e) for e in zoo.errors}
+    assert lines["good"].endswith("entry #1 ('good'): duplicate id: entries #1 and #3 are all named 'good' (rename all "
+                                  "but one)")
+    assert "'base': 'good' is not a loadable entry" in lines["control"]
+    assert zoo.select(["good"]) == (["good"], []) and zoo.select(["default"]) == (["good"], [])  # selected: it fails
 
 
 def test_config_entries_need_the_hub_for_a_repo_or_a_hub_tokenizer_and_are_not_all_offline(tmp_path):

@@ -11,9 +11,9 @@ import transformers
 
 from idsuite.runners.models.adapters import adapter_for
 from idsuite.runners.probing.tracing import Tracer
-from idsuite.suite.attribution import exact_flops, exact_or_estimate
-from idsuite.suite.metrics.attribution import AttributionMetric
+from idsuite.suite.hidden_token_attribution import exact_flops, exact_or_estimate
 from idsuite.suite.metrics.context_mixing import ContextMixingMetric
+from idsuite.suite.metrics.hidden_token_attribution import AttributionMetric
 from idsuite.suite.specs.context_mixing import ContextMixingConfig
 from idsuite.suite.specs.hidden_token_attribution import AttributionConfig
 from tests.conftest import VOCAB, WORDS

@@ -4,8 +4,8 @@ rollouts compose, value zeroing of an unattended token changes nothing, causal r
 
 import torch
 
-from idsuite.suite.attribution import contributions, jacobian_block_norms
 from idsuite.suite.context_mixing import MixingLayer, agreement, local_matrices, rollout, row_normalise
+from idsuite.suite.hidden_token_attribution import contributions, jacobian_block_norms
 from idsuite.suite.specs.context_mixing import MEASURES
 
 
@@ -28,12 +28,13 @@ def test_identity_attention_gives_every_measure_own_share_one():
     transformed, x, _ = random_inputs()
     eye = torch.eye(6, dtype=torch.float64).expand(2, 6, 6)
     matrices = local_matrices(layer(eye, transformed, x), causal=False)
-    assert set(matrices) == set(MEASURES)
-    for name, m in matrices.items():
+    assert set(matrices) == {m.name for m in MEASURES}
+    for measure in MEASURES:
+        m = matrices[measure.name]
         normalised = row_normalise(m, False)
-        torch.testing.assert_close(normalised.diagonal(), torch.ones(6, dtype=torch.float64), msg=name)
-        rolled = rollout([m, m, m], False, identity=name == "attention", normalise_each=name != "globenc")
-        torch.testing.assert_close(rolled[-1], torch.eye(6, dtype=torch.float64), msg=name)
+        torch.testing.assert_close(normalised.diagonal(), torch.ones(6, dtype=torch.float64), msg=measure.name)
+        rolled = rollout([m, m, m], False, identity=measure.rollout_identity, normalise_each=not measure.raw_product)
+        torch.testing.assert_close(rolled[-1], torch.eye(6, dtype=torch.float64), msg=measure.name)
 
 
 def test_norm_measure_on_a_linear_attention_layer_is_its_closed_form_and_orders_like_the_jacobian():

@@ -2,7 +2,7 @@
 
 import torch
 
-from idsuite.suite.attribution import contributions, jacobian_block_norms, mixing_summary
+from idsuite.suite.hidden_token_attribution import contributions, jacobian_block_norms, mixing_summary
 
 
 def reference_block_norms(layers_fn, x):
@@ -86,7 +86,7 @@ def test_causal_contributions_use_only_earlier_inputs():
 
 
 def test_estimator_is_exact_with_a_full_set_of_orthogonal_probes_and_close_with_fewer():
-    from idsuite.suite.attribution import estimate_block_norms
+    from idsuite.suite.hidden_token_attribution import estimate_block_norms
 
     n, d = 5, 24
     layers_fn = tiny_mixer(n, d, seed=4)
@@ -106,7 +106,7 @@ def test_estimator_is_exact_with_a_full_set_of_orthogonal_probes_and_close_with_
 
 
 def test_progress_is_reported_chunk_by_chunk_inside_one_sequence():
-    from idsuite.suite.attribution import estimate_block_norms
+    from idsuite.suite.hidden_token_attribution import estimate_block_norms
 
     n, d = 5, 6
     fn = tiny_mixer(n, d)

@@ -20,7 +20,6 @@ import torch
 
 Mapping = Callable[[torch.Tensor], torch.Tensor]
 Distance = Literal["cosine", "l2"]
-MappingKind = Literal["naive", "linear", "mlp"]
 
 
 def nearest_order(pred: torch.Tensor, targets: torch.Tensor, distance: Distance) -> torch.Tensor:

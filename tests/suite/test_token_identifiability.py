@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from idsuite.suite.identifiability import (
+from idsuite.suite.masks import token_mask
+from idsuite.suite.token_identifiability import (
     fit_linear,
     fit_mlps,
     fit_naive,
@@ -18,7 +19,6 @@ from idsuite.suite.identifiability import (
     nearest_order,
     predict,
 )
-from idsuite.suite.masks import token_mask
 
 
 def make_sequences(s=12, n=9, d=16, seed=0):
@@ -154,7 +154,7 @@ def test_the_least_squares_start_survives_an_explicit_thread_count():
     script = textwrap.dedent("""
         import torch
         torch.set_num_threads(2)
-        from idsuite.suite.identifiability import fit_mlps
+        from idsuite.suite.token_identifiability import fit_mlps
         e = torch.randn(600, 8, generator=torch.Generator().manual_seed(0))
         _, fits = fit_mlps(torch.stack([e, e]), e, ["l2", "cosine"], torch.arange(600) >= 500, seed=0, width=200,
                            max_epochs=2)

@@ -3,7 +3,7 @@
 ``J_ij^l = d e_i^l / d x_j`` (a d x d block, ``x = e^0`` the embedding-layer output). The
 contribution of input ``j`` to hidden token ``i`` at layer ``l`` is
 ``c_ij^l = ||J_ij^l||_F / sum_k ||J_ik^l||_F`` (Brunner et al. 2020, section 6, with the Frobenius
-norm of the whole block as DESIGN.md defines it; not the norm of the gradient of a coordinate sum).
+norm of the whole block as docs/metrics.md defines it; not the norm of the gradient of a coordinate sum).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from idsuite.suite.attribution import (
+from idsuite.suite.hidden_token_attribution import (
     MixingSummary,
     contributions,
     estimate_block_norms,
@@ -79,15 +79,8 @@ class AttributionMetric:
         return [n for _, n in self.seen if n > self.cap]
 
     def order(self) -> list[tuple[int, int]]:
-        """Eligible sequences in corpus order, alternating longer than d_h and not (longer first),
-        so that any prefix straddles the head size; the rest of a stratum follows when the other runs out."""
-        eligible = sorted(self.eligible)
-        long = [e for e in eligible if e[1] > (self.d_head or 0)]
-        short = [e for e in eligible if e[1] <= (self.d_head or 0)]
-        out = []
-        for i in range(max(len(long), len(short))):
-            out += long[i : i + 1] + short[i : i + 1]
-        return out
+        """Eligible sequences in the sample's order (``StraddlingSample.order``)."""
+        return self.config.order(self.eligible, self.d_head or 0)
 
     def _attribute(self, probe: ModelProbe, seq: int, n: int, method: str) -> _Attributed:
         exact = method == "exact"
@@ -130,7 +123,7 @@ class AttributionMetric:
             raise ValueError("hidden token attribution needs the model as a function (a ModelProbe)")
         order = self.order()
         if not order:  # nothing to attribute is a result (counted, with why), not a failure of the model
-            return self._skipped_rows(RowBuffer(self.spec.name), attributed=0).frame()
+            return self._skipped_rows(RowBuffer(self.spec), attributed=0).frame()
         todo = order[: self.config.max_sequences]
         method, how = exact_or_estimate(self.config.method, max(n for _, n in todo), probe.hidden_size, self.n_layers,
                                         self.config.exact_max_flops, self.config.probes)
@@ -149,7 +142,7 @@ class AttributionMetric:
         return self._rows(done, len(order), how)
 
     def _rows(self, done: list[_Attributed], eligible: int, how: str) -> pd.DataFrame:
-        rows = RowBuffer(self.spec.name)
+        rows = RowBuffer(self.spec)
         estimates = self._estimates(done)
         n_layers = len(done[0].sums["own"])
         layers = np.arange(1, n_layers + 1)
@@ -172,9 +165,7 @@ class AttributionMetric:
         reason = ("the target interval was met" if met else
                   "all eligible sequences were used" if len(done) == eligible else
                   f"max_sequences ({self.config.max_sequences}) was reached")
-        why_not = ("the cap is not above d_h" if self.cap <= (self.d_head or 0) else
-                   "the corpus, or the run's --max-tokens, has no longer sentence under the cap")
-        straddle = "" if long else f"; none is longer than d_h, so the sample does not straddle the head size ({why_not})"
+        straddle = self.config.straddle_note(long, self.d_head or 0)
         label = (f"{len(done)} of {eligible} eligible sequences of at most {self.cap} tokens "
                  f"({self.config.cap_reason(self.d_head or 0)}): {long} longer than d_h = {self.d_head} tokens, "
                  f"{len(done) - long} not{straddle}; {how}; last-layer own contribution +-{half:.3f} (target "

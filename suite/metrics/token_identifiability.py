@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from idsuite.suite.identifiability import fit_linear, fit_mlps, fit_naive, identified_per_sequence, predict
 from idsuite.suite.masks import token_mask
 from idsuite.suite.metrics.base import RowBuffer, progress_bar
 from idsuite.suite.specs.token_identifiability import SPEC, IdentifiabilityConfig
+from idsuite.suite.token_identifiability import fit_linear, fit_mlps, fit_naive, identified_per_sequence, predict
 from idsuite.suite.trace import BatchTrace, ModelProbe
 from idsuite.suite.uncertainty import ratio_of_sums
 
@@ -58,7 +58,7 @@ class IdentifiabilityMetric:
         scored sequence, and how each MLP map was fitted."""
         if len(self.sequences) < 3:
             raise ValueError("token identifiability needs at least three sequences (to fit, to stop, to score)")
-        rows = RowBuffer(self.spec.name)
+        rows = RowBuffer(self.spec)
         fit, held, test = self.split()
         fit_h = self._tokens(fit, self.config.max_train_tokens, self.seed)  # (L+1, T, d)
         held_h = self._tokens(held, max(2, self.config.max_train_tokens // 4), self.seed + 1)

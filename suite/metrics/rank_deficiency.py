@@ -21,7 +21,7 @@ class RankDeficiencyMetric:
     def __init__(self, config: RankConfig, seed: int) -> None:
         self.config = config
         self.seed = seed
-        self.rows = RowBuffer(self.spec.name)
+        self.rows = RowBuffer(self.spec)
         self.sequences: list[torch.Tensor] = []
         self.per_batch: list[tuple[torch.Tensor, torch.Tensor]] = []  # (null_dim, row null fraction), (B, L, H)
         self.layer_values: list[tuple[torch.Tensor, torch.Tensor]] = []  # the same, (B, H) per layer of this batch

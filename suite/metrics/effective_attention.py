@@ -10,7 +10,7 @@ import torch
 
 from idsuite.suite.effective_attention import argmax_change, null_share, position_mass, row_pearson
 from idsuite.suite.metrics.base import RowBuffer, layer_head_grid
-from idsuite.suite.metrics.rank import COMPUTE_DTYPES
+from idsuite.suite.metrics.rank_deficiency import COMPUTE_DTYPES
 from idsuite.suite.specs.effective_attention import SPEC, EffectiveAttentionConfig
 from idsuite.suite.trace import BatchTrace, ModelProbe
 from idsuite.suite.uncertainty import ratio_of_sums
@@ -24,7 +24,7 @@ class EffectiveAttentionMetric:
     def __init__(self, config: EffectiveAttentionConfig, seed: int) -> None:
         self.config = config
         self.seed = seed
-        self.rows = RowBuffer(self.spec.name)
+        self.rows = RowBuffer(self.spec)
         self.values: dict[str, list[torch.Tensor]] = defaultdict(list)  # variant -> (B, L, H) per batch
         self.example: tuple[tuple, int, list[str], list[torch.Tensor], list[torch.Tensor]] | None = None
         self.keep: tuple[tuple, int] | None = None  # this batch's example choice, if it replaced the one kept
