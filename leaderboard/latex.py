@@ -56,7 +56,8 @@ class Section:
 class Table:
     """A booktabs ``tabularx`` of width ``\\columnwidth``. ``columns``: one tabularx column type per
     column (exactly one ``X``, the wrapping one); ``header``: one cell per column (may be
-    ``stacked``); ``footer``: rows after a rule (sample sizes, say)."""
+    ``stacked``); ``footer``: rows after a rule (sample sizes, say); ``size`` and ``gap``: the font
+    size command and ``\tabcolsep``."""
 
     columns: Sequence[str]
     header: Sequence[str]
@@ -65,6 +66,7 @@ class Table:
     label: str
     footer: Sequence[Sequence[str]] = field(default_factory=tuple)
     size: str = "footnotesize"
+    gap: str = "3pt"
 
     def render(self) -> str:
         if sum(c.endswith("X") for c in self.columns) != 1:
@@ -72,7 +74,7 @@ class Table:
         width = len(self.columns)
         spec = "@{}" + "".join(self.columns) + "@{}"
         lines = [f"% Needs \\usepackage{{{','.join(PACKAGES)}}} in the preamble.",
-                 r"\begin{table}[t]", r"\centering", f"\\{self.size}", r"\setlength{\tabcolsep}{3pt}",
+                 r"\begin{table}[t]", r"\centering", f"\\{self.size}", rf"\setlength{{\tabcolsep}}{{{self.gap}}}",
                  rf"\begin{{tabularx}}{{\columnwidth}}{{{spec}}}", r"\toprule", " & ".join(self.header) + r" \\",
                  r"\midrule"]
         for i, section in enumerate(self.sections):

@@ -68,8 +68,9 @@ def headline_table(board: Board, table: pd.DataFrame, rank_by: str, label: str =
     if len(bound):
         caption += (f" {escape(SPECS.get(LENGTH_BOUND).display_name)} is bounded below by the corpus alone: "
                     f"{bound.min():.3f}--{bound.max():.3f} of sentences are longer than the head size $d_h$.")
+    many = len(TABLE_SPECS) > 4  # five or more metric columns fit a two-column article's column set smaller and closer
     return Table(["r", RAGGED, *["r"] * len(TABLE_SPECS)], ["rank", "model", *[_header(s) for s in TABLE_SPECS]],
-                 sections, caption, label, footer).render()
+                 sections, caption, label, footer, "scriptsize" if many else "footnotesize", "2pt" if many else "3pt").render()
 
 
 def facts_table(table: pd.DataFrame, label: str = "tab:idsuite-models") -> str:

@@ -30,6 +30,7 @@ class FeasibleAttentionConfig(StraddlingSample):
 SPEC = MetricSpec(
     name="feasible_attention",
     display_name="Feasible top-key width",
+    short_name="Top-key width",
     description="How far the most-attended key's weight can move over F_i = {a' >= 0, sum a' = 1, "
     "(a' - a_i) T_h = 0}: every valid attention row with the same head output.",
     version=1,
