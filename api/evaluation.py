@@ -106,7 +106,8 @@ def _borrowed(model: Any, tokenizer: Any):
     try:
         yield
     finally:
-        model.set_attn_implementation(attention)
+        if attention is not None:
+            model.set_attn_implementation(attention)
         model.train(training)
         for parameter, flag in grads:
             parameter.requires_grad_(flag)
@@ -124,7 +125,11 @@ def _in_memory(model: Any, tokenizer: Any, model_id: str | None, run: dict[str, 
         except (OSError, ValueError) as e:
             raise ValueError(f"tokenizer: none given and none found for {model.name_or_path!r} ({str(e).splitlines()[0]})") from None
     entry_id = model_id or (Path(model.name_or_path).name if model.name_or_path else type(model).__name__)
-    entry = in_memory_entry(model, tokenizer, entry_id)
+    try:
+        entry = in_memory_entry(model, tokenizer, entry_id)
+    except pydantic.ValidationError as e:  # a dtype the suite does not run (float64, int8, ...)
+        error = e.errors()[0]
+        raise ValueError(f"model: {'.'.join(map(str, error['loc']))}: {error['msg']} (cast the model first)") from None
     device = str(next(model.parameters()).device)
     for name, value in (("device", device), ("dtype", entry.dtype)):
         given = run.setdefault(name, value)

@@ -1,5 +1,6 @@
 """``idsuite.evaluate``: the same cells as ``idsuite run``, on zoo entries and on in-memory models."""
 
+import copy
 import os
 import re
 import subprocess
@@ -97,6 +98,8 @@ def test_texts_in_memory_and_bad_settings(setup, tiny_bert_dir):
         idsuite.evaluate(model, tokenizer, corpus=SENTENCES, batch_size=0, log=None)
     with pytest.raises(ValueError, match="runs where and as it is"):
         idsuite.evaluate(model, tokenizer, corpus=SENTENCES, dtype="bfloat16", log=None)
+    with pytest.raises(ValueError, match="cast the model first"):  # float64: not a dtype the suite runs
+        idsuite.evaluate(copy.deepcopy(model).double(), tokenizer, corpus=SENTENCES, log=None)
 
 
 @pytest.mark.slow
