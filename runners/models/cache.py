@@ -50,17 +50,23 @@ def remembered(kind: str, files: Sequence[Path], compute: Callable[[], str]) -> 
         if DIGEST.fullmatch(text := path.read_text().strip()):
             return text
     digest = compute()
+    remember_text(path, digest)
+    return digest
+
+
+def remember_text(path: Path, text: str) -> None:
+    """Write a small cache file atomically (a temporary file beside it, then a rename); a cache that
+    cannot be written is left as it was: it only means finding ``text`` again next time."""
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".digest.")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
             with os.fdopen(fd, "w") as fh:
-                fh.write(digest)
+                fh.write(text)
             os.replace(tmp, path)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-    return digest
 
 
 def feed(digest: hashlib._Hash, path: Path) -> None:

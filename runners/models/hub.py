@@ -15,14 +15,14 @@ that moves makes new cells and one commit reached by branch or by sha is one cel
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import socket
-import tempfile
 import urllib.parse
 from functools import lru_cache
 from pathlib import Path
+
+from idsuite.runners.models.cache import remember_text
 
 CONNECT_TIMEOUT = 2.0
 COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -98,17 +98,7 @@ def _remember(repo: str, revision: str, commit: str, kind: str) -> None:
     that offline runs cannot resolve the branch."""
     if COMMIT.fullmatch(revision):
         return
-    path = _refs(repo, kind) / revision
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ref.")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(commit)
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+    remember_text(_refs(repo, kind) / revision, commit)
 
 
 _RESOLVED: dict[tuple[str, str, str], str] = {}
