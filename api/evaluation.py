@@ -21,9 +21,9 @@ from typing import Any
 import pandas as pd
 import pydantic
 
+from idsuite.results.headlines import headlines, layer_rows
 from idsuite.results.query import ResultQuery
 from idsuite.results.store import ResultStore
-from idsuite.results.summary import headlines, layer_rows
 from idsuite.runners.jobs import ModelOutcome, Runner
 from idsuite.runners.models.in_memory import in_memory_entry
 from idsuite.runners.models.zoo import DEFAULT_ZOO, EntryFields, Zoo, load_zoo

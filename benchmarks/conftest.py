@@ -6,6 +6,7 @@ ratios are printed at the end (``pytest benchmarks/ --benchmark-only``), never a
 
 from __future__ import annotations
 
+import math
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -15,6 +16,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import transformers  # noqa: E402
 
+from idsuite.runners.batching import length_batches  # noqa: E402
 from idsuite.runners.models.adapters import adapter_for  # noqa: E402
 from idsuite.runners.models.loading import ModelLoadError, load_model  # noqa: E402
 from idsuite.runners.models.zoo import load_zoo  # noqa: E402
@@ -50,11 +52,11 @@ def pytest_terminal_summary(terminalreporter) -> None:
 
 
 def _with_lee_batches(tracer: Tracer, items: int) -> tuple[Tracer, list[list[int]]]:
-    """The tracer holding the first ``items`` Lee items, and batches of 16 of them sorted by length."""
+    """The tracer holding the first ``items`` Lee items, and batches of 16 of them in order of length."""
     corpus = load_corpus(CorpusSpec(max_sequences=items))
     tracer.encode(corpus.items)
-    order = sorted(tracer.encodings, key=lambda s: len(tracer.encodings[s]["input_ids"]))
-    return tracer, [order[i : i + 16] for i in range(0, len(order), 16)]
+    lengths = {s: len(e["input_ids"]) for s, e in tracer.encodings.items()}
+    return tracer, length_batches(lengths, tracer.n_heads, batch_size=16, map_elements=math.inf)
 
 
 def _minilm(items: int) -> tuple[Tracer, list[list[int]]]:

@@ -45,9 +45,10 @@ ratio(f"(14) model page, {COMPARED} models: pandas concat + select / DuckDB dril
 def template(tmp_path_factory) -> ResultStore:
     if os.environ.get("IDSUITE_BENCH_TEMPLATE"):
         return ResultStore(os.environ["IDSUITE_BENCH_TEMPLATE"])
-    from idsuite.runners.jobs import RunConfig, Runner
+    from idsuite.runners.jobs import Runner
     from idsuite.runners.models.zoo import load_zoo
     from idsuite.runners.probing.corpus import CorpusSpec, load_corpus
+    from idsuite.runners.run_config import RunConfig
 
     store = ResultStore(tmp_path_factory.mktemp("template"))
     zoo = load_zoo()

@@ -48,7 +48,7 @@ def export_command(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from idsuite.leaderboard.data import Board
     from idsuite.leaderboard.export import export, export_paired
-    from idsuite.results.summary import headline_variants
+    from idsuite.results.headlines import headline_variants
 
     board = Board(args.results, variants=headline_variants())  # the table and figures show headlines only
     if board.cells.empty:

@@ -19,7 +19,7 @@ import pydantic
 
 from idsuite.cli.errors import CliError
 from idsuite.cli.main import INTERRUPTED, METRIC_OPTIONS
-from idsuite.cli.summary_tables import run_notes, run_tables
+from idsuite.cli.run_report import run_notes, run_tables
 from idsuite.cli.tables import fit, terminal_width
 from idsuite.results.query import ResultQuery
 from idsuite.results.selection import with_settings
@@ -136,7 +136,7 @@ def _moved(query: ResultQuery, runner: Runner, todo: dict[tuple[str, int | None]
     cells = cells[cells["model_commit"].notna()].sort_values("written") if len(cells) else cells
     lines = []
     for model_id in dict.fromkeys(m for (m, _), refs in todo.items() if refs):
-        commit = runner.commits.get(model_id)
+        commit = runner.cells.commits.get(model_id)
         entry = runner.zoo.entries[model_id]
         hub_entry = runner.zoo.entries.get(getattr(entry, "base", ""), entry)
         revision = getattr(hub_entry, "revision", None)

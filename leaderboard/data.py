@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 
 from idsuite.results.compare import PAIRED_COLUMNS, paired, ranked
+from idsuite.results.headlines import aggregate_rows, combine_seeds, headlines, layer_rows
 from idsuite.results.labels import headline_label, model_card
 from idsuite.results.query import ResultQuery, refs
 from idsuite.results.schema import SIZE_FACTS
 from idsuite.results.selection import ranked_settings, select, with_settings
-from idsuite.results.summary import aggregate_rows, combine_seeds, headlines, layer_rows
 from idsuite.suite.specs import SPECS, MetricSpec
 from idsuite.suite.specs.context_mixing import MEASURES
 from idsuite.suite.uncertainty import MIN_CLUSTERS
@@ -89,7 +89,7 @@ class Board:
     """One store's data for the leaderboard, with one setting per metric (``chosen``: metric ->
     setting label; default the setting most models finished) and the newest cell per model.
     ``variants``: the (metric, variant) pairs whose aggregated rows are read (default: all; the paper
-    export needs only the headlines, ``idsuite.results.summary.headline_variants``)."""
+    export needs only the headlines, ``idsuite.results.headlines.headline_variants``)."""
 
     def __init__(self, root: str | Path, chosen: dict[str, str] | None = None,
                  variants: Collection[tuple[str, str]] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""The words a reader sees for the numbers of ``idsuite.results.summary``: column titles, which way
+"""The words a reader sees for the numbers of ``idsuite.results.headlines``: column titles, which way
 is better, what ``±`` means, and counts as 22.7M. The terminal, the leaderboard and the paper export
 all take their names from here, so a number is called the same everywhere.
 """

@@ -12,60 +12,28 @@ run is computing are waited for at the end (and taken over if that run dies).
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
-import pandas as pd
 from tqdm.auto import tqdm
 
-from idsuite.results.identity import UNIDENTIFIED, cell_key
+from idsuite.results.identity import UNIDENTIFIED
 from idsuite.results.leases import Leases
-from idsuite.results.schema import FACT_COLUMNS, SCHEMA_VERSION
 from idsuite.results.store import CellRef, ResultStore
+from idsuite.runners.batching import length_batches
+from idsuite.runners.cells import CellWriter, ModelOutcome
 from idsuite.runners.failures import MODEL_FAULTS, ModelFailure, one_line
-from idsuite.runners.models.adapters import adapter_for
-from idsuite.runners.models.health import check_unknown_share
-from idsuite.runners.models.loading import load_model
 from idsuite.runners.models.weights import fingerprint, model_commit
 from idsuite.runners.models.zoo import RandomInitEntry, Zoo
+from idsuite.runners.preparation import prepare_model
 from idsuite.runners.probing.corpus import Corpus
-from idsuite.runners.probing.tracing import Tracer
-from idsuite.runners.provenance import device_name, library_versions, utc_now
 from idsuite.runners.run_config import RunConfig
 from idsuite.suite.metrics import metric_class
 from idsuite.suite.metrics.base import Metric
-from idsuite.suite.specs import SPECS
-from idsuite.suite.specs.rows import ROW_COLUMNS
 from idsuite.suite.trace import BatchTrace
 
-__all__ = ["ModelOutcome", "RunConfig", "Runner"]
-
-
-@dataclass
-class ModelOutcome:
-    """What a run did for one model (one init seed of a control); ``keys``: the cell key of every
-    metric under this run's configuration (the store also holds cells of other configurations);
-    ``leased``: metrics another run was computing (metric -> who)."""
-
-    model_id: str
-    init_seed: int | None = None
-    computed: list[str] = field(default_factory=list)
-    cached: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-    keys: dict[str, str] = field(default_factory=dict)
-    leased: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        return self.model_id if self.init_seed is None else f"{self.model_id} (init seed {self.init_seed})"
-
-    def refs(self) -> list[CellRef]:
-        return [CellRef(self.model_id, metric, key) for metric, key in self.keys.items()]
+__all__ = ["ModelOutcome", "Runner"]
 
 
 class _Stage:
@@ -92,12 +60,10 @@ class Runner:
     def __init__(self, zoo: Zoo, corpus: Corpus, config: RunConfig, store: ResultStore, run_id: str,
                  log: Callable[[str], None] = print, poll_seconds: float = 2.0) -> None:
         self.zoo, self.corpus, self.config, self.store, self.run_id, self.log = zoo, corpus, config, store, run_id, log
-        self.metric_configs = config.metric_configs()
-        self.versions = library_versions()
+        self.cells = CellWriter(zoo, corpus, config, store, run_id, log)
+        self.metric_configs = self.cells.metric_configs
         self.leases = Leases(store.root, owner=run_id, ttl=config.lease_ttl)
         self.poll_seconds = poll_seconds
-        self.commits: dict[str, str | None] = {}
-        """Per model id, the hub commit its weights are read at in this run (``model_commit``)."""
 
     # -- what to run -----------------------------------------------------------------------------
     def subjects(self, model_ids: list[str]) -> list[tuple[str, int | None]]:
@@ -117,15 +83,14 @@ class Runner:
             entry = self.zoo.entries.get(model_id)
             try:
                 weights = fingerprint(entry, self.zoo, seed) if entry is not None else None
-                self.commits[model_id] = model_commit(entry, self.zoo) if entry is not None else None
+                self.cells.commits[model_id] = model_commit(entry, self.zoo) if entry is not None else None
             except Exception:  # noqa: BLE001  (reported when the model runs)
                 weights = None
             if weights is not None:
-                refs = [self._ref(model_id, seed, weights, m) for m in self.metric_configs]
+                refs = self.cells.refs(model_id, weights).values()
                 out[(model_id, seed)] = [r for r in refs if self.config.recompute or not self._done(r)]
         return out
 
-    # -- cells -----------------------------------------------------------------------------------
     def _done(self, ref: CellRef) -> bool:
         """``store.is_done``, False where the store cannot tell (the cell is then tried, and fails
         with the store's error)."""
@@ -133,65 +98,6 @@ class Runner:
             return self.store.is_done(ref)
         except OSError:
             return False
-
-    def _identity(self, model_id: str, weights: str, metric: str) -> dict[str, Any]:
-        """The key columns of a cell (``idsuite.results.identity``): what makes it the same computation."""
-        entry = self.zoo.entries.get(model_id)
-        return {
-            "model_fingerprint": weights,
-            "model_commit": self.commits.get(model_id) if weights != UNIDENTIFIED else None,
-            "trust_remote_code": bool(getattr(entry, "trust_remote_code", False)),
-            "corpus_hash": self.corpus.content_hash,
-            "metric": metric,
-            "metric_version": SPECS.get(metric).version,
-            "metric_config": json.dumps(self.metric_configs[metric].model_dump(mode="json"), sort_keys=True),
-            "seed": self.config.seed,
-            "max_tokens": self.config.max_tokens,
-            "dtype": self.config.forward_dtype(entry.dtype) if entry is not None else "n/a",
-            **self.versions,
-        }
-
-    def _ref(self, model_id: str, init_seed: int | None, weights: str, metric: str) -> CellRef:
-        return CellRef(model_id, metric, cell_key(self._identity(model_id, weights, metric)))
-
-    def _provenance(self, ref: CellRef, init_seed: int | None, weights: str) -> dict[str, Any]:
-        entry = self.zoo.entries.get(ref.model_id)
-        return self._identity(ref.model_id, weights, ref.metric) | {
-            "schema_version": SCHEMA_VERSION,
-            "run_id": self.run_id,
-            "cell_key": ref.key,
-            "model_id": ref.model_id,
-            "init_seed": init_seed,
-            "model_source": getattr(entry, "source", None),
-            "is_control": isinstance(entry, RandomInitEntry),
-            "control_of": entry.base if isinstance(entry, RandomInitEntry) else None,
-            "corpus_id": self.corpus.corpus_id,
-            "device": device_name(self.config.resolved_device()),
-            "batch_size": self.config.batch_size,
-            "timestamp": utc_now(),
-        }
-
-    def _write(self, ref: CellRef, init_seed: int | None, weights: str, rows: pd.DataFrame,
-               model_facts: dict[str, Any], status: str = "ok", error: str | None = None) -> None:
-        columns = self._provenance(ref, init_seed, weights) | dict.fromkeys(FACT_COLUMNS) | model_facts
-        self.store.write(ref, rows.assign(**columns, status=status, error=error))
-
-    def _record_failures(self, outcome: ModelOutcome, refs: dict[str, CellRef], weights: str) -> None:
-        """One failed cell per failed metric, and one line in the log per cause (a model that fails
-        to load fails every metric for one reason: said once); a cell that cannot even be written
-        (a full disk) stays in the outcome and the log."""
-        causes: dict[str, list[str]] = {}
-        for metric, message in outcome.failed.items():
-            causes.setdefault(message, []).append(metric)
-        for message, metrics in causes.items():
-            which = f"all {len(metrics)} metrics" if len(metrics) == len(self.metric_configs) > 1 else ", ".join(metrics)
-            self.log(f"  FAILED ({which}): {message}")
-        for metric, message in outcome.failed.items():
-            row = pd.DataFrame([dict.fromkeys(ROW_COLUMNS) | {"metric": metric, "value": math.nan}])
-            try:
-                self._write(refs[metric], outcome.init_seed, weights, row, {}, status="failed", error=message)
-            except OSError as e:
-                self.log(f"  (could not record the failure of {metric}: {one_line(e)})")
 
     # -- the run ---------------------------------------------------------------------------------
     def run(self, model_ids: list[str]) -> list[ModelOutcome]:
@@ -245,11 +151,11 @@ class Runner:
                 raise ModelFailure(f"invalid zoo entry: {bad}")
             stage.name = "weights"
             weights = fingerprint(entry, self.zoo, init_seed)
-            self.commits[model_id] = model_commit(entry, self.zoo)
+            self.cells.commits[model_id] = model_commit(entry, self.zoo)
         except MODEL_FAULTS as e:  # any failure of one model is recorded, the run goes on
             self.fail_model(outcome, list(self.metric_configs), one_line(e, stage.name), weights)
             return outcome
-        refs = {m: self._ref(model_id, init_seed, weights, m) for m in self.metric_configs}
+        refs = self.cells.refs(model_id, weights)
         outcome.keys = {m: ref.key for m, ref in refs.items()}
         try:
             for path in self.store.sweep(model_id):
@@ -269,7 +175,7 @@ class Runner:
             except OSError as e:  # the store cannot take this cell: it fails alone
                 outcome.failed[m] = one_line(e, "store")
         if not pending:
-            self._record_failures(outcome, refs, weights)
+            self.cells.record_failures(outcome, refs, weights)
             self.log("  all metrics cached; nothing to compute" if not (outcome.leased or outcome.failed) else
                      f"  {len(outcome.leased)} metric(s) being computed by another run, {len(outcome.failed)} failed")
             return outcome
@@ -279,7 +185,7 @@ class Runner:
             message = one_line(e, stage.name)
             outcome.failed.update({m: message for m in pending if m not in outcome.computed})
         finally:
-            self._record_failures(outcome, refs, weights)
+            self.cells.record_failures(outcome, refs, weights)
             for m in pending:
                 self.leases.release(refs[m])
         return outcome
@@ -287,17 +193,18 @@ class Runner:
     def fail_model(self, outcome: ModelOutcome, metrics: list[str], message: str, weights: str) -> None:
         """Record ``metrics`` of a model as failed with ``message`` (failed rows in the store)."""
         outcome.failed.update({m: message for m in metrics})
-        refs = {m: self._ref(outcome.model_id, outcome.init_seed, weights, m) for m in metrics}
+        refs = self.cells.refs(outcome.model_id, weights, metrics)
         outcome.keys.update({m: r.key for m, r in refs.items()})
-        self._record_failures(outcome, refs, weights)
+        self.cells.record_failures(outcome, refs, weights)
 
     def _compute(self, outcome: ModelOutcome, entry, init_seed: int | None, weights: str, refs: dict[str, CellRef],
                  pending: list[str], stage: _Stage) -> None:
         stage.name = "load"
-        tracer, facts = self._prepare(entry, init_seed)
+        prepared = prepare_model(entry, self.zoo, self.corpus, self.config, init_seed)
+        tracer, facts = prepared.tracer, prepared.facts
         metrics = {m: metric_class(m)(self.metric_configs[m], self.config.seed) for m in pending}
-        batches = self._batches(tracer)
-        facts["n_sequences"] = len(tracer.encodings)
+        lengths = {s: len(e["input_ids"]) for s, e in tracer.encodings.items()}
+        batches = length_batches(lengths, tracer.n_heads, self.config.batch_size, self.config.batch_map_elements)
         facts["batch_size"] = max(map(len, batches))  # the largest batch actually run
         progress = tqdm(batches, desc="  forward + metrics", unit="batch", file=sys.stderr, leave=False)
         for number, batch_ids in enumerate(progress, start=1):
@@ -318,49 +225,6 @@ class Runner:
                 outcome.failed[name] = one_line(e, name)
                 continue
             stage.name = f"writing {name}"
-            self._write(refs[name], init_seed, weights, rows, facts)
+            self.cells.write(refs[name], init_seed, weights, rows, facts)
             outcome.computed.append(name)
             self.leases.release(refs[name])
-
-    def _prepare(self, entry, init_seed: int | None) -> tuple[Tracer, dict[str, Any]]:
-        loaded = load_model(entry, self.zoo, self.config.resolved_device(), self.config.forward_dtype(entry.dtype),
-                            init_seed)
-        adapter = adapter_for(loaded.model.config.model_type)
-        tracer = Tracer(loaded.model, loaded.tokenizer, adapter)
-        tokenizer = loaded.tokenizer
-        special = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
-        tracer.encode(self.corpus.items, self.config.max_tokens)
-        empty = tracer.special_only  # sequences of special tokens only: nothing of the sentence is left to measure
-        if len(tracer.encodings) < 2:
-            why = f"; {empty} of the {len(self.corpus.items)} tokenize to special tokens only" if empty else ""
-            raise ModelFailure(f"fewer than two probe sequences fit in {self.config.max_tokens} tokens and hold a token "
-                               f"that is not special{why}")
-        check_unknown_share((e["input_ids"] for e in tracer.encodings.values()), tokenizer.unk_token_id, special)
-        config = loaded.model.config
-        facts = {
-            "family": entry.family or config.model_type,
-            "model_type": config.model_type,
-            "n_layers": len(tracer.blocks),
-            "n_heads": tracer.n_heads,
-            "n_kv_heads": int(getattr(config, "num_key_value_heads", None) or tracer.n_heads),
-            "d_head": tracer.d_head,
-            "d_model": int(tracer.w_out[0].shape[-1]),
-            "n_params": sum(p.numel() for p in loaded.model.parameters()),
-            "causal": adapter.causal,
-        }
-        return tracer, facts
-
-    def _batches(self, tracer: Tracer) -> list[list[int]]:
-        """Sequences sorted by length so that padding stays small, then cut into batches of at most
-        ``batch_size`` sequences and ``batch_map_elements`` map entries (``RunConfig``)."""
-        order = sorted(tracer.encodings, key=lambda s: (len(tracer.encodings[s]["input_ids"]), s))
-        batches: list[list[int]] = []
-        for s in order:
-            n = len(tracer.encodings[s]["input_ids"])  # the longest so far: the order is by length
-            current = batches[-1] if batches else []
-            fits = len(current) < self.config.batch_size and (len(current) + 1) * tracer.n_heads * n * n <= self.config.batch_map_elements
-            if current and fits:
-                current.append(s)
-            else:
-                batches.append([s])
-        return batches

@@ -1,4 +1,4 @@
-"""Hidden token attribution (contribution mixing) from Jacobian block norms, exact or estimated.
+"""Hidden token attribution (how much each input token contributes to each hidden token) from Jacobian block norms, exact or estimated.
 
 ``J_ij^l = d e_i^l / d x_j`` (a d x d block, ``x = e^0`` the embedding-layer output). The
 contribution of input ``j`` to hidden token ``i`` at layer ``l`` is
@@ -140,7 +140,7 @@ def contributions(block_norms_sq: torch.Tensor, causal: bool = False) -> torch.T
 
 
 @dataclass(frozen=True)
-class MixingSummary:
+class ContributionSummary:
     """Per-token summaries of one sequence's contributions ``c^l`` (L, n, n).
 
     ``own`` (L, n): ``c_ii``; ``own_is_top`` (L, n): whether token i's largest contributor is its own
@@ -157,7 +157,7 @@ class MixingSummary:
     offset_count: torch.Tensor
 
 
-def mixing_summary(c: torch.Tensor, causal: bool = False) -> MixingSummary:
+def contribution_summary(c: torch.Tensor, causal: bool = False) -> ContributionSummary:
     """Summaries of one sequence's contributions ``c`` (L, n, n)."""
     n_layers, n, _ = c.shape
     positions = torch.arange(n, device=c.device)
@@ -167,7 +167,7 @@ def mixing_summary(c: torch.Tensor, causal: bool = False) -> MixingSummary:
     offset_sum = torch.zeros(n_layers, 2 * n - 1, dtype=c.dtype, device=c.device)
     offset_sum.index_add_(1, offset_index, c[:, pairs])
     offset_count = torch.bincount(offset_index, minlength=2 * n - 1)
-    return MixingSummary(
+    return ContributionSummary(
         own=c.diagonal(dim1=-2, dim2=-1),
         own_is_top=c.argmax(-1) == positions,
         entropy=-(c * c.clamp(min=1e-30).log()).sum(-1),

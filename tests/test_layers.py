@@ -84,7 +84,7 @@ def test_read_side_and_help_import_no_torch():
     code = (
         "import sys\n"
         "import idsuite.leaderboard.data, idsuite.leaderboard.export\n"
-        "import idsuite.results.query, idsuite.results.selection, idsuite.results.summary\n"
+        "import idsuite.results.query, idsuite.results.selection, idsuite.results.headlines\n"
         "import idsuite.cli.main, idsuite.cli.listing, idsuite.cli.board\n"
         "idsuite.cli.main.build_parser().format_help()\n"
         "heavy = [m for m in ('torch', 'transformers', 'datasets') if m in sys.modules]\n"

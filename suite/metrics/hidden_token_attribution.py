@@ -1,4 +1,4 @@
-"""Metric: hidden token attribution (contribution mixing) per layer, from Jacobian block norms.
+"""Metric: hidden token attribution (each input token's contribution to each hidden token) per layer, from Jacobian block norms.
 
 Sequences are attributed one at a time until the last layer's mean own contribution is known to
 the target precision (``AttributionConfig``); every aggregate carries its bootstrap interval over
@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 
 from idsuite.suite.hidden_token_attribution import (
-    MixingSummary,
+    ContributionSummary,
+    contribution_summary,
     contributions,
     estimate_block_norms,
     exact_or_estimate,
     jacobian_block_norms,
-    mixing_summary,
 )
 from idsuite.suite.metrics.base import RowBuffer, progress_bar, say
 from idsuite.suite.specs.hidden_token_attribution import SPEC, AttributionConfig
@@ -45,7 +45,7 @@ class _Attributed:
     leave_one_out: dict[str, np.ndarray] | None
 
 
-def _token_sums(summary: MixingSummary) -> dict[str, np.ndarray]:
+def _token_sums(summary: ContributionSummary) -> dict[str, np.ndarray]:
     return {name: getattr(summary, name).double().sum(-1).cpu().numpy() for name in PER_TOKEN}
 
 
@@ -95,9 +95,9 @@ class AttributionMetric:
                                                 self.config.chunk_size, progress=inner.update)
         if not exact:
             norms = estimate.squared
-            loo = [_token_sums(mixing_summary(contributions(q, probe.causal), probe.causal)) for q in estimate.leave_one_out]
+            loo = [_token_sums(contribution_summary(contributions(q, probe.causal), probe.causal)) for q in estimate.leave_one_out]
             leave_one_out = {name: np.stack([q[name] for q in loo]) for name in PER_TOKEN}
-        summary = mixing_summary(contributions(norms, probe.causal), probe.causal)
+        summary = contribution_summary(contributions(norms, probe.causal), probe.causal)
         sums = _token_sums(summary)
         if leave_one_out is not None:  # c is a ratio of square roots of unbiased estimates: remove its O(1/k) bias
             k = len(loo)

@@ -1,4 +1,4 @@
-"""Declaration of the hidden token attribution metric (contribution mixing from Jacobian blocks)."""
+"""Declaration of the hidden token attribution metric (contributions of input tokens to hidden tokens, from Jacobian blocks)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ SPEC = MetricSpec(
         "own": Variant("mean own contribution c_ii", "higher", (0, 1), "share", per_sequence=True),
         "own_is_top": Variant("share of tokens whose own input is the top contributor", "higher", (0, 1), "share",
                               per_sequence=True),
-        "entropy": Variant("mean entropy of c_i. in nats (mixing)", "lower", (0, None), "nats", per_sequence=True),
+        "entropy": Variant("mean entropy of c_i. in nats (spread of the contributions)", "lower", (0, None), "nats", per_sequence=True),
         "offset": Variant("mean c_ij at relative offset j - i (variant 'offset:<k>')", "none", (0, 1), "share",
                           kind="offset"),
         "own_probe_error": Variant(

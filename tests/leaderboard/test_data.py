@@ -19,10 +19,10 @@ from idsuite.leaderboard.data import (
     sentences_label,
 )
 from idsuite.leaderboard.export import export
+from idsuite.results.headlines import headline_variants, layer_rows
 from idsuite.results.identity import SETTING_SEPARATOR, short_setting_names
 from idsuite.results.labels import headline_label
 from idsuite.results.query import ResultQuery
-from idsuite.results.summary import headline_variants, layer_rows
 from idsuite.suite.specs import SPECS
 from idsuite.suite.uncertainty import MIN_CLUSTERS
 from tests.leaderboard.conftest import TWELVE

@@ -16,9 +16,10 @@ import idsuite.runners.models.weights
 from idsuite.results.query import ResultQuery
 from idsuite.results.store import ResultStore
 from idsuite.runners.failures import MAX_MESSAGE
-from idsuite.runners.jobs import RunConfig, Runner
+from idsuite.runners.jobs import Runner
 from idsuite.runners.models.zoo import load_zoo
 from idsuite.runners.probing.corpus import Corpus
+from idsuite.runners.run_config import RunConfig
 from idsuite.suite.specs import SPECS
 from tests.conftest import SENTENCES, VOCAB
 

@@ -8,9 +8,10 @@ import pytest
 
 from idsuite.results.query import ResultQuery
 from idsuite.results.store import ResultStore
-from idsuite.runners.jobs import RunConfig, Runner
+from idsuite.runners.jobs import Runner
 from idsuite.runners.models.zoo import load_zoo
 from idsuite.runners.probing.corpus import Corpus
+from idsuite.runners.run_config import RunConfig
 from tests.conftest import SENTENCES
 from tests.runners.test_faults import FAST
 

@@ -3,14 +3,16 @@
 import pandas as pd
 import pytest
 
-import idsuite.runners.jobs
+import idsuite.runners.preparation
 from idsuite.results.query import ResultQuery
 from idsuite.results.schema import COLUMNS
 from idsuite.results.store import ResultStore
+from idsuite.runners.batching import length_batches
 from idsuite.runners.failures import RunInterrupted
-from idsuite.runners.jobs import RunConfig, Runner
+from idsuite.runners.jobs import Runner
 from idsuite.runners.models.zoo import load_zoo
 from idsuite.runners.probing.corpus import Corpus
+from idsuite.runners.run_config import RunConfig
 from idsuite.suite.specs import SPECS
 from tests.conftest import SENTENCES
 
@@ -119,7 +121,7 @@ def test_example_attention_maps_are_stored(zoo, corpus, tmp_path):
 def test_killed_run_restarts_without_recomputing_finished_cells(zoo, corpus, tmp_path, monkeypatch):
     root = tmp_path / "results"
     loads: list[str] = []
-    real_load = idsuite.runners.jobs.load_model
+    real_load = idsuite.runners.preparation.load_model
 
     def counting_load(entry, *args, **kwargs):
         loads.append(entry.id)
@@ -127,7 +129,7 @@ def test_killed_run_restarts_without_recomputing_finished_cells(zoo, corpus, tmp
             raise RunInterrupted  # the user stops the run while the second model starts
         return real_load(entry, *args, **kwargs)
 
-    monkeypatch.setattr(idsuite.runners.jobs, "load_model", counting_load)
+    monkeypatch.setattr(idsuite.runners.preparation, "load_model", counting_load)
     with pytest.raises(RunInterrupted):
         make_runner(zoo, corpus, root).run(["tiny", "tiny-random-init"])
     first = ResultQuery(root).all_rows()
@@ -215,7 +217,7 @@ def test_a_long_only_corpus_fails_neither_attribution_nor_context_mixing(zoo, tm
     """Every sentence is longer than attribution's and feasible attention's cap (2.5 x d_h = 8: 20
     tokens) and context mixing's (16): all record that they left all out and why; no metric of
     either model fails."""
-    from idsuite.cli.summary_tables import run_notes
+    from idsuite.cli.run_report import run_notes
 
     long_only = Corpus("long", [(" ".join([s, *SENTENCES[i + 1 : i + 3]]), None) for i, s in enumerate(SENTENCES[:5])])
     models = ["tiny", "tiny-decoder"]
@@ -257,9 +259,7 @@ def test_batches_are_cut_by_the_map_budget_and_the_numbers_do_not_move(zoo, corp
     tracer = Tracer(loaded.model, loaded.tokenizer, adapter_for(loaded.model.config.model_type))
     tracer.encode(corpus.items)
     budget = tracer.n_heads * 24 * 24
-    runner = Runner(zoo, corpus, RunConfig(metric_settings=FAST, batch_size=3, batch_map_elements=budget), ResultStore(tmp_path / "x"),
-                    "t", log=lambda s: None)
-    batches = runner._batches(tracer)
+    batches = length_batches({s: len(e["input_ids"]) for s, e in tracer.encodings.items()}, tracer.n_heads, 3, budget)
     lengths = [[len(tracer.encodings[s]["input_ids"]) for s in batch] for batch in batches]
     assert sorted(s for batch in batches for s in batch) == sorted(tracer.encodings)
     assert all(len(b) == 1 or (len(b) <= 3 and len(b) * tracer.n_heads * max(b) ** 2 <= budget) for b in lengths)

@@ -11,12 +11,13 @@ import torch
 
 from idsuite.results.query import ResultQuery
 from idsuite.results.store import ResultStore
-from idsuite.runners.jobs import RunConfig, Runner
+from idsuite.runners.jobs import Runner
 from idsuite.runners.models.adapters import adapter_for
 from idsuite.runners.models.loading import load_model
 from idsuite.runners.models.zoo import load_zoo
 from idsuite.runners.probing.corpus import Corpus
 from idsuite.runners.probing.tracing import Tracer
+from idsuite.runners.run_config import RunConfig
 from idsuite.suite.rank_deficiency import rank_deficiency
 from idsuite.suite.specs import SPECS
 from tests.conftest import SENTENCES

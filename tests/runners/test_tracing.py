@@ -7,7 +7,7 @@ import transformers
 
 from idsuite.runners.models.adapters import adapter_for
 from idsuite.runners.probing.tracing import Tracer
-from idsuite.suite.hidden_token_attribution import contributions, mixing_summary
+from idsuite.suite.hidden_token_attribution import contribution_summary, contributions
 from idsuite.suite.metrics import metric_class
 from idsuite.suite.metrics.hidden_token_attribution import AttributionMetric
 from idsuite.suite.rank_deficiency import rank_deficiency
@@ -65,7 +65,7 @@ def test_exact_attribution_metric_matches_reverse_mode(family, tiny_bert_dir, ti
     rows = metric.finish(tracer)
     x, layers_fn = tracer.layers_fn(ids[0])
     reference = torch.autograd.functional.jacobian(layers_fn, x).square().sum(dim=(2, 4))  # (L, n, n)
-    summary = mixing_summary(contributions(reference, tracer.causal), tracer.causal)
+    summary = contribution_summary(contributions(reference, tracer.causal), tracer.causal)
     for name in ("own", "entropy"):
         got = rows[(rows.variant == name) & rows.sequence.isna()].sort_values("layer").value.to_numpy()
         expected = getattr(summary, name).double().mean(-1).numpy()

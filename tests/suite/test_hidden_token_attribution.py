@@ -2,7 +2,7 @@
 
 import torch
 
-from idsuite.suite.hidden_token_attribution import contributions, jacobian_block_norms, mixing_summary
+from idsuite.suite.hidden_token_attribution import contribution_summary, contributions, jacobian_block_norms
 
 
 def reference_block_norms(layers_fn, x):
@@ -52,7 +52,7 @@ def test_contributions_sum_to_one():
 def test_identity_layers_give_own_contribution_one():
     x = torch.randn(6, 4)
     c = contributions(jacobian_block_norms(lambda h: torch.stack([h, h]), x))
-    summary = mixing_summary(c)
+    summary = contribution_summary(c)
     torch.testing.assert_close(summary.own, torch.ones(2, 6))
     assert summary.own_is_top.all()
     torch.testing.assert_close(summary.entropy, torch.zeros(2, 6))
@@ -64,7 +64,7 @@ def test_uniform_mixing_and_offsets():
     x = torch.randn(n, 3)
     c = contributions(jacobian_block_norms(lambda h: h.mean(0, keepdim=True).expand(n, -1).unsqueeze(0), x))
     torch.testing.assert_close(c, torch.full((1, n, n), 1 / n))
-    summary = mixing_summary(c)
+    summary = contribution_summary(c)
     torch.testing.assert_close(summary.entropy, torch.full((1, n), torch.log(torch.tensor(float(n))).item()))
     assert summary.offset_count.tolist() == [1, 2, 3, 4, 3, 2, 1]
     torch.testing.assert_close(summary.offset_sum / summary.offset_count, torch.full((1, 2 * n - 1), 1 / n))
@@ -80,7 +80,7 @@ def test_causal_contributions_use_only_earlier_inputs():
     c = contributions(norms, causal=True)
     torch.testing.assert_close(c.sum(-1), torch.ones(3, n, dtype=torch.float64))
     assert c[:, 0, 0].eq(1).all()  # the first token only sees itself
-    summary = mixing_summary(c, causal=True)
+    summary = contribution_summary(c, causal=True)
     assert summary.offset_count.tolist() == list(range(1, n + 1)) + [0] * (n - 1)  # offsets -(n-1)..0, none after
     torch.testing.assert_close(summary.offset_sum[:, n - 1], c.diagonal(dim1=-2, dim2=-1).sum(-1))
 

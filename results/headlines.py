@@ -1,6 +1,6 @@
 """Per-layer rows and headline numbers from a cell's aggregated rows (pandas only): the maths.
 
-The command line's tables (``idsuite.cli.summary_tables``) and the leaderboard's main table both take
+The command line's tables (``idsuite.cli.run_report``) and the leaderboard's main table both take
 their numbers from here; the names readers see are in ``idsuite.results.labels``.
 """
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from idsuite.results.headlines import combine_seeds, headlines
 from idsuite.results.labels import count_label, model_card, with_interval
-from idsuite.results.summary import combine_seeds, headlines
 
 
 def aggregate(model: str, metric: str, variant: str, layer: int | None, value: float, half: float = 0.01,

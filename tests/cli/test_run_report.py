@@ -6,9 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from idsuite.cli.summary_tables import run_notes, run_tables
+from idsuite.cli.run_report import run_notes, run_tables
 from idsuite.cli.tables import fit
-from tests.results.test_summary import aggregate
+from tests.results.test_headlines import aggregate
 
 
 def test_printed_tables_show_each_layer_with_half_its_interval_and_notes_count_converged_fits():

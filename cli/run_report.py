@@ -1,13 +1,13 @@
 """What ``idsuite run`` prints after a run: per metric, layers down and (model, variant) across,
 each value with half its 95% interval, and one line per model on the data and fits behind it. The
-numbers come from ``idsuite.results.summary``; this module only writes them as text."""
+numbers come from ``idsuite.results.headlines``; this module only writes them as text."""
 
 from __future__ import annotations
 
 import pandas as pd
 
+from idsuite.results.headlines import combine_seeds, layer_rows
 from idsuite.results.labels import with_interval
-from idsuite.results.summary import combine_seeds, layer_rows
 from idsuite.suite.specs import SPECS
 
 
