@@ -50,7 +50,10 @@ METRIC_OPTIONS = {  # command-line option -> (metric, config key, help, type)
                                "straddles d_h)", int64),
     "mixing_reference": ("context_mixing", "reference", "'exact' or 'estimate' attribution the context-mixing "
                          "measures are scored against", str),
-    "mixing_sequences": ("context_mixing", "max_sequences", "sequences the context-mixing measures are scored on", int64),
+    "mixing_sequences": ("context_mixing", "max_sequences", "most sequences the context-mixing measures are scored on "
+                         "(it stops earlier once the target interval is met)", int64),
+    "mixing_target": ("context_mixing", "target_half_width", "context mixing scores sequences until every measure's "
+                      "last-layer Spearman score is known to +- this (95%% interval)", float),
     "mixing_max_tokens": ("context_mixing", "max_tokens", "longest sequence the context-mixing measures are scored on "
                           "(3 to 1024; longer ones are left out and counted)", int64),
     "mlp_epochs": ("token_identifiability", "mlp_max_epochs",

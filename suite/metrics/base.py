@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from idsuite.suite.specs import SPECS, MetricSpec
 from idsuite.suite.specs.rows import INDEX_COLUMNS, ROW_COLUMNS
+from idsuite.suite.specs.sample import SequentialSample
 from idsuite.suite.trace import BatchTrace, ModelProbe
 from idsuite.suite.uncertainty import Estimate
 
@@ -43,6 +44,30 @@ def progress_bar(description: str, total: int, unit: str) -> tqdm:
     """A progress bar on standard error for the long steps inside ``finish`` (fits, attribution),
     cleared when it closes."""
     return tqdm(total=total, desc=f"  {description}", unit=unit, file=sys.stderr, leave=False)
+
+
+Item = TypeVar("Item")
+Measured = TypeVar("Measured")
+
+
+def sample_until_precise(todo: Sequence[Item], measure: Callable[[Item], Measured],
+                         half_width: Callable[[list[Measured]], float], sample: SequentialSample, description: str,
+                         target: str) -> list[Measured]:
+    """``measure`` the sequences of ``todo`` in order, one at a time, until ``sample.target_met``
+    for ``half_width(done)``, the half-width of the target's 95% interval over those measured, or
+    until ``todo`` runs out. The progress bar shows the running half-width of the ``target`` (from
+    the second sequence on: over one it is 0)."""
+    done: list[Measured] = []
+    with progress_bar(description, len(todo), "sequence") as bar:
+        for item in todo:
+            done.append(measure(item))
+            bar.update()
+            if len(done) > 1:
+                half = half_width(done)
+                bar.set_postfix_str(f"{target} +-{half:.3f}, target {sample.target_half_width}")
+                if sample.target_met(len(done), half):
+                    break
+    return done
 
 
 def say(metric: str, line: str) -> None:

@@ -8,7 +8,7 @@ scored tokens with its bootstrap interval over sequences.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -24,12 +24,25 @@ from idsuite.suite.context_mixing import (
     row_normalise,
 )
 from idsuite.suite.hidden_token_attribution import Progress, contributions, estimate_block_norms, exact_or_estimate, jacobian_block_norms
-from idsuite.suite.metrics.base import RowBuffer, progress_bar, say
+from idsuite.suite.metrics.base import RowBuffer, progress_bar, sample_until_precise, say
 from idsuite.suite.specs.context_mixing import MEASURES, SCORES, SPEC, ContextMixingConfig, Measure
 from idsuite.suite.trace import BatchTrace, ModelProbe
-from idsuite.suite.uncertainty import ratio_of_sums
+from idsuite.suite.uncertainty import Estimate, ratio_of_sums
 
 AGREEMENT_FIELDS = {"spearman": "spearman", "top_agreement": "top", "own_error": "own_error"}
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """One scored sequence: per variant its per-layer sums over tokens (L,) and the tokens counted
+    (L,: a score undefined for a token, e.g. a one-key row's correlation, is not counted); while it
+    is the example, its rolled-out matrices and attribution (L, n, n) per ``matrix:`` variant."""
+
+    sequence: int
+    n: int
+    sums: dict[str, np.ndarray]
+    counts: dict[str, np.ndarray]
+    matrices: dict[str, torch.Tensor]
 
 
 class ContextMixingMetric:
@@ -70,74 +83,102 @@ class ContextMixingMetric:
         norms = estimate_block_norms(fn, x, self.config.probes, seed).squared
         return contributions(norms, causal)[0]
 
+    def _score(self, probe: ModelProbe, seq: int, n: int, method: str) -> _Scored:
+        """Every measure's scores on one sequence, per layer, and its rolled-out matrices with the attribution."""
+        layers = probe.mixing_layers(seq)
+        local = [local_matrices(layer, probe.causal) for layer in layers]
+        products = probe.hidden_size if method == "exact" else min(self.config.probes, probe.hidden_size)
+        with progress_bar(f"reference, sequence {seq} ({n} tokens)", n * products, "product") as inner:
+            reference = self._reference(probe, seq, method, inner.update)
+        local_reference = [self._local_reference(layer, probe.causal, self.seed + seq + 7919 * i)
+                           for i, layer in enumerate(layers)]
+        sums: dict[str, np.ndarray] = {}
+        counts: dict[str, np.ndarray] = {}
+        matrices = {"matrix:attribution": reference}
+        for measure in MEASURES:
+            series = [m[measure.name] for m in local if measure.name in m]
+            if len(series) != len(layers):
+                continue
+            rolled = rollout(series, probe.causal, identity=measure.rollout_identity,
+                             normalise_each=not measure.raw_product)
+            matrices[f"matrix:{measure.name}"] = rolled
+            for where, mixing, refs in (("", rolled, reference), (":local", series, local_reference)):
+                scored = [agreement(self._normalised(m, measure, where, probe.causal), r, probe.causal)
+                          for m, r in zip(mixing, refs, strict=True)]
+                for score in SCORES:
+                    values = np.stack([getattr(a, AGREEMENT_FIELDS[score]).double().numpy() for a in scored])  # (L, n)
+                    present = ~np.isnan(values)
+                    sums[f"{measure.name}{where}/{score}"] = np.where(present, values, 0).sum(-1)
+                    counts[f"{measure.name}{where}/{score}"] = present.sum(-1).astype(np.float64)
+        ratios = np.stack([mixing_ratio(decomposed(layer, head_mixed(layer.attention.double(),
+                                                                      layer.transformed.double())), probe.causal)
+                           .numpy() for layer in layers])
+        sums["norm_resln/mixing_ratio"] = ratios.sum(-1)
+        counts["norm_resln/mixing_ratio"] = np.full(len(layers), float(n))
+        return _Scored(seq, n, sums, counts, matrices)
+
+    def _estimates(self, done: list[_Scored]) -> dict[str, Estimate]:
+        """Per variant, the per-layer mean over all scored tokens with its bootstrap interval over
+        the scored sequences (``ratio_of_sums``: each sequence's sums over its tokens, pooled)."""
+        return {variant: ratio_of_sums(np.stack([s.sums[variant] for s in done]),
+                                       np.stack([s.counts[variant] for s in done]), "tokens", self.seed)
+                for variant in done[0].sums}
+
+    @staticmethod
+    def _widest(estimates: dict[str, Estimate]) -> tuple[str, float]:
+        """The sample's target: the measure whose last-layer rolled-out Spearman score has the widest
+        interval, and that interval's half-width (NaN where no measure has one)."""
+        halves = {m.name: float(estimates[f"{m.name}/spearman"].half_width[-1]) for m in MEASURES
+                  if f"{m.name}/spearman" in estimates}
+        known = {name: half for name, half in halves.items() if not np.isnan(half)}
+        return max(known.items(), key=lambda item: item[1]) if known else ("no measure", float("nan"))
+
     @torch.no_grad()  # everything here is measured, nothing differentiated by reverse mode
     def finish(self, probe: ModelProbe | None) -> pd.DataFrame:
         if probe is None:
             raise ValueError("context mixing needs the model as a function (a ModelProbe)")
-        chosen = sorted(self.eligible)[: self.config.max_sequences]
+        todo = sorted(self.eligible)[: self.config.max_sequences]
         rows = RowBuffer(self.spec)
-        if not chosen:  # nothing to score is a result (counted, with why), not a failure of the model
-            return self._counts(rows, chosen, "").frame()
-        method, how = exact_or_estimate(self.config.reference, max(n for _, n in chosen), probe.hidden_size,
+        if not todo:  # nothing to score is a result (counted, with why), not a failure of the model
+            return self._counts(rows, [], "", None).frame()
+        method, how = exact_or_estimate(self.config.reference, max(n for _, n in todo), probe.hidden_size,
                                         self.n_layers, self.config.exact_max_flops, self.config.probes)
         if method != self.config.reference:
             say(self.spec.name, f"reference: {how}")
         if method == "estimate":
             how += " (its probe error is not in the score intervals)"
-        sums: dict[str, list[np.ndarray]] = defaultdict(list)  # variant -> per sequence (L,) sums over tokens
-        counts: dict[str, list[np.ndarray]] = defaultdict(list)
-        example = min(chosen, key=lambda c: (c[1], c[0]))
-        with progress_bar("context mixing", len(chosen), "sequence") as bar:
-            for seq, n in chosen:
-                layers = probe.mixing_layers(seq)
-                local = [local_matrices(layer, probe.causal) for layer in layers]
-                products = probe.hidden_size if method == "exact" else min(self.config.probes, probe.hidden_size)
-                with progress_bar(f"reference, sequence {seq} ({n} tokens)", n * products, "product") as inner:
-                    reference = self._reference(probe, seq, method, inner.update)
-                local_reference = [self._local_reference(layer, probe.causal, self.seed + seq + 7919 * i)
-                                   for i, layer in enumerate(layers)]
-                for measure in MEASURES:
-                    series = [m[measure.name] for m in local if measure.name in m]
-                    if len(series) != len(layers):
-                        continue
-                    rolled = rollout(series, probe.causal, identity=measure.rollout_identity,
-                                     normalise_each=not measure.raw_product)
-                    for where, matrices, refs in (("", rolled, reference), (":local", series, local_reference)):
-                        scored = [agreement(self._normalised(m, measure, where, probe.causal), r, probe.causal)
-                                  for m, r in zip(matrices, refs, strict=True)]
-                        for score in SCORES:
-                            values = np.stack([getattr(a, AGREEMENT_FIELDS[score]).double().numpy()
-                                               for a in scored])  # (L, n)
-                            present = ~np.isnan(values)
-                            sums[f"{measure.name}{where}/{score}"].append(np.where(present, values, 0).sum(-1))
-                            counts[f"{measure.name}{where}/{score}"].append(present.sum(-1).astype(np.float64))
-                    if (seq, n) == example:
-                        self._add_matrices(rows, f"matrix:{measure.name}", rolled, seq)
-                ratios = np.stack([mixing_ratio(decomposed(layer, head_mixed(layer.attention.double(),
-                                                                              layer.transformed.double())), probe.causal)
-                                   .numpy() for layer in layers])
-                sums["norm_resln/mixing_ratio"].append(ratios.sum(-1))
-                counts["norm_resln/mixing_ratio"].append(np.full(len(layers), float(n)))
-                if (seq, n) == example:
-                    self._add_matrices(rows, "matrix:attribution", reference, seq)
-                bar.update()
-        for variant, chunks in sums.items():
-            layer_index = np.arange(1, len(chunks[0]) + 1)
-            rows.add_estimate(variant, ratio_of_sums(np.stack(chunks), np.stack(counts[variant]), "tokens", self.seed),
-                              layer_index)
-        return self._counts(rows, chosen, how).frame()
+        example: list[_Scored] = []  # the shortest scored sequence (then the first), the only one whose matrices are kept
 
-    def _counts(self, rows: RowBuffer, chosen: list[tuple[int, int]], how: str) -> RowBuffer:
-        """How many sequences were scored (which, against what reference) and how many were left out, and why."""
+        def score(item: tuple[int, int]) -> _Scored:
+            scored = self._score(probe, *item, method)
+            if not example or (scored.n, scored.sequence) < (example[0].n, example[0].sequence):
+                example[:] = [scored]
+            return replace(scored, matrices={})
+
+        done = sample_until_precise(todo, score, lambda done: self._widest(self._estimates(done))[1], self.config,
+                                    "context mixing", "widest last-layer Spearman")
+        estimates = self._estimates(done)
+        for variant, estimate in estimates.items():
+            rows.add_estimate(variant, estimate, np.arange(1, len(estimate.value) + 1))
+        for variant, matrices in example[0].matrices.items():
+            self._add_matrices(rows, variant, matrices, example[0].sequence)
+        return self._counts(rows, done, how, self._widest(estimates)).frame()
+
+    def _counts(self, rows: RowBuffer, done: list[_Scored], how: str, widest: tuple[str, float] | None) -> RowBuffer:
+        """How many sequences were scored (which, against what reference, to what precision
+        (``widest``: ``_widest``) and why no more) and how many were left out, and why."""
         limit = f"3 to {self.config.max_tokens} tokens"
-        if chosen:
-            text = (f"{len(chosen)} of {len(self.eligible)} eligible sequences of {limit}, the first in corpus order "
-                    f"(longest {max(n for _, n in chosen)} tokens); reference: {how}")
+        if done and widest is not None:
+            measure, half = widest
+            stop = self.config.stop_note(len(done), len(self.eligible),
+                                         f"last-layer Spearman of the widest measure ({measure})", half)
+            text = (f"{len(done)} of {len(self.eligible)} eligible sequences of {limit}, the first in corpus order "
+                    f"(longest {max(s.n for s in done)} tokens); reference: {how}; {stop}")
         else:
             seen = len(self.too_long) + self.too_short
             text = (f"no sequence scored: none of the {seen} probe sequences has {limit}; a higher --mixing-max-tokens "
                     "scores longer ones (none is truncated)")
-        rows.add("scored_sequences", float(len(chosen)), label=[text], n=[sum(n for _, n in chosen)], n_unit="tokens")
+        rows.add("scored_sequences", float(len(done)), label=[text], n=[sum(s.n for s in done)], n_unit="tokens")
         longer = f"{len(self.too_long)} longer than max_tokens = {self.config.max_tokens}"
         if self.too_long:
             longer += f" (the shortest of them has {min(self.too_long)} tokens)"

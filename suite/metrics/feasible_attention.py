@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from idsuite.suite.feasible_attention import FeasibleRow, head_rows
-from idsuite.suite.metrics.base import RowBuffer, layer_head_grid, progress_bar, say
+from idsuite.suite.metrics.base import RowBuffer, layer_head_grid, sample_until_precise, say
 from idsuite.suite.null_space import output_factor
 from idsuite.suite.specs.feasible_attention import SPEC, FeasibleAttentionConfig
 from idsuite.suite.trace import BatchTrace, ModelProbe
@@ -146,6 +146,10 @@ class FeasibleAttentionMetric:
                 out[name] = ratio_of_sums(sums, counts, "rows", self.seed)
         return out
 
+    def _widest(self, done: list[_Solved]) -> float:
+        """The sample's target: the half-width of the widest layer's interval of the mean top-key width."""
+        return float(np.nanmax(self._estimates(done, per_layer=True)["top_width"].half_width))
+
     def finish(self, probe: ModelProbe | None) -> pd.DataFrame:
         """Per head, per layer and for the whole model (the mean over layers), each with its
         bootstrap interval over the sampled sequences; per sampled sequence and layer; the example
@@ -153,17 +157,9 @@ class FeasibleAttentionMetric:
         rows = RowBuffer(self.spec)
         eligible = [(s, n) for s, n in self.seen if n <= self.cap]
         todo = self.config.order([(s, k.n) for s, k in self.kept.items()], self.d_head)[: self.config.max_sequences]
-        done: list[_Solved] = []
         start = time.perf_counter()
-        with progress_bar("feasible attention", len(todo), "sequence") as bar:
-            for seq, _ in todo:
-                done.append(self._sequence(self.kept[seq]))
-                bar.update()
-                if len(done) >= self.config.min_sequences:
-                    half = np.nanmax(self._estimates(done, per_layer=True)["top_width"].half_width)
-                    bar.set_postfix_str(f"widest layer +-{half:.3f}, target {self.config.target_half_width}")
-                    if half <= self.config.target_half_width:
-                        break
+        done = sample_until_precise(todo, lambda item: self._sequence(self.kept[item[0]]), self._widest, self.config,
+                                    "feasible attention", "widest layer")
         if done:  # the time is said, not stored: a stored row is the same on every machine
             say(self.spec.name, f"{sum(s.lps for s in done)} LPs in {time.perf_counter() - start:.1f} s")
             self._aggregate_rows(rows, done)
@@ -209,15 +205,10 @@ class FeasibleAttentionMetric:
         cap = f"{self.cap} tokens ({self.config.cap_reason(self.d_head)})"
         long = sum(s.n > self.d_head for s in done)
         if done:
-            half = float(np.nanmax(self._estimates(done, per_layer=True)["top_width"].half_width))
-            met = len(done) >= self.config.min_sequences and half <= self.config.target_half_width
-            reason = ("the target interval was met" if met else "all eligible sequences were used" if len(done) == eligible
-                      else f"max_sequences ({self.config.max_sequences}) was reached")
+            stop = self.config.stop_note(len(done), eligible, "widest layer's top-key width", self._widest(done))
             label = (f"{len(done)} of {eligible} eligible sequences of at most {cap}: {long} longer than d_h = "
                      f"{self.d_head}, {len(done) - long} not{self.config.straddle_note(long, self.d_head)}; "
-                     f"{sum(s.rows for s in done)} rows per head, "
-                     f"{sum(s.lps for s in done)} LPs; widest layer's top-key width "
-                     f"+-{half:.3f} (target {self.config.target_half_width}); stopped because {reason}")
+                     f"{sum(s.rows for s in done)} rows per head, {sum(s.lps for s in done)} LPs; {stop}")
         else:
             label = f"no sequence solved: none of the {len(self.seen)} probe sequences has at most {cap}"
         rows.add("sampled_sequences", float(len(done)), label=[label], n=[sum(s.rows for s in done)], n_unit="rows")

@@ -24,7 +24,7 @@ from idsuite.suite.hidden_token_attribution import (
     exact_or_estimate,
     jacobian_block_norms,
 )
-from idsuite.suite.metrics.base import RowBuffer, progress_bar, say
+from idsuite.suite.metrics.base import RowBuffer, progress_bar, sample_until_precise, say
 from idsuite.suite.specs.hidden_token_attribution import SPEC, AttributionConfig
 from idsuite.suite.trace import BatchTrace, ModelProbe
 from idsuite.suite.uncertainty import Estimate, jackknife_half_width, ratio_of_sums
@@ -129,16 +129,9 @@ class AttributionMetric:
                                         self.config.exact_max_flops, self.config.probes)
         if method != self.config.method:
             say(self.spec.name, how)
-        done: list[_Attributed] = []
-        with progress_bar("attribution", len(todo), "sequence") as bar:
-            for seq, n in todo:
-                done.append(self._attribute(probe, seq, n, method))
-                bar.update()
-                if len(done) >= self.config.min_sequences:
-                    half = self._estimates(done)["own"].half_width[-1]
-                    bar.set_postfix_str(f"last-layer own +-{half:.3f}, target {self.config.target_half_width}")
-                    if half <= self.config.target_half_width:
-                        break
+        done = sample_until_precise(todo, lambda item: self._attribute(probe, *item, method),
+                                    lambda done: self._estimates(done)["own"].half_width[-1], self.config,
+                                    "attribution", "last-layer own")
         return self._rows(done, len(order), how)
 
     def _rows(self, done: list[_Attributed], eligible: int, how: str) -> pd.DataFrame:
@@ -161,15 +154,11 @@ class AttributionMetric:
                 rows.add_estimate(f"offset:{k:+d}", ratio_of_sums(sums, counts, "token pairs", self.seed), layers)
         half = estimates["own"].half_width[-1]
         long = sum(a.n > (self.d_head or 0) for a in done)
-        met = len(done) >= self.config.min_sequences and half <= self.config.target_half_width
-        reason = ("the target interval was met" if met else
-                  "all eligible sequences were used" if len(done) == eligible else
-                  f"max_sequences ({self.config.max_sequences}) was reached")
         straddle = self.config.straddle_note(long, self.d_head or 0)
         label = (f"{len(done)} of {eligible} eligible sequences of at most {self.cap} tokens "
                  f"({self.config.cap_reason(self.d_head or 0)}): {long} longer than d_h = {self.d_head} tokens, "
-                 f"{len(done) - long} not{straddle}; {how}; last-layer own contribution +-{half:.3f} (target "
-                 f"{self.config.target_half_width}); stopped because {reason}")
+                 f"{len(done) - long} not{straddle}; {how}; "
+                 f"{self.config.stop_note(len(done), eligible, 'last-layer own contribution', half)}")
         rows.add("attributed_sequences", float(len(done)), label=[label], n=[sum(a.n for a in done)], n_unit="tokens")
         return self._skipped_rows(rows, attributed=len(done)).frame()
 

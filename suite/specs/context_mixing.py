@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from idsuite.suite.specs.base import MetricConfig, MetricSpec, Variant
+from idsuite.suite.specs.base import MetricSpec, Variant
+from idsuite.suite.specs.sample import SequentialSample
 
 
 @dataclass(frozen=True)
@@ -42,17 +43,20 @@ SCORES = {
     "own_error": ("mean absolute error of the own share M_ii against c_ii", "lower", (0, 1), "share"),
 }
 
-class ContextMixingConfig(MetricConfig):
-    """The first ``max_sequences`` probe sequences (corpus order) of 3 to ``max_tokens`` tokens are
-    scored; the others are left out and counted (none is truncated; the measures hold n x n x d
-    tensors, hence the bound). Global scores compare each measure's rolled-out matrix with the
-    attribution ``c^l`` (``reference``: exact block norms, or the estimator with ``probes``
-    directions; exact falls back to the estimator where it would cost more than ``exact_max_flops``
-    for the longest scored sequence, and the rows' label says so); local scores compare each
-    one-layer matrix with the one-layer Jacobian ``||d e_i^l / d e_j^(l-1)||_F``, estimated with
-    ``probes`` directions per token."""
+class ContextMixingConfig(SequentialSample):
+    """Probe sequences of 3 to ``max_tokens`` tokens are scored in corpus order, one at a time, until
+    the 95% interval of every measure's last-layer rolled-out Spearman score (``<measure>/spearman``)
+    is at most ``target_half_width`` wide on each side (``SequentialSample``: after at least
+    ``min_sequences``, at most ``max_sequences``); longer and shorter ones are left out and counted
+    (none is truncated; the measures hold n x n x d tensors, hence the bound). Global scores compare
+    each measure's rolled-out matrix with the attribution ``c^l`` (``reference``: exact block norms,
+    or the estimator with ``probes`` directions; exact falls back to the estimator where it would
+    cost more than ``exact_max_flops`` for the longest sequence that may be scored, and the rows'
+    label says so); local scores compare each one-layer matrix with the one-layer Jacobian
+    ``||d e_i^l / d e_j^(l-1)||_F``, estimated with ``probes`` directions per token."""
 
-    max_sequences: Annotated[int, Field(ge=1)] = 3
+    max_sequences: Annotated[int, Field(ge=1)] = 24
+    target_half_width: Annotated[float, Field(gt=0)] = 0.05
     max_tokens: Annotated[int, Field(ge=3, le=1024)] = 16
     reference: Literal["exact", "estimate"] = "exact"
     probes: Annotated[int, Field(ge=2)] = 8
@@ -70,8 +74,9 @@ def _variants() -> dict[str, Variant]:
     out["matrix:attribution"] = Variant("example sequence: the attribution c^l it is scored against", kind="map")
     out["norm_resln/mixing_ratio"] = Variant("mean share of context in the attention block output (Kobayashi et al. "
                                              "2021)", "none", (0, 1), "share")
-    out["scored_sequences"] = Variant("sequences scored; the label says which and the reference used (and why, where "
-                                      "exact was too costly)", "none", (0, None), "sequences", kind="count")
+    out["scored_sequences"] = Variant("sequences scored; the label says which, the reference used (and why, where "
+                                      "exact was too costly), the widest last-layer Spearman interval reached and "
+                                      "why it stopped", "none", (0, None), "sequences", kind="count")
     out["skipped_sequences"] = Variant("probe sequences left out for being longer than max_tokens or shorter than 3 "
                                        "tokens (the label says how many of each)", "none", (0, None), "sequences",
                                        kind="count")
@@ -84,7 +89,7 @@ SPEC = MetricSpec(
     short_name="Mixing agr.",
     description="How well attention, norm-based, GlobEnc, ALTI and value-zeroing mixing matrices agree with "
     "Jacobian attribution, per layer (rolled out against c^l, and one layer against the one-layer Jacobian).",
-    version=2,
+    version=3,
     variants=_variants(),
     headline="alti/spearman",
     implementation="idsuite.suite.metrics.context_mixing:ContextMixingMetric",

@@ -1,4 +1,6 @@
-"""The sample of metrics that solve something costly per sequence: sequences straddling the head size.
+"""The sample of metrics that solve something costly per sequence: sequences taken one at a time
+until the metric's target quantity is known to a stated precision (``SequentialSample``), and for
+metrics about the head size, taken from both sides of it (``StraddlingSample``).
 
 A head's attention is identifiable for ``n <= d_h`` and not beyond (``rank_deficiency``), so a
 metric that can afford only some sequences takes them from both sides of ``d_h``.
@@ -12,21 +14,43 @@ from typing import Annotated
 from pydantic import Field
 
 from idsuite.suite.specs.base import MetricConfig
+from idsuite.suite.uncertainty import MIN_CLUSTERS
 
 
-class StraddlingSample(MetricConfig):
+class SequentialSample(MetricConfig):
+    """Sequences measured one at a time until the 95% interval of the metric's target quantity is
+    at most ``target_half_width`` wide on each side, after at least ``min_sequences`` (by default
+    ``MIN_CLUSTERS``, the fewest sentences an interval is shown for) and at most ``max_sequences``
+    (which wins where it is the smaller), or until the eligible sequences run out. The loop is
+    ``idsuite.suite.metrics.base.sample_until_precise``."""
+
+    min_sequences: Annotated[int, Field(ge=1)] = MIN_CLUSTERS
+    max_sequences: Annotated[int, Field(ge=1)] = 48
+    target_half_width: Annotated[float, Field(gt=0)] = 0.02
+
+    def target_met(self, sampled: int, half_width: float) -> bool:
+        """Whether ``sampled`` sequences whose target interval has ``half_width`` are enough (a NaN
+        half-width, nothing measured, never is)."""
+        return sampled >= self.min_sequences and half_width <= self.target_half_width
+
+    def stop_note(self, sampled: int, eligible: int, target: str, half_width: float) -> str:
+        """The label's account of the sample's end: the ``target``'s reached half-width, the target,
+        and why sampling stopped after ``sampled`` of ``eligible`` sequences."""
+        reason = ("the target interval was met" if self.target_met(sampled, half_width) else
+                  "the corpus ran out of eligible sequences" if sampled == eligible else
+                  f"max_sequences ({self.max_sequences}) was reached")
+        return f"{target} +-{half_width:.3f} (target {self.target_half_width}); stopped because {reason}"
+
+
+class StraddlingSample(SequentialSample):
     """Sequences of at most the token cap, in corpus order, alternating those longer than the head
-    size d_h and those not, until the 95% interval of the metric's target quantity is at most
-    ``target_half_width`` wide on each side (after at least ``min_sequences``; at most
-    ``max_sequences``). The cap is ``max_tokens`` where given, else ``ceil(max_tokens_per_head_size
+    size d_h and those not, measured until the target's interval is narrow enough
+    (``SequentialSample``). The cap is ``max_tokens`` where given, else ``ceil(max_tokens_per_head_size
     * d_h)``, so that the sample straddles d_h for every head size; longer sequences are left out and
     counted (none is truncated)."""
 
     max_tokens: Annotated[int, Field(ge=2, le=1 << 20)] | None = None
     max_tokens_per_head_size: Annotated[float, Field(gt=1, le=64)] = 2.5
-    min_sequences: Annotated[int, Field(ge=1)] = 10
-    max_sequences: Annotated[int, Field(ge=1)] = 48
-    target_half_width: Annotated[float, Field(gt=0)] = 0.02
 
     def token_cap(self, d_head: int) -> int:
         """The longest sequence sampled for a model with head size ``d_head``."""

@@ -26,7 +26,7 @@ models:
     corpus = tmp_path / "probe.txt"
     corpus.write_text("\n".join(SENTENCES) + "\n")
     args = ["run", "--zoo", str(tmp_path / "models.yaml"), "--results", str(tmp_path / "out"), "--corpus", str(corpus),
-            "--mlp-epochs", "5", "--attribution-max-tokens", "10"]
+            "--mlp-epochs", "5", "--attribution-max-tokens", "10", "--mixing-sequences", "3"]
     assert main(args) == 0
     out, err = capsys.readouterr()
     for step in ("forward + metrics", "MLP maps g converged", "attribution", "context mixing"):  # progress of each long step
@@ -126,9 +126,11 @@ def test_the_token_limits_of_attribution_and_context_mixing_are_options(tmp_path
 
     (tmp_path / "models.yaml").write_text("models:\n  - {id: tiny, source: hub, tags: [default]}\n")
     run = ["run", "--zoo", str(tmp_path / "models.yaml"), "--results", str(tmp_path / "r")]
-    plan = validate(build_parser().parse_args([*run, "--mixing-max-tokens", "64", "--attribution-max-tokens", "300"]))
+    plan = validate(build_parser().parse_args([*run, "--mixing-max-tokens", "64", "--attribution-max-tokens", "300",
+                                               "--mixing-sequences", "30", "--mixing-target", "0.1"]))
     configs = plan.config.metric_configs()
     assert configs["context_mixing"].max_tokens == 64 and configs["hidden_token_attribution"].token_cap(64) == 300
+    assert configs["context_mixing"].max_sequences == 30 and configs["context_mixing"].target_half_width == 0.1
     default = validate(build_parser().parse_args(run)).config.metric_configs()
     assert default["context_mixing"].max_tokens == 16  # modest by default
     assert [default["hidden_token_attribution"].token_cap(d) for d in (32, 64, 128, 256)] == [80, 160, 320, 640]
@@ -136,6 +138,7 @@ def test_the_token_limits_of_attribution_and_context_mixing_are_options(tmp_path
         ("--mixing-max-tokens", "2", "--mixing-max-tokens: input should be greater than or equal to 3 (got 2)"),
         ("--mixing-max-tokens", "1025", "--mixing-max-tokens: input should be less than or equal to 1024 (got 1025)"),
         ("--attribution-max-tokens", "1", "--attribution-max-tokens: input should be greater than or equal to 2 (got 1)"),
+        ("--mixing-target", "0", "--mixing-target: input should be greater than 0 (got 0.0)"),
     ):
         assert main([*run, option, value]) == 2
         captured = capsys.readouterr()
@@ -154,7 +157,7 @@ def test_stale_cells_are_counted_listed_and_recomputed(tmp_path, tiny_bert_dir, 
     corpus = tmp_path / "probe.txt"
     corpus.write_text("\n".join(SENTENCES) + "\n")
     args = ["run", "--zoo", str(tmp_path / "models.yaml"), "--results", str(tmp_path / "out"), "--corpus", str(corpus),
-            "--mlp-epochs", "5", "--attribution-max-tokens", "10"]
+            "--mlp-epochs", "5", "--attribution-max-tokens", "10", "--mixing-sequences", "3"]
     listing = ["list", "--zoo", str(tmp_path / "models.yaml"), "--results", str(tmp_path / "out")]
     assert main(args) == 0
     assert f"{len(SPECS)} cell(s) to compute, 0 of them replacing stale cells" in capsys.readouterr().out
