@@ -3,7 +3,9 @@
 For each scored sequence: every measure's one-layer matrices (``idsuite.suite.context_mixing``) and their
 rollouts; the attribution ``c^l`` (exact block norms, or estimated) and the one-layer Jacobians
 (estimated through each layer alone); per-token agreement of rows. Per layer, the mean over all
-scored tokens with its bootstrap interval over sequences.
+scored tokens with its bootstrap interval over sequences. Sequences are scored in corpus order until
+the widest of the measures' last-layer Spearman intervals is narrow enough (``ContextMixingConfig``,
+``sample_until_precise``); only the example sequence's matrices are kept meanwhile.
 """
 
 from __future__ import annotations
