@@ -16,6 +16,7 @@ from idsuite.runners.models.zoo import DEFAULT_ZOO
 from idsuite.runners.probing.corpus import CorpusSpec
 from idsuite.runners.run_config import RUN_DTYPES, RunConfig
 from idsuite.suite.specs import SPECS
+from idsuite.suite.specs.sample import StraddlingSample
 
 DEFAULT_RESULTS = "idsuite-results"
 RUN, CORPUS = RunConfig(), CorpusSpec()
@@ -39,7 +40,7 @@ def int64(text: str) -> int:
     return value
 
 
-_PER_HEAD_SIZE = SPECS.get("hidden_token_attribution").config_type.model_fields["max_tokens_per_head_size"].default
+_PER_HEAD_SIZE = StraddlingSample.model_fields["max_tokens_per_head_size"].default
 METRIC_OPTIONS = {  # command-line option -> (metric, config key, help, type)
     "attribution_method": ("hidden_token_attribution", "method", "'exact' or 'estimate' Jacobian norms", str),
     "attribution_probes": ("hidden_token_attribution", "probes", "probe directions per token (estimate)", int64),
@@ -56,6 +57,13 @@ METRIC_OPTIONS = {  # command-line option -> (metric, config key, help, type)
                       "last-layer Spearman score is known to +- this (95%% interval)", float),
     "mixing_max_tokens": ("context_mixing", "max_tokens", "longest sequence the context-mixing measures are scored on "
                           "(3 to 1024; longer ones are left out and counted)", int64),
+    "feasible_sequences": ("feasible_attention", "max_sequences", "most sequences whose rows are solved for feasible "
+                           "attention (it stops earlier once the target interval is met)", int64),
+    "feasible_rows": ("feasible_attention", "rows_per_sequence", "query rows solved per sequence, layer and head for "
+                      "feasible attention", int64),
+    "feasible_max_tokens": ("feasible_attention", "max_tokens", "longest sequence for feasible attention (default "
+                            f"{_PER_HEAD_SIZE:g} x the model's head size d_h, rounded up, so that the sample straddles d_h)",
+                            int64),
     "mlp_epochs": ("token_identifiability", "mlp_max_epochs",
                    "most training epochs of an MLP map g (it stops earlier once converged)", int64),
 }

@@ -31,7 +31,7 @@ models:
 def run_args(setup: Path, results: Path) -> list[str]:
     return ["run", "--zoo", str(setup / "models.yaml"), "--models", "tiny", "tiny-decoder", "tiny-control",
             "--corpus", str(setup / "probe.txt"), "--results", str(results), "--mlp-epochs", "5",
-            "--attribution-max-tokens", "10"]
+            "--attribution-max-tokens", "10", "--feasible-sequences", "4", "--feasible-max-tokens", "12"]
 
 
 def env() -> dict[str, str]:

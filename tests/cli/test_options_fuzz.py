@@ -17,7 +17,8 @@ from idsuite.cli.run import RunPlan, validate
 
 OPTIONS = ["--batch-size", "--max-tokens", "--max-sequences", "--seed", "--device", "--dtype", "--attribution-method",
            "--attribution-probes", "--attribution-sequences", "--attribution-max-tokens", "--mixing-max-tokens",
-           "--mixing-sequences", "--mixing-target", "--mlp-epochs", "--backend", "--address", "--corpus", "--text-column", "--models"]
+           "--mixing-sequences", "--mixing-target", "--feasible-sequences", "--feasible-rows", "--feasible-max-tokens",
+           "--mlp-epochs", "--backend", "--address", "--corpus", "--text-column", "--models"]
 values = st.one_of(st.integers(-5, 10**7).map(str), st.sampled_from(["auto", "cpu", "cuda", "cuda:3", "exact", "ray",
                                                                     "float16", "lee", "default", ""]),
                    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30))

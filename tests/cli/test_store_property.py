@@ -53,7 +53,8 @@ models:
 
 def start(setup: Path, results: Path) -> subprocess.Popen:
     argv = ["run", "--zoo", str(setup / "models.yaml"), "--models", "tiny", "tiny-decoder", "--corpus",
-            str(setup / "probe.txt"), "--results", str(results), "--mlp-epochs", "5", "--attribution-max-tokens", "10"]
+            str(setup / "probe.txt"), "--results", str(results), "--mlp-epochs", "5", "--attribution-max-tokens", "10",
+            "--feasible-sequences", "4", "--feasible-max-tokens", "12"]
     return subprocess.Popen([sys.executable, "-m", "idsuite.cli.main", *argv], cwd=ROOT, env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

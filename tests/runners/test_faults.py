@@ -28,6 +28,7 @@ FAST = {
     "token_identifiability": {"mlp_max_epochs": 5, "max_train_tokens": 100, "mlp_hidden_size": 16},
     "hidden_token_attribution": {"min_sequences": 2, "max_sequences": 2, "max_tokens": 10, "probes": 4},
     "effective_attention": {"map_max_tokens": 8},
+    "feasible_attention": {"min_sequences": 2, "max_sequences": 2, "max_tokens": 12, "rows_per_sequence": 2},
 }
 
 

@@ -70,7 +70,8 @@ class Runs:
 def idsuite(runs_env: dict[str, str], zoo: Path, results: Path, models: list[str], corpus: str) -> subprocess.CompletedProcess:
     args = ["run", "--zoo", str(zoo), "--models", *models, "--corpus", corpus, "--text-column", "text",
             "--results", str(results), "--mlp-epochs", "3", "--attribution-max-tokens", "8", "--max-sequences", "6",
-            "--mixing-sequences", "2", "--mixing-max-tokens", "8"]
+            "--mixing-sequences", "2", "--mixing-max-tokens", "8", "--feasible-sequences", "2",
+            "--feasible-max-tokens", "10"]
     return subprocess.run([sys.executable, "-m", "idsuite.cli.main", *args], cwd=ROOT, env=runs_env,
                           capture_output=True, text=True, timeout=300)
 

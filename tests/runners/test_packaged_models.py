@@ -25,9 +25,11 @@ from tests.conftest import SENTENCES
 pytestmark = pytest.mark.slow
 
 FAST = {
-    "context_mixing": {"max_sequences": 2, "max_tokens": 12},
+    "context_mixing": {"max_sequences": 2, "max_tokens": 12, "reference": "estimate"},  # exact: ~70 s a sentence on SmolLM2
     "token_identifiability": {"mlp_max_epochs": 10, "max_train_tokens": 300, "mlp_hidden_size": 64},
     "hidden_token_attribution": {"min_sequences": 2, "max_sequences": 2, "max_tokens": 12, "probes": 4},
+    "feasible_attention": {"min_sequences": 2, "max_sequences": 2, "max_tokens": 12, "rows_per_sequence": 2},
+    "effective_attention": {"map_max_tokens": 12},  # the example maps of 30 layers x 9 heads at 96 tokens: 2M rows
 }
 TEXTS = [
     "The cat sat on the mat.",
