@@ -18,17 +18,19 @@ from idsuite.suite.specs import SPECS
 
 
 def layer_figure(board: Board, metric: str, variant: str, normalise_depth: bool = True) -> LayerFigure | None:
-    """Every model's curve of one metric variant with its interval band (controls dashed, models
-    grouped by family beyond a dozen); None if there are no rows."""
+    """Every model's curve of one metric variant with its interval band (a control dashed, paired
+    with its trained model; panels by family beyond ``figures.PANEL_CURVES`` curves); None if there
+    are no rows."""
     table = board.model_table()
     curves = board.layer_curves(table["model"].tolist(), metric, variant, normalise_depth)
     if curves.empty:
         return None
     spec = SPECS.get(metric)
     control = dict(zip(table["model"], table["trained"] == "control", strict=True))
+    base = {m: b if isinstance(b, str) else "" for m, b in zip(table["model"], table["control_of"], strict=True)}
     family = {m: f if isinstance(f, str) else "unknown" for m, f in zip(table["model"], table["family"], strict=True)}
     lines = tuple(Curve(str(model), part["depth"].to_numpy(), part["value"].to_numpy(), bool(control[model]),
-                        family[model], part["ci_low"].to_numpy(), part["ci_high"].to_numpy())
+                        family[model], part["ci_low"].to_numpy(), part["ci_high"].to_numpy(), base[model])
                   for model, part in curves.groupby("model", sort=True))
     return LayerFigure(f"{spec.display_name} per layer", "layer / number of layers" if normalise_depth else "layer",
                        axis_title(spec, variant), not normalise_depth, lines)
@@ -41,7 +43,8 @@ def latex_tables(board: Board, table: pd.DataFrame, rank_by: str | None = None) 
 
 
 def export(board: Board, out: Path, rank_by: str | None = None) -> list[Path]:
-    """Write ``leaderboard.tex`` and ``<metric>__<variant>.png/.pdf`` into ``out``; return the paths.
+    """Write ``leaderboard.tex`` and ``<metric>__<variant>.png/.pdf`` into ``out`` (``-p1``, ``-p2``, ...
+    for a figure of several pages); return the paths.
     The board's store connection is closed once the tables are written (the figures fork)."""
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "leaderboard.tex"]
