@@ -313,7 +313,7 @@ def model_view(board: data.Board) -> None:
         grid = board.head_matrix(model, metric, variant)
         if len(grid):
             st.altair_chart(charts.heatmap(grid, "head", "layer", f"{variant_label(SPECS.get(metric), variant)}, {model}",
-                                           direction=SPECS.get(metric).variant(variant).direction), width="stretch")
+                                           direction=SPECS.get(metric).variant(variant).direction), width="content")
     st.subheader("Raw, effective and null attention of the example sentence")
     facts = board.model_table().set_index("model").loc[model]
     layers, heads = int(facts["n_layers"] or 1), int(facts["n_heads"] or 1)

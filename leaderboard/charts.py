@@ -6,7 +6,8 @@
 - colour: a sequential scale runs from pale (worse) to dark (better) for a quantity with a
   direction (``direction``), pale to dark for magnitude otherwise; a signed quantity (a difference,
   the null part of attention) gets a diverging scale centred on 0;
-- maps have square cells and every token labelled.
+- maps and head heat maps have square cells of a fixed size (never stretched to the page), maps every
+  token labelled.
 """
 
 from __future__ import annotations
@@ -24,12 +25,17 @@ PLOT_HEIGHT = 260
 """Height of a chart's plot area in px, whatever its legend."""
 CELL = 18
 """Side of a map's square cell in px."""
+HEAT_CELL, HEAT_WIDTH = 32, 720
+"""A head heat map's square cell in px, at least (cells grow until the plot is ``PLOT_HEIGHT`` tall),
+and the most width its cells take: with more heads than fit, the cells shrink, still square."""
 SIGNIFICANCE = {"interval excludes 0": "#08306b", "interval includes 0": "#bdbdbd"}
 SIGNIFICANCE_MEANING = ("Dark filled points: layers whose 95% interval excludes zero; grey open points: the "
                         "interval includes zero (the same in every chart).")
 FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
 """Charts fill the page's width; their height is the plot area's, the legend and axes added to it
 (Streamlit's default fits the whole chart, legend included, into the height: the plot collapsed)."""
+PAD = alt.AutoSizeParams(type="pad")
+"""A chart as large as its cells and axes say (Streamlit would otherwise ask Vega to fit it to the page)."""
 SEQUENTIAL = "blues"
 DIVERGING = "redblue"
 
@@ -106,18 +112,26 @@ def _colour(direction: str, domain: list[float] | None = None) -> alt.Scale:
     return alt.Scale(scheme=SEQUENTIAL, reverse=direction == "lower", **({"domain": domain} if domain else {}))
 
 
+def heat_cell(rows: int, columns: int) -> float:
+    """Side in px of the square cells of a ``rows`` x ``columns`` heat map: ``HEAT_CELL``, or larger
+    so that the plot is ``PLOT_HEIGHT`` tall, but never wider in all than ``HEAT_WIDTH``."""
+    return min(HEAT_WIDTH / max(columns, 1), max(HEAT_CELL, PLOT_HEIGHT / max(rows, 1)))
+
+
 def heatmap(grid: pd.DataFrame, x: str, y: str, title: str, direction: str = "none") -> alt.Chart:
-    """Cells of ``grid`` (rows ``y``, columns ``x``) in index order, square, on the sequential scale."""
+    """Cells of ``grid`` (rows ``y``, columns ``x``) in index order on the sequential scale, square
+    (``heat_cell``): the chart is columns x cell wide and rows x cell tall, whatever the page's width."""
     frame = grid.stack().rename("value").reset_index()
     frame.columns = [y, x, "value"]
     better = {"higher": " (dark = higher = better)", "lower": " (dark = lower = better)"}.get(direction, "")
+    cell = heat_cell(*grid.shape)
     return (
         alt.Chart(frame, title=title + better)
         .mark_rect()
         .encode(x=alt.X(f"{x}:O"), y=alt.Y(f"{y}:O", sort="ascending"),
                 color=alt.Color("value:Q", scale=_colour(direction), legend=alt.Legend(orient="bottom")),
                 tooltip=[x, y, alt.Tooltip("value:Q", format=".4f")])
-        .properties(height=alt.Step(CELL * 2), autosize=FIT_WIDTH)
+        .properties(width=alt.Step(cell), height=alt.Step(cell), autosize=PAD)
     )
 
 

@@ -123,6 +123,9 @@ def test_model_view_shows_curves_heatmaps_and_maps(app):
     labels = [o for o in app.selectbox if o.label.endswith(": quantity")]
     assert len(labels) == len(SPECS)  # in words with the direction, not code names like mlp/cosine
     assert all(box.format_func(box.value) != box.value and "is better" in box.format_func(box.value) for box in labels)
+    heat = next(s for s in specs if "concat" not in s and "layer" not in s)  # square cells, not stretched
+    assert heat["mark"]["type"] == "rect" and heat["autosize"] == {"type": "pad"}
+    assert heat["width"] == heat["height"] == {"step": charts.heat_cell(2, 4)}  # tiny-bert: 2 layers, 4 heads
     maps = next(s for s in specs if "concat" in s)
     raw, effective, null = maps["concat"]
     assert [m["title"] for m in (raw, effective, null)] == [f"{k}, layer 1, head 0" for k in
