@@ -25,8 +25,8 @@ from idsuite.suite.specs.context_mixing import MEASURES
 from idsuite.suite.specs.context_mixing import SCORES as SCORE_DECLARATIONS
 from idsuite.suite.uncertainty import MIN_CLUSTERS
 
-TITLES = {m.name: m.title for m in MEASURES}
-"""Each context-mixing measure's name in words (its declaration)."""
+TITLES = {m.name: m.title for m in MEASURES}  # each context-mixing measure's name in words (its declaration);
+# a comment, not a string: Streamlit's magic writes a bare string of the script onto the page
 
 st.set_page_config(page_title="idsuite leaderboard", layout="wide", initial_sidebar_state="collapsed")
 RESULTS = os.environ.get("IDSUITE_RESULTS", "idsuite-results")
@@ -265,13 +265,15 @@ def leaderboard_view(board: data.Board) -> None:
         st.info("Ran the model's own code (trust_remote_code): " + ", ".join(remote))
     with st.expander("All model facts"):
         st.dataframe(shown, hide_index=True, width="stretch")
-    columns = st.columns(4)
-    columns[0].download_button("Download CSV", shown.to_csv(index=False), "leaderboard.csv", "text/csv")
-    columns[1].download_button("Download LaTeX", latex_tables(board, shown, rank_by), "leaderboard.tex", "text/plain")
-    rows = board.sentence_rows(shown["model"].tolist())
-    columns[2].download_button("Per-sentence rows (Parquet)", rows.to_parquet(index=False), "per-sentence.parquet",
-                               "application/octet-stream")
-    columns[3].download_button("Per-sentence rows (CSV)", rows.to_csv(index=False), "per-sentence.csv", "text/csv")
+    columns = st.columns(4)  # each file made when its button is clicked, not on every run: the per-sentence
+    models = shown["model"].tolist()  # rows of every shown model are the largest thing the app reads
+    columns[0].download_button("Download CSV", lambda: shown.to_csv(index=False), "leaderboard.csv", "text/csv")
+    columns[1].download_button("Download LaTeX", lambda: latex_tables(board, shown, rank_by), "leaderboard.tex",
+                               "text/plain")
+    columns[2].download_button("Per-sentence rows (Parquet)", lambda: board.sentence_rows(models).to_parquet(index=False),
+                               "per-sentence.parquet", "application/octet-stream")
+    columns[3].download_button("Per-sentence rows (CSV)", lambda: board.sentence_rows(models).to_csv(index=False),
+                               "per-sentence.csv", "text/csv")
 
 
 # -- a model ------------------------------------------------------------------------------------
@@ -366,10 +368,13 @@ def compare_view(board: data.Board) -> None:
         st.altair_chart(charts.difference_chart(diff, f"{spec.display_name}: {chosen[0]} minus {chosen[1]} per layer",
                                                 charts.axis_title(spec, spec.headline, difference=True)),
                         width="stretch")
-    normalise = st.checkbox("Normalised depth (layer / number of layers)",
-                            key=_start("w-depth", _url("depth") == "normalised"))
-    _keep("depth", "normalised" if normalise else "")
-    with st.expander("Each model's curves", expanded=False):
+    section = st.expander("Each model's curves", key="curves", bind="query-params")  # its state in the URL
+    if not section.open:  # drawn only when opened: six charts that repeat the Model view, most of this view's time
+        return
+    with section:
+        normalise = st.checkbox("Normalised depth (layer / number of layers)",
+                                key=_start("w-depth", _url("depth") == "normalised"))
+        _keep("depth", "normalised" if normalise else "")
         controls = frozenset(m for m in chosen if board.base_of(m) is not None)
         for name, spec in SPECS.items():
             curves = board.layer_curves(chosen, name, spec.headline, normalise)

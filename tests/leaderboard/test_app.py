@@ -32,6 +32,7 @@ def _frame(app, column: str):
 def test_leaderboard_ranks_trained_models_and_lists_controls_as_baselines(app):
     app.run()
     assert not app.exception
+    assert app.main[0].value == "Identifiability in transformers"  # the title first: no stray text above it
     ranked, baselines = app.dataframe[0].value, app.dataframe[1].value
     assert list(ranked.columns[:2]) == ["rank", "model"]
     assert sorted(ranked["model"]) == ["broken-hub-model", "tiny-bert", "tiny-llama"]  # trained models only
@@ -159,6 +160,9 @@ def test_compare_view_shows_the_paired_difference_first_with_one_encoding(app):
     app.radio[0].set_value("Compare").run()
     assert not app.exception
     assert app.multiselect[0].value == ["tiny-bert", "tiny-bert-random-init"]
+    assert len(_specs(app)) == len(PAIRED_SPECS) and not app.checkbox  # each model's curves: not built until opened
+    app.session_state["curves"] = True  # the reader opens "Each model's curves"
+    app.run()
     app.checkbox[0].check().run()
     specs = _specs(app)
     assert not app.exception and len(specs) == len(PAIRED_SPECS) + len(SPECS)  # differences, then curves
