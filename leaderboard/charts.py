@@ -25,9 +25,10 @@ PLOT_HEIGHT = 260
 """Height of a chart's plot area in px, whatever its legend."""
 CELL = 18
 """Side of a map's square cell in px."""
-HEAT_CELL, HEAT_WIDTH = 32, 720
+HEAT_CELL, HEAT_WIDTH = 32, 320
 """A head heat map's square cell in px, at least (cells grow until the plot is ``PLOT_HEIGHT`` tall),
-and the most width its cells take: with more heads than fit, the cells shrink, still square."""
+and the most width its cells take, what a 390 px phone shows beside the axis: with more heads than
+fit (10 at 32 px), the cells shrink, still square."""
 SIGNIFICANCE = {"interval excludes 0": "#08306b", "interval includes 0": "#bdbdbd"}
 SIGNIFICANCE_MEANING = ("Dark filled points: layers whose 95% interval excludes zero; grey open points: the "
                         "interval includes zero (the same in every chart).")

@@ -15,10 +15,10 @@ def _grid(layers: int, heads: int) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize(("layers", "heads", "cell"), [
-    (12, 12, charts.HEAT_CELL),  # the fixed cell: 384 x 384 px
-    (2, 4, charts.PLOT_HEIGHT / 2),  # two layers: cells grow until the plot is PLOT_HEIGHT tall
+    (12, 8, charts.HEAT_CELL),  # the fixed cell: 256 x 384 px
+    (2, 2, charts.PLOT_HEIGHT / 2),  # two layers: cells grow until the plot is PLOT_HEIGHT tall
+    (2, 4, charts.HEAT_WIDTH / 4),  # ... unless that is wider than HEAT_WIDTH
     (80, 64, charts.HEAT_WIDTH / 64),  # many heads: capped at HEAT_WIDTH, still square
-    (2, 40, charts.HEAT_WIDTH / 40),  # the width cap wins over the height
 ])
 def test_head_heat_map_cells_are_square_and_sized_by_the_grid_not_the_page(layers, heads, cell):
     with alt.data_transformers.disable_max_rows():  # as the app does: 80 x 64 cells are 5120 rows
