@@ -21,6 +21,7 @@ from idsuite.cli.errors import CliError
 from idsuite.cli.main import INTERRUPTED, METRIC_OPTIONS
 from idsuite.cli.run_report import run_notes, run_tables
 from idsuite.cli.tables import fit, terminal_width
+from idsuite.results.labels import INTERVAL_MEANING
 from idsuite.results.query import ResultQuery
 from idsuite.results.selection import with_settings
 from idsuite.results.store import CellRef, ResultStore
@@ -194,8 +195,12 @@ def _run(args: argparse.Namespace) -> int:
     else:
         outcomes = runner.run(plan.models)
     rows = query.summary_rows([r for o in outcomes for r in o.refs()])  # this configuration's cells only
-    for title, table in run_tables(rows):
-        print(f"\n== {title}\n{fit(table)}")
+    if shown := run_tables(rows):
+        print(f"\n{textwrap.fill(INTERVAL_MEANING, terminal_width())}")
+    for title, table in shown:
+        head, *legend = title.splitlines()
+        lines = [textwrap.fill(line, terminal_width(), subsequent_indent="      ") for line in legend]
+        print("\n".join([f"\n== {head}", *lines, fit(table)]))
     notes = run_notes(rows)
     if notes:
         print("\n== Data and fits (values above: mean ± half the 95% interval)")

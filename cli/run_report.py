@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from idsuite.results.headlines import combine_seeds, layer_rows
-from idsuite.results.labels import with_interval
+from idsuite.results.labels import variant_label, with_interval
 from idsuite.suite.specs import SPECS
 
 
@@ -26,8 +26,27 @@ def run_tables(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         part = part.assign(text=[with_interval(*v) for v in part[["value", "ci_low", "ci_high"]].itertuples(index=False)])
         table = part.pivot_table(index="layer", columns=["model_id", "variant"], values="text", aggfunc="first")
         order = [(m, v) for m in sorted(set(part["model_id"])) for v in spec.printed_variants() if (m, v) in table.columns]
-        tables.append((f"{spec.display_name} ({name})", table[order].fillna("")))
+        tables.append(("\n".join([f"{spec.display_name} ({name})", *_legend(rows, name, [v for _, v in order])]),
+                       table[order].fillna("")))
     return tables
+
+
+def _legend(rows: pd.DataFrame, metric: str, variants: list[str]) -> list[str]:
+    """Lines under a table's title: each variant shown, in words with its direction, and the
+    sentences each model's intervals rest on (the most any layer's interval resampled)."""
+    spec = SPECS.get(metric)
+    lines = [f"  {v}: {variant_label(spec, v)}" for v in dict.fromkeys(variants)]
+    shown = layer_rows(rows)
+    shown = shown[(shown["metric"] == metric) & shown["variant"].isin(variants)]
+    counts = []
+    for model, part in shown.groupby("model_id", sort=True):
+        seeds = part["init_seed"].nunique() if "init_seed" in part else 0
+        clusters = part["n_clusters"].max() if "n_clusters" in part else float("nan")
+        sentences = "no interval" if pd.isna(clusters) else f"{int(clusters)} sentences"
+        counts.append(f"{model} {sentences}" + (f" x {seeds} init seeds" if seeds > 1 else ""))
+    if counts:
+        lines.append(f"  on: {'; '.join(counts)}")
+    return lines
 
 
 def run_notes(rows: pd.DataFrame) -> list[str]:

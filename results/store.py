@@ -25,17 +25,17 @@ import socket
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from idsuite.results.schema import CARD_COLUMNS, SCHEMA_VERSION, conform, schema_problem
+from idsuite.results.schema import ARROW_TYPES, BY_NAME, CARD_COLUMNS, SCHEMA_VERSION, conform, schema_problem
 
 CellState = Literal["missing", "ok", "failed"]
 ROW_GROUP_ROWS = 65_536
@@ -90,11 +90,10 @@ def cell_card(table: pa.Table) -> dict[str, object]:
     for name in CARD_COLUMNS:
         column = table.column(name).drop_null()
         card[name] = column[0].as_py() if len(column) else None
-    status = table.column("status").to_pylist()
+    ok = pc.fill_null(pc.equal(table.column("status"), "ok"), False)  # a null status is not ok
     errors = table.column("error").drop_null()
-    stamps = table.column("timestamp").drop_null()
-    card |= {"ok": bool(status) and all(s == "ok" for s in status), "error": errors[0].as_py() if len(errors) else None,
-             "written": max(stamps.to_pylist()) if len(stamps) else None}
+    card |= {"ok": len(table) > 0 and pc.all(ok).as_py(), "error": errors[0].as_py() if len(errors) else None,
+             "written": pc.max(table.column("timestamp")).as_py()}
     return card
 
 
@@ -205,11 +204,19 @@ class ResultStore:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def write(self, ref: CellRef, frame: pd.DataFrame) -> Path:
-        """Write a cell (every row) and then its summary (rows with no ``sequence``), each atomically;
-        both carry the cell's card in their footer."""
+    def write(self, ref: CellRef, frame: pd.DataFrame, constants: Mapping[str, Any] | None = None) -> Path:
+        """Write a cell (every row of ``frame``, each with the ``constants``: columns of one value,
+        such as the provenance) and then its summary (rows with no ``sequence``), each atomically;
+        both carry the cell's card in their footer. The constants join as Arrow columns after the
+        rows are sorted, so a cell of millions of rows (example maps) is not sorted and copied
+        column by column for values that never change."""
         rows = frame.sort_values([c for c in SORT_COLUMNS if c in frame], na_position="first", kind="stable")
-        table = conform(pa.Table.from_pandas(rows, preserve_index=False))
+        table = pa.Table.from_pandas(rows, preserve_index=False)
+        for name, value in (constants or {}).items():  # one that the rows hold too is replaced
+            column = pa.repeat(pa.scalar(value, ARROW_TYPES[BY_NAME[name].type]), len(table))
+            index = table.schema.get_field_index(name)
+            table = table.set_column(index, name, column) if index >= 0 else table.append_column(name, column)
+        table = conform(table)
         metadata = {SCHEMA_KEY: str(SCHEMA_VERSION).encode(), CARD_KEY: json.dumps(cell_card(table)).encode()}
         table = table.replace_schema_metadata(metadata)
         self._atomic_write(table, self.cell_path(ref), ROW_GROUP_ROWS)

@@ -102,7 +102,7 @@ class CellWriter:
         """``rows`` as the cell ``ref``, with its provenance and ``model_facts`` (the facts a failed
         cell has not: null)."""
         columns = self.provenance(ref, init_seed, weights) | dict.fromkeys(FACT_COLUMNS) | model_facts
-        self.store.write(ref, rows.assign(**columns, status=status, error=error))
+        self.store.write(ref, rows, columns | {"status": status, "error": error})
 
     def record_failures(self, outcome: ModelOutcome, refs: dict[str, CellRef], weights: str) -> None:
         """One failed cell per failed metric of ``outcome``, and one line in the log per cause (a model

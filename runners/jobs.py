@@ -1,13 +1,15 @@
 """The job loop: every selected model (each init seed of a control), every pending metric cell, one
-forward pass per batch.
+forward pass per batch. What a cell is and how it is written is ``idsuite.runners.cells``; getting a
+model ready, ``idsuite.runners.preparation``; cutting batches, ``idsuite.runners.batching``.
 
 Nothing that goes wrong inside one model's work stops the run: it becomes failed rows with one line
 of cause (``idsuite.runners.failures``) and the next model goes on. That includes the model's own
 code exiting or raising ``KeyboardInterrupt`` and the store failing under one cell (a read-only or
 full file system, a name too long): such a cell is failed in the outcome and the log, and in the
-store when the store can still take a row. Only the user's Ctrl-C (``RunInterrupted``) ends a run. Each cell about to be computed is
-leased (``idsuite.results.leases``), so that concurrent runs on one store compute it once; cells another
-run is computing are waited for at the end (and taken over if that run dies).
+store when the store can still take a row. Only the user's Ctrl-C (``RunInterrupted``) ends a run.
+Each cell about to be computed is leased (``idsuite.results.leases``), so that concurrent runs on one
+store compute it once; cells another run is computing are waited for at the end (and taken over if
+that run dies).
 """
 
 from __future__ import annotations

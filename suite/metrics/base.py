@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
@@ -171,7 +172,7 @@ class RowBuffer:
                 columns[name] = pd.arrays.IntegerArray(data, missing)
             elif kind == "float64":
                 columns[name] = np.concatenate([c.get(name, np.full(s, np.nan)) for c, s in sized])
-            else:
-                columns[name] = pd.array([x for c, s in sized for x in c.get(name, [None] * s)],
-                                         dtype="string")
+            else:  # Arrow strings chunk by chunk: a chunk without the column is nulls, not a list of Nones
+                parts = [pa.array(list(c[name]), pa.string()) if name in c else pa.nulls(s, pa.string()) for c, s in sized]
+                columns[name] = pd.array(pa.concat_arrays(parts), dtype="string")
         return pd.DataFrame(columns)[list(ROW_COLUMNS)]

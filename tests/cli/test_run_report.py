@@ -15,9 +15,12 @@ def test_printed_tables_show_each_layer_with_half_its_interval_and_notes_count_c
     rows = pd.DataFrame([aggregate("m", "rank_deficiency", "nonidentifiable_share", layer, layer / 10, half=0.02)
                          for layer in (1, 2)]
                         + [aggregate("m", "token_identifiability", f"mlp/cosine@{layer}:converged", layer, float(ok))
-                           for layer, ok in ((1, True), (2, False))])
+                           for layer, ok in ((1, True), (2, False))]).assign(n_clusters=12)
     (title, table), = [t for t in run_tables(rows) if "rank_deficiency" in t[0]]
     assert table[("m", "nonidentifiable_share")].tolist() == ["0.100±0.020", "0.200±0.020"]
+    # under the title: the variant in words with its direction, and the sentences behind the intervals
+    assert title.splitlines()[1].startswith("  nonidentifiable_share: ") and "lower is better" in title.splitlines()[1]
+    assert title.splitlines()[2] == "  on: m 12 sentences"
     assert "m: token_identifiability: 1 of 2 iterative fits converged" in "\n".join(run_notes(rows))
 
 

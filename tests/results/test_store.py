@@ -5,13 +5,15 @@ import os
 import subprocess
 import sys
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from idsuite.results.schema import SCHEMA_VERSION
-from idsuite.results.store import model_folder, model_id_of
+from idsuite.results.store import ResultStore, model_folder, model_id_of
+from idsuite.suite.specs.rows import ROW_COLUMNS
 from tests.results.conftest import cell_frame
 
 
@@ -20,6 +22,24 @@ def test_model_folders_are_injective_and_never_special(model_id):
     folder = model_folder(model_id)
     assert model_id_of(folder) == model_id
     assert folder not in (".", "..") and not folder.startswith(".") and "/" not in folder and "\0" not in folder
+
+
+def test_constant_columns_given_apart_give_the_same_file_as_columns_of_the_frame(tmp_path):
+    # the runner hands provenance and facts as constants (Arrow columns added after sorting); the file,
+    # its summary and its footer card are those of the same columns written as part of the frame, and a
+    # constant that the rows also hold replaces it
+    ref, frame = cell_frame(sequences=4)
+    shuffled = frame.sample(frac=1, random_state=0)
+    constant = [c for c in frame.columns if c not in ROW_COLUMNS or c == "metric"]
+    apart, together = ResultStore(tmp_path / "apart"), ResultStore(tmp_path / "together")
+    values = {c: frame[c].iloc[0] for c in constant}
+    values = {c: (None if pd.isna(v) else v.item() if hasattr(v, "item") else v) for c, v in values.items()}
+    apart.write(ref, shuffled[[c for c in frame.columns if c not in constant]].assign(metric="stale"), values)
+    together.write(ref, shuffled)
+    for path in (ResultStore.cell_path, ResultStore.summary_path):
+        a, b = pq.read_table(path(apart, ref)), pq.read_table(path(together, ref))
+        assert a.equals(b) and a.schema.metadata == b.schema.metadata
+    assert pq.read_table(apart.cell_path(ref)).column("metric").unique().to_pylist() == ["rank_deficiency"]
 
 
 def test_ids_that_used_to_collide_get_their_own_folders():

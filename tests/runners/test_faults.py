@@ -99,10 +99,10 @@ def test_every_fault_is_failed_rows_with_one_line_and_the_rest_completes(faulty_
             raise PermissionError(errno.EACCES, "Permission denied", str(folder / "model.safetensors"))
         return real_hash(folder, files)
 
-    def full_disk(store, ref, frame):
+    def full_disk(store, ref, frame, constants=None):
         if ref.model_id == "full-disk":
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(store, ref, frame)
+        return real_write(store, ref, frame, constants)
 
     monkeypatch.setattr(idsuite.runners.models.weights, "_hash_files", unreadable)
     monkeypatch.setattr(ResultStore, "write", full_disk)
