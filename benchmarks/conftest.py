@@ -55,8 +55,7 @@ def _with_lee_batches(tracer: Tracer, items: int) -> tuple[Tracer, list[list[int
     """The tracer holding the first ``items`` Lee items, and batches of 16 of them in order of length."""
     corpus = load_corpus(CorpusSpec(max_sequences=items))
     tracer.encode(corpus.items)
-    lengths = {s: len(e["input_ids"]) for s, e in tracer.encodings.items()}
-    return tracer, length_batches(lengths, tracer.n_heads, batch_size=16, map_elements=math.inf)
+    return tracer, length_batches(tracer.lengths, tracer.n_heads, batch_size=16, map_elements=math.inf)
 
 
 def _minilm(items: int) -> tuple[Tracer, list[list[int]]]:

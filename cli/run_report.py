@@ -17,7 +17,8 @@ def run_tables(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     the mean over its init seeds, the interval spanning theirs)."""
     if rows.empty:
         return []
-    per_layer = combine_seeds(layer_rows(rows), ["model_id", "metric", "variant", "layer"])
+    layers = layer_rows(rows)
+    per_layer = combine_seeds(layers, ["model_id", "metric", "variant", "layer"])
     tables = []
     for name, spec in SPECS.items():
         part = per_layer[(per_layer["metric"] == name) & per_layer["variant"].isin(spec.printed_variants())]
@@ -26,18 +27,18 @@ def run_tables(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         part = part.assign(text=[with_interval(*v) for v in part[["value", "ci_low", "ci_high"]].itertuples(index=False)])
         table = part.pivot_table(index="layer", columns=["model_id", "variant"], values="text", aggfunc="first")
         order = [(m, v) for m in sorted(set(part["model_id"])) for v in spec.printed_variants() if (m, v) in table.columns]
-        tables.append(("\n".join([f"{spec.display_name} ({name})", *_legend(rows, name, [v for _, v in order])]),
+        tables.append(("\n".join([f"{spec.display_name} ({name})", *_legend(layers, name, [v for _, v in order])]),
                        table[order].fillna("")))
     return tables
 
 
-def _legend(rows: pd.DataFrame, metric: str, variants: list[str]) -> list[str]:
+def _legend(layers: pd.DataFrame, metric: str, variants: list[str]) -> list[str]:
     """Lines under a table's title: each variant shown, in words with its direction, and the
-    sentences each model's intervals rest on (the most any layer's interval resampled)."""
+    sentences each model's intervals rest on (the most any layer's interval resampled), from the
+    per-layer rows ``layers`` (``layer_rows``)."""
     spec = SPECS.get(metric)
     lines = [f"  {v}: {variant_label(spec, v)}" for v in dict.fromkeys(variants)]
-    shown = layer_rows(rows)
-    shown = shown[(shown["metric"] == metric) & shown["variant"].isin(variants)]
+    shown = layers[(layers["metric"] == metric) & layers["variant"].isin(variants)]
     counts = []
     for model, part in shown.groupby("model_id", sort=True):
         seeds = part["init_seed"].nunique() if "init_seed" in part else 0

@@ -205,8 +205,7 @@ class Runner:
         prepared = prepare_model(entry, self.zoo, self.corpus, self.config, init_seed)
         tracer, facts = prepared.tracer, prepared.facts
         metrics = {m: metric_class(m)(self.metric_configs[m], self.config.seed) for m in pending}
-        lengths = {s: len(e["input_ids"]) for s, e in tracer.encodings.items()}
-        batches = length_batches(lengths, tracer.n_heads, self.config.batch_size, self.config.batch_map_elements)
+        batches = length_batches(tracer.lengths, tracer.n_heads, self.config.batch_size, self.config.batch_map_elements)
         facts["batch_size"] = max(map(len, batches))  # the largest batch actually run
         progress = tqdm(batches, desc="  forward + metrics", unit="batch", file=sys.stderr, leave=False)
         for number, batch_ids in enumerate(progress, start=1):

@@ -84,6 +84,11 @@ class Tracer:
         return kept
 
     @property
+    def lengths(self) -> dict[int, int]:
+        """Sequence id -> its number of tokens, for every encoded sequence."""
+        return {s: len(e["input_ids"]) for s, e in self.encodings.items()}
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 

@@ -260,7 +260,7 @@ def test_batches_are_cut_by_the_map_budget_and_the_numbers_do_not_move(zoo, corp
     tracer = Tracer(loaded.model, loaded.tokenizer, adapter_for(loaded.model.config.model_type))
     tracer.encode(corpus.items)
     budget = tracer.n_heads * 24 * 24
-    batches = length_batches({s: len(e["input_ids"]) for s, e in tracer.encodings.items()}, tracer.n_heads, 3, budget)
+    batches = length_batches(tracer.lengths, tracer.n_heads, 3, budget)
     lengths = [[len(tracer.encodings[s]["input_ids"]) for s in batch] for batch in batches]
     assert sorted(s for batch in batches for s in batch) == sorted(tracer.encodings)
     assert all(len(b) == 1 or (len(b) <= 3 and len(b) * tracer.n_heads * max(b) ** 2 <= budget) for b in lengths)
