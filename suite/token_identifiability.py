@@ -22,17 +22,45 @@ Mapping = Callable[[torch.Tensor], torch.Tensor]
 Distance = Literal["cosine", "l2"]
 
 
+@dataclass(frozen=True)
+class DistanceKeys:
+    """Candidates ``t_j`` (S, N, d) prepared so that ``offset_j + alpha p . k_j`` orders them as the
+    distance from a prediction ``p`` does (``nearest_order``): cosine: ``k_j = t_j / ||t_j||``,
+    ``offset_j = 0``, ``alpha = -1`` (``-cos`` times ``||p||``, a positive constant of the row); l2:
+    ``k_j = t_j``, ``offset_j = ||t_j||^2``, ``alpha = -2`` (the squared distance less ``||p||^2``).
+    Padded candidates get ``offset = inf``: never nearest. ``offset`` (S, 1, N), ``keys`` (S, d, N)."""
+
+    offset: torch.Tensor
+    keys: torch.Tensor
+    alpha: float
+
+    @classmethod
+    def of(cls, targets: torch.Tensor, distance: Distance, valid: torch.Tensor | None = None) -> DistanceKeys:
+        if distance == "cosine":
+            keys, offset, alpha = torch.nn.functional.normalize(targets, dim=-1), targets.new_zeros(targets.shape[:-1]), -1.0
+        elif distance == "l2":
+            keys, offset, alpha = targets, targets.square().sum(-1), -2.0
+        else:
+            raise ValueError(f"unknown distance {distance!r} (expected 'cosine' or 'l2')")
+        if valid is not None:
+            offset = offset.masked_fill(~valid, float("inf"))
+        return cls(offset.unsqueeze(-2), keys.transpose(-1, -2), alpha)
+
+    def scores(self, pred: torch.Tensor) -> torch.Tensor:
+        """(S, N, N) the scores of (S, N, d) predictions against every candidate of their sequence."""
+        return torch.baddbmm(self.offset, pred, self.keys, alpha=self.alpha)
+
+
 def nearest_order(pred: torch.Tensor, targets: torch.Tensor, distance: Distance) -> torch.Tensor:
     """(S, N, N) scores whose order along the last axis is that of the distance from ``pred[s, i]``
-    to ``targets[s, j]`` for (S, N, d) inputs: ``-cos`` for cosine, ``||t_j||^2 - 2 p_i . t_j`` for l2
-    (the squared distance less ``||p_i||^2``, a constant of each row), one batched product each."""
-    if distance == "cosine":
-        p = torch.nn.functional.normalize(pred, dim=-1)
-        t = torch.nn.functional.normalize(targets, dim=-1)
-        return -(p @ t.transpose(-1, -2))
-    if distance == "l2":
-        return torch.baddbmm(targets.square().sum(-1).unsqueeze(1), pred, targets.transpose(-1, -2), alpha=-2)
-    raise ValueError(f"unknown distance {distance!r} (expected 'cosine' or 'l2')")
+    to ``targets[s, j]`` for (S, N, d) inputs, one batched product (``DistanceKeys``)."""
+    return DistanceKeys.of(targets, distance).scores(pred)
+
+
+def _own_or_same_id(nearest: torch.Tensor, token_ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(S, N) True where the nearest candidate (S, N) of each valid token is its own position or has its id."""
+    own = torch.arange(nearest.shape[1], device=nearest.device).expand_as(nearest)
+    return ((nearest == own) | (token_ids.gather(1, nearest) == token_ids)) & valid
 
 
 def identified(
@@ -47,12 +75,8 @@ def identified(
     ``pred`` = ``g(e^l)`` and ``inputs`` = ``x`` are (S, N, d); ``valid`` (S, N) marks real tokens.
     A nearest neighbour at another position with the same token id also counts as identified.
     """
-    dist = nearest_order(pred.float(), inputs.float(), distance)
-    dist = dist.masked_fill(~valid.unsqueeze(1), float("inf"))
-    nearest = dist.argmin(-1)
-    own = torch.arange(pred.shape[1], device=pred.device).expand_as(nearest)
-    same_id = token_ids.gather(1, nearest) == token_ids
-    return ((nearest == own) | same_id) & valid
+    nearest = DistanceKeys.of(inputs.float(), distance, valid).scores(pred.float()).argmin(-1)
+    return _own_or_same_id(nearest, token_ids, valid)
 
 
 def fit_naive(hidden: torch.Tensor, inputs: torch.Tensor) -> Mapping:
@@ -61,11 +85,11 @@ def fit_naive(hidden: torch.Tensor, inputs: torch.Tensor) -> Mapping:
 
 
 def fit_linear(hidden: torch.Tensor, inputs: torch.Tensor) -> Mapping:
-    """Affine least squares ``g(e) = e W + b`` minimising ``||[E 1] [W; b] - X||_F`` (float64)."""
+    """Affine least squares ``g(e) = e W + b`` minimising ``||[E 1] [W; b] - X||_F`` (solved in float64)."""
     h = torch.cat([hidden.double(), hidden.new_ones(hidden.shape[0], 1, dtype=torch.float64)], dim=1)
     coef = torch.linalg.lstsq(h, inputs.double(), driver="gelsd" if h.device.type == "cpu" else None).solution
-    w, b = coef[:-1], coef[-1]
-    return lambda e: (e.double() @ w + b).to(e.dtype)
+    w, b = coef[:-1].float(), coef[-1].float()  # fitted in float64, applied in the hidden states' float32
+    return lambda e: torch.addmm(b, e.float(), w).to(e.dtype)
 
 
 @dataclass(frozen=True)
@@ -240,22 +264,77 @@ def fit_mlps(
     return [mapping(int(k)) for k in back], fits
 
 
-def predict(mapping: Mapping, hidden: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """``g(e)`` of the valid tokens of (S, N, d) padded hidden states, zero at the padding."""
-    pred = hidden.new_zeros(hidden.shape)
-    pred[valid] = mapping(hidden[valid]).to(pred.dtype)
-    return pred
+MAX_CHUNK_ELEMENTS = 1 << 18
+"""Most entries (sequences x n^2) of one padded chunk's score matrix (``ScoredTokens``): small
+chunks keep the padding of each near its sequences' lengths, one sequence at the least."""
+
+
+def length_chunks(lengths: torch.Tensor, max_elements: int = MAX_CHUNK_ELEMENTS
+                  ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Sequences of similar length grouped for padded batched products, from their lengths (S,)
+    (the tokens of sequence s lie at ``offset_s .. offset_s + n_s - 1`` of a flat token axis).
+
+    Each chunk is (``which`` (S_c,) positions in ``lengths``, ``index`` (S_c, N_c) flat token of
+    every padded slot (0 at the padding), ``valid`` (S_c, N_c)); sequences are taken in order of
+    length while ``S_c N_c^2 <= max_elements`` (one sequence at the least), so padding wastes little
+    of the N_c^2 distance matrices."""
+    offsets = torch.cumsum(lengths, 0) - lengths
+    order = torch.argsort(lengths, stable=True).tolist()
+    chunks, start = [], 0
+    while start < len(order):
+        stop = start + 1
+        while stop < len(order) and (stop + 1 - start) * int(lengths[order[stop]]) ** 2 <= max_elements:
+            stop += 1
+        which = torch.tensor(order[start:stop])
+        n = int(lengths[which].max())
+        valid = torch.arange(n) < lengths[which].unsqueeze(1)
+        index = torch.where(valid, offsets[which].unsqueeze(1) + torch.arange(n), 0)
+        chunks.append((which, index, valid))
+        start = stop
+    return chunks
+
+
+@dataclass(frozen=True)
+class ScoredTokens:
+    """The held-out sequences' input embeddings ``x``, prepared once for every map, layer and
+    distance: S sequences laid end to end on a flat token axis with ``lengths`` (S,), grouped into
+    padded chunks of similar length (``length_chunks``), each with its token ids and, per distance,
+    its ``DistanceKeys``."""
+
+    lengths: torch.Tensor
+    chunks: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, DistanceKeys]]]
+
+    @classmethod
+    def of(cls, inputs: torch.Tensor, token_ids: torch.Tensor, lengths: torch.Tensor, distances: tuple[Distance, ...],
+           max_elements: int = MAX_CHUNK_ELEMENTS) -> ScoredTokens:
+        """From ``inputs`` (T, d) and ``token_ids`` (T,) of the sequences end to end."""
+        chunks = []
+        for which, index, valid in length_chunks(lengths, max_elements):
+            x = inputs[index].float()
+            chunks.append((which, index, valid, token_ids[index], {d: DistanceKeys.of(x, d, valid) for d in distances}))
+        return cls(lengths, chunks)
+
+    def identified(self, pred: torch.Tensor, distance: Distance) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S,) identified tokens and (S,) tokens of each sequence for the predictions ``pred`` =
+        ``g(e)`` (T, d) of every token (``identified``'s rule). The identifiability rate is the
+        ratio of the sums."""
+        hits = torch.zeros(len(self.lengths), dtype=torch.long)
+        pred = pred.float()
+        for which, index, valid, ids, keys in self.chunks:
+            nearest = keys[distance].scores(pred[index]).argmin(-1)
+            hits[which] = _own_or_same_id(nearest, ids, valid).sum(-1).cpu()
+        return hits, self.lengths.clone()
 
 
 def identified_per_sequence(
     pred: torch.Tensor,
     inputs: torch.Tensor,
     token_ids: torch.Tensor,
-    valid: torch.Tensor,
+    lengths: torch.Tensor,
     distance: Distance,
+    max_elements: int = MAX_CHUNK_ELEMENTS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(S,) identified tokens and (S,) valid tokens of each held-out sequence, for the predictions
-    ``pred`` = ``g(e)`` (``predict``) and inputs ``x``, (S, N, d) padded. The identifiability rate is
-    their ratio of sums."""
-    hits = identified(pred, inputs, token_ids, valid, distance)
-    return hits.sum(-1), valid.sum(-1)
+    """``ScoredTokens.identified`` for one map and distance: (S,) identified and (S,) tokens of S
+    sequences whose predictions ``pred`` and inputs ``x`` (T, d) and ``token_ids`` (T,) lie end to
+    end with ``lengths`` (S,)."""
+    return ScoredTokens.of(inputs, token_ids, lengths, (distance,), max_elements).identified(pred, distance)

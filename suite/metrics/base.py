@@ -139,7 +139,7 @@ class RowBuffer:
         if label is not None:
             chunk["label"] = list(label)
         if n_unit is not None:
-            chunk["n_unit"] = [n_unit] * size
+            chunk["n_unit"] = n_unit
         self.chunks.append(chunk)
 
     def add_estimate(self, variant: str, estimate: Estimate, layer: IntLike = None, head: IntLike = None) -> None:
@@ -156,23 +156,34 @@ class RowBuffer:
         """Every row added, with the columns ``idsuite.suite.specs.rows.ROW_COLUMNS`` in their order and types."""
         if not self.chunks:
             return pd.DataFrame({c: pd.Series(dtype="object") for c in ROW_COLUMNS})
-        sizes = [c["size"] for c in self.chunks]
-        sized = list(zip(self.chunks, sizes, strict=True))
-        columns: dict[str, Any] = {
-            "metric": np.full(sum(sizes), self.spec.name, dtype=object),
-            "variant": np.repeat(np.array([c["variant"] for c in self.chunks], dtype=object), sizes),
-            "value": np.concatenate([c["value"] for c in self.chunks]),
-        }
+        sizes = np.array([c["size"] for c in self.chunks], dtype=np.int64)
+        columns: dict[str, Any] = {"value": np.concatenate([c["value"] for c in self.chunks])}
         for name, kind in ROW_COLUMNS.items():
             if name in columns:
                 continue
             if kind == "int64":
-                data = np.concatenate([c.get(name, np.zeros(s, np.int64)) for c, s in sized])
-                missing = np.concatenate([np.full(s, name not in c) for c, s in sized])
+                data = np.concatenate([c.get(name, np.zeros(c["size"], np.int64)) for c in self.chunks])
+                missing = np.repeat([name not in c for c in self.chunks], sizes)
                 columns[name] = pd.arrays.IntegerArray(data, missing)
             elif kind == "float64":
-                columns[name] = np.concatenate([c.get(name, np.full(s, np.nan)) for c, s in sized])
-            else:  # Arrow strings chunk by chunk: a chunk without the column is nulls, not a list of Nones
-                parts = [pa.array(list(c[name]), pa.string()) if name in c else pa.nulls(s, pa.string()) for c, s in sized]
-                columns[name] = pd.array(pa.concat_arrays(parts), dtype="string")
-        return pd.DataFrame(columns)[list(ROW_COLUMNS)]
+                columns[name] = np.concatenate([c.get(name, np.full(c["size"], np.nan)) for c in self.chunks])
+            else:
+                columns[name] = pd.array(self._strings(name, sizes), dtype="string")
+        return pd.DataFrame(columns, copy=False)[list(ROW_COLUMNS)]
+
+    def _strings(self, name: str, sizes: np.ndarray) -> pa.Array:
+        """A string column in Arrow: a chunk's one value (``metric``, ``variant``, ``n_unit``) repeated
+        over its rows by a dictionary take, its list (``label``) as given, null where it has none."""
+        if name == "metric":
+            return pa.repeat(pa.scalar(self.spec.name, pa.string()), int(sizes.sum()))
+        if name == "label":
+            parts = [pa.array(list(c[name]), pa.string()) if name in c else pa.nulls(c["size"], pa.string())
+                     for c in self.chunks]
+            return pa.concat_arrays(parts)
+        values = [c.get(name) for c in self.chunks]
+        names = sorted({v for v in values if v is not None})
+        if not names:
+            return pa.nulls(int(sizes.sum()), pa.string())
+        code = {v: i for i, v in enumerate(names)}
+        indices = pa.array(np.repeat([code.get(v, 0) for v in values], sizes), mask=np.repeat([v is None for v in values], sizes))
+        return pa.DictionaryArray.from_arrays(indices, pa.array(names, pa.string())).cast(pa.string())

@@ -6,21 +6,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from idsuite.suite.masks import token_mask
 from idsuite.suite.metrics.base import RowBuffer, progress_bar
 from idsuite.suite.specs.token_identifiability import SPEC, IdentifiabilityConfig
-from idsuite.suite.token_identifiability import fit_linear, fit_mlps, fit_naive, identified_per_sequence, predict
+from idsuite.suite.token_identifiability import ScoredTokens, fit_linear, fit_mlps, fit_naive
 from idsuite.suite.trace import BatchTrace, ModelProbe
 from idsuite.suite.uncertainty import ratio_of_sums
-
-
-def pad_stack(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-aligned zero padding of per-sequence tensors (n_i, ...) -> (S, N, ...) and lengths (S,)."""
-    lengths = torch.tensor([r.shape[0] for r in rows])
-    out = rows[0].new_zeros((len(rows), int(lengths.max()), *rows[0].shape[1:]))
-    for i, r in enumerate(rows):
-        out[i, : r.shape[0]] = r
-    return out, lengths
 
 
 class IdentifiabilityMetric:
@@ -62,10 +52,9 @@ class IdentifiabilityMetric:
         fit, held, test = self.split()
         fit_h = self._tokens(fit, self.config.max_train_tokens, self.seed)  # (L+1, T, d)
         held_h = self._tokens(held, max(2, self.config.max_train_tokens // 4), self.seed + 1)
-        test_h, lengths = pad_stack([self.sequences[s][0].transpose(0, 1) for s in test])  # (S, N, L+1, d)
-        test_ids, _ = pad_stack([self.sequences[s][1] for s in test])
-        valid = token_mask(lengths, test_h.shape[1])
-        x_test = test_h[:, :, 0]
+        test_h = torch.cat([self.sequences[s][0] for s in test], dim=1)  # (L+1, T, d): the scored tokens end to end
+        lengths = torch.tensor([len(self.sequences[s][1]) for s in test])
+        scored = ScoredTokens.of(test_h[0], torch.cat([self.sequences[s][1] for s in test]), lengths, self.config.distances)
         n_layers = fit_h.shape[0]
         maps: dict[tuple[str, str, int], object] = {}
         for layer in range(n_layers):
@@ -81,8 +70,8 @@ class IdentifiabilityMetric:
             predictions: dict[int, torch.Tensor] = {}  # g(e) of each map at this layer: one serving both distances runs once
             for (kind, distance), mapping in sorted((key[:2], m) for key, m in maps.items() if key[2] == layer):
                 if id(mapping) not in predictions:
-                    predictions[id(mapping)] = predict(mapping, test_h[:, :, layer], valid)
-                hits, counts = identified_per_sequence(predictions[id(mapping)], x_test, test_ids, valid, distance)
+                    predictions[id(mapping)] = mapping(test_h[layer])
+                hits, counts = scored.identified(predictions[id(mapping)], distance)
                 hits, counts = hits.double().numpy(), counts.double().numpy()
                 variant = f"{kind}/{distance}"
                 rows.add_estimate(variant, ratio_of_sums(hits, counts, "tokens", self.seed), layer)

@@ -16,8 +16,8 @@ from idsuite.suite.token_identifiability import (
     fit_naive,
     identified,
     identified_per_sequence,
+    length_chunks,
     nearest_order,
-    predict,
 )
 
 
@@ -32,7 +32,8 @@ def make_sequences(s=12, n=9, d=16, seed=0):
 
 
 def rate(mapping, hidden, x, ids, valid, distance):
-    hits, counts = identified_per_sequence(predict(mapping, hidden, valid), x, ids, valid, distance)
+    """Identifiability of padded (S, N, d) sequences, their tokens laid end to end as the metric does."""
+    hits, counts = identified_per_sequence(mapping(hidden[valid]), x[valid], ids[valid], valid.sum(-1), distance)
     return (hits.sum() / counts.sum()).item()
 
 
@@ -40,7 +41,7 @@ def test_naive_cosine_at_embedding_layer_is_one():
     x, ids, valid = make_sequences()
     g = fit_naive(x[valid], x[valid])
     assert rate(g, x, x, ids, valid, "cosine") == 1.0 and rate(g, x, x, ids, valid, "l2") == 1.0
-    hits, counts = identified_per_sequence(predict(g, x, valid), x, ids, valid, "l2")
+    hits, counts = identified_per_sequence(x[valid], x[valid], ids[valid], valid.sum(-1), "l2")
     assert torch.equal(hits, counts) and torch.equal(counts, valid.sum(-1))  # per sequence
 
 
@@ -195,3 +196,24 @@ def test_nearest_order_ranks_as_the_distances_do():
     cosine = 1 - torch.nn.functional.cosine_similarity(pred.double().unsqueeze(2), targets.double().unsqueeze(1), dim=-1)
     for distance, reference in (("l2", l2), ("cosine", cosine)):
         assert torch.equal(nearest_order(pred, targets, distance).argsort(-1), reference.argsort(-1))
+
+
+@pytest.mark.parametrize("max_elements", [1, 200, 1 << 22])
+def test_length_chunks_give_what_one_padded_batch_gives(max_elements):
+    """Scoring in chunks of similar length (one sequence per chunk, a few, all) counts the same hits
+    per sequence, in the caller's order, as ``identified`` on one padded batch of every sequence;
+    every token lies in exactly one chunk; repeated ids and lengths 1 to 12 included."""
+    g = torch.Generator().manual_seed(5)
+    lengths = torch.tensor([12, 1, 5, 12, 3, 7, 2, 9, 5, 11])
+    valid = token_mask(lengths, 12)
+    x = torch.randn(10, 12, 6, generator=g) * valid.unsqueeze(-1)
+    pred = x + 0.8 * torch.randn(10, 12, 6, generator=g)  # noisy: some tokens are missed
+    ids = torch.randint(0, 20, (10, 12), generator=g) * valid  # repeats within a sequence
+    chunks = length_chunks(lengths, max_elements)
+    assert sorted(torch.cat([i[v] for _, i, v in chunks]).tolist()) == list(range(int(lengths.sum())))
+    assert sorted(torch.cat([w for w, _, _ in chunks]).tolist()) == list(range(10))
+    for distance in ("l2", "cosine"):
+        reference = identified(pred, x, ids, valid, distance).sum(-1)
+        hits, counts = identified_per_sequence(pred[valid], x[valid], ids[valid], lengths, distance, max_elements)
+        assert torch.equal(hits, reference) and torch.equal(counts, lengths)
+        assert 0 < hits.sum() < lengths.sum()  # the noise leaves both outcomes
