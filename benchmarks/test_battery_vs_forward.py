@@ -28,7 +28,8 @@ def _plain(tracer, batches):
 def _battery(tracer, batches, finish, seconds: dict[str, float] | None = None):
     """One battery over ``batches`` as the runner runs it (each layer's maps consumed as the forward
     pass hands them over); with ``seconds``, the time of each stage is added there: the traced forward
-    passes with the per-layer updates, the batch updates, and each metric's finish."""
+    passes with the per-layer updates, the batch updates, each metric's finish and, within token
+    identifiability's, its MLP fits."""
     clock = {} if seconds is None else seconds
     metrics = {m: metric_class(m)(SPECS.get(m).config_type(), 0) for m in BATTERY}
     layerwise = [m for m in metrics.values() if hasattr(m, "update_layer")]
@@ -47,6 +48,14 @@ def _battery(tracer, batches, finish, seconds: dict[str, float] | None = None):
         clock[stage] = clock.get(stage, 0.0) + middle - start
         clock["batch updates"] = clock.get("batch updates", 0.0) + time.perf_counter() - middle
     if finish:
+        fit = metrics["token_identifiability"]._fit_mlps
+
+        def timed_fit(*args):  # the MLP maps' fixed cost, apart from the scoring in the same finish
+            start = time.perf_counter()
+            fit(*args)
+            clock["token_identifiability fits"] = time.perf_counter() - start
+
+        metrics["token_identifiability"]._fit_mlps = timed_fit
         for name, metric in metrics.items():
             start = time.perf_counter()
             metric.finish(tracer)

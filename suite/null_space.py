@@ -180,9 +180,6 @@ def column_space(
     d = w_out.shape[-1]
     n = lengths.to(v.device)
     width = min(n_max, k)
-    basis = torch.zeros(b, h, n_max, width, dtype=v.dtype, device=v.device)
-    rank = torch.zeros(b, h, dtype=torch.long, device=v.device)
-    certified = torch.zeros(b, h, dtype=torch.bool, device=v.device)
     tall = n >= k
     if tall.any():
         vt = v if tall.all() else v[tall]
@@ -197,6 +194,10 @@ def column_space(
             part[ok] = _cholesky_qr(vt[ok], inverse[ok])
         if tall.all() and ok.all():  # the common case: every head certified, nothing to scatter
             return ColumnSpace(basis=part, rank=torch.full((b, h), k, device=v.device))
+    basis = torch.zeros(b, h, n_max, width, dtype=v.dtype, device=v.device)
+    rank = torch.zeros(b, h, dtype=torch.long, device=v.device)
+    certified = torch.zeros(b, h, dtype=torch.bool, device=v.device)
+    if tall.any():
         basis[tall], rank[tall], certified[tall] = part, torch.where(ok, k, 0), ok
     short = ~tall & (n > 0)
     if short.any():
