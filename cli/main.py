@@ -55,6 +55,11 @@ METRIC_OPTIONS = {  # command-line option -> (metric, config key, help, type)
                          "(it stops earlier once the target interval is met)", int64),
     "mixing_target": ("context_mixing", "target_half_width", "context mixing scores sequences until every measure's "
                       "last-layer Spearman score is known to +- this (95%% interval)", float),
+    "attribution_max_flops": ("hidden_token_attribution", "max_flops", "cost budget of attribution per model, in "
+                              "floating-point operations (a rough count; the sample ends where the next sequence would "
+                              "pass it)", float),
+    "mixing_max_flops": ("context_mixing", "max_flops", "cost budget of context mixing per model, in floating-point "
+                         "operations (the same rough count)", float),
     "mixing_max_tokens": ("context_mixing", "max_tokens", "longest sequence the context-mixing measures are scored on "
                           "(3 to 1024; longer ones are left out and counted)", int64),
     "feasible_sequences": ("feasible_attention", "max_sequences", "most sequences whose rows are solved for feasible "
@@ -111,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     for option, (metric, key, text, kind) in METRIC_OPTIONS.items():  # None keeps the metric config's default
         default = SPECS.get(metric).config_type.model_fields[key].default  # None: the help text says what it is
         run.add_argument(f"--{option.replace('_', '-')}", type=kind,
-                         help=text if default is None else f"{text} (default {default})")
+                         help=text if default is None else f"{text} (default {default:g})" if isinstance(default, float)
+                         else f"{text} (default {default})")
     run.add_argument("--seed", type=int64, default=RUN.seed, help=f"corpus order, splits and probes (default {RUN.seed})")
     run.add_argument("--device", default=RUN.device, help="'auto' (cuda where present, else cpu), 'cpu', 'cuda', 'cuda:1'")
     run.add_argument("--dtype", default=RUN.dtype, choices=RUN_DTYPES,

@@ -27,9 +27,15 @@ def product_flops(n: int, d: int, layers: int) -> float:
     return 3.0 * n * layers * (24.0 * d * d + 4.0 * n * d)
 
 
+def sequence_flops(method: str, n: int, d: int, layers: int, probes: int) -> float:
+    """Rough cost of one sequence's block norms: ``n d`` products exact (``method`` ``exact``), ``n
+    min(probes, d)`` estimated, each ``product_flops``."""
+    return n * (d if method == "exact" else min(probes, d)) * product_flops(n, d, layers)
+
+
 def exact_flops(n: int, d: int, layers: int) -> float:
     """Rough cost of exact block norms for one sequence of ``n`` tokens: ``n d`` products."""
-    return n * d * product_flops(n, d, layers)
+    return sequence_flops("exact", n, d, layers, d)
 
 
 def exact_or_estimate(asked: str, n: int, d: int, layers: int, budget: float, probes: int) -> tuple[str, str]:

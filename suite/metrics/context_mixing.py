@@ -25,7 +25,14 @@ from idsuite.suite.context_mixing import (
     rollout,
     row_normalise,
 )
-from idsuite.suite.hidden_token_attribution import Progress, contributions, estimate_block_norms, exact_or_estimate, jacobian_block_norms
+from idsuite.suite.hidden_token_attribution import (
+    Progress,
+    contributions,
+    estimate_block_norms,
+    exact_or_estimate,
+    jacobian_block_norms,
+    sequence_flops,
+)
 from idsuite.suite.metrics.base import RowBuffer, progress_bar, sample_until_precise, say
 from idsuite.suite.specs.context_mixing import MEASURES, SCORES, SPEC, ContextMixingConfig, Measure
 from idsuite.suite.trace import BatchTrace, ModelProbe
@@ -149,6 +156,15 @@ class ContextMixingMetric:
             say(self.spec.name, f"reference: {how}")
         if method == "estimate":
             how += " (its probe error is not in the score intervals)"
+        d, layers, probes = probe.hidden_size, self.n_layers, self.config.probes
+        costs = [sequence_flops(method, n, d, layers, probes) + sequence_flops("estimate", n, d, layers, probes)
+                 for _, n in todo]  # the reference's products and the one-layer Jacobians' estimates
+        budget = self.config.budget_note(costs)
+        todo = todo[: self.config.affordable(costs)]
+        if budget is not None:
+            say(self.spec.name, f"{len(todo)} sequences at most: {budget}")
+        if not todo:
+            return self._counts(rows, [], how, None, budget).frame()
         example: list[_Scored] = []  # the shortest scored sequence (then the first), the only one whose matrices are kept
 
         def score(item: tuple[int, int]) -> _Scored:
@@ -164,18 +180,22 @@ class ContextMixingMetric:
             rows.add_estimate(variant, estimate, np.arange(1, len(estimate.value) + 1))
         for variant, matrices in example[0].matrices.items():
             self._add_matrices(rows, variant, matrices, example[0].sequence)
-        return self._counts(rows, done, how, self._widest(estimates)).frame()
+        return self._counts(rows, done, how, self._widest(estimates), budget if len(done) == len(todo) else None).frame()
 
-    def _counts(self, rows: RowBuffer, done: list[_Scored], how: str, widest: tuple[str, float] | None) -> RowBuffer:
+    def _counts(self, rows: RowBuffer, done: list[_Scored], how: str, widest: tuple[str, float] | None,
+                budget: str | None = None) -> RowBuffer:
         """How many sequences were scored (which, against what reference, to what precision
-        (``widest``: ``_widest``) and why no more) and how many were left out, and why."""
+        (``widest``: ``_widest``) and why no more: ``budget`` where the cost budget ended the sample)
+        and how many were left out, and why."""
         limit = f"3 to {self.config.max_tokens} tokens"
         if done and widest is not None:
             measure, half = widest
             stop = self.config.stop_note(len(done), len(self.eligible),
-                                         f"last-layer Spearman of the widest measure ({measure})", half)
+                                         f"last-layer Spearman of the widest measure ({measure})", half, budget)
             text = (f"{len(done)} of {len(self.eligible)} eligible sequences of {limit}, the first in corpus order "
                     f"(longest {max(s.n for s in done)} tokens); reference: {how}; {stop}")
+        elif budget is not None:
+            text = f"no sequence scored: {budget}"
         else:
             seen = len(self.too_long) + self.too_short
             text = (f"no sequence scored: none of the {seen} probe sequences has {limit}; a higher --mixing-max-tokens "

@@ -23,6 +23,7 @@ from idsuite.suite.hidden_token_attribution import (
     estimate_block_norms,
     exact_or_estimate,
     jacobian_block_norms,
+    sequence_flops,
 )
 from idsuite.suite.metrics.base import RowBuffer, progress_bar, sample_until_precise, say
 from idsuite.suite.specs.hidden_token_attribution import SPEC, AttributionConfig
@@ -129,12 +130,19 @@ class AttributionMetric:
                                         self.config.exact_max_flops, self.config.probes)
         if method != self.config.method:
             say(self.spec.name, how)
+        costs = [sequence_flops(method, n, probe.hidden_size, self.n_layers, self.config.probes) for _, n in todo]
+        budget = self.config.budget_note(costs)
+        todo = todo[: self.config.affordable(costs)]
+        if budget is not None:
+            say(self.spec.name, f"{len(todo)} sequences at most: {budget}")
+        if not todo:
+            return self._skipped_rows(RowBuffer(self.spec), attributed=0, none_because=budget).frame()
         done = sample_until_precise(todo, lambda item: self._attribute(probe, *item, method),
                                     lambda done: self._estimates(done)["own"].half_width[-1], self.config,
                                     "attribution", "last-layer own")
-        return self._rows(done, len(order), how)
+        return self._rows(done, len(order), how, budget if len(done) == len(todo) else None)
 
-    def _rows(self, done: list[_Attributed], eligible: int, how: str) -> pd.DataFrame:
+    def _rows(self, done: list[_Attributed], eligible: int, how: str, budget: str | None) -> pd.DataFrame:
         rows = RowBuffer(self.spec)
         estimates = self._estimates(done)
         n_layers = len(done[0].sums["own"])
@@ -158,22 +166,22 @@ class AttributionMetric:
         label = (f"{len(done)} of {eligible} eligible sequences of at most {self.cap} tokens "
                  f"({self.config.cap_reason(self.d_head or 0)}): {long} longer than d_h = {self.d_head} tokens, "
                  f"{len(done) - long} not{straddle}; {how}; "
-                 f"{self.config.stop_note(len(done), eligible, 'last-layer own contribution', half)}")
+                 f"{self.config.stop_note(len(done), eligible, 'last-layer own contribution', half, budget)}")
         rows.add("attributed_sequences", float(len(done)), label=[label], n=[sum(a.n for a in done)], n_unit="tokens")
         return self._skipped_rows(rows, attributed=len(done)).frame()
 
-    def _skipped_rows(self, rows: RowBuffer, attributed: int) -> RowBuffer:
+    def _skipped_rows(self, rows: RowBuffer, attributed: int, none_because: str | None = None) -> RowBuffer:
         """The count of sequences left out for their length, with the cap and why; with nothing
-        attributed, also the zero count saying so."""
+        attributed, also the zero count saying why (``none_because``, else: no sequence is short enough)."""
         cap = f"the cap of {self.cap} tokens ({self.config.cap_reason(self.d_head or 0)})"
         skipped = self.too_long
         text = f"{len(skipped)} probe sequences left out for being longer than {cap}"
         if skipped:
             text += f"; the shortest of them has {min(skipped)} tokens"
         if not attributed:
-            rows.add("attributed_sequences", 0.0, n=[0], n_unit="tokens",
-                     label=[f"no sequence attributed: none of the {len(self.seen)} probe sequences has at most "
-                            f"{self.cap} tokens ({self.config.cap_reason(self.d_head or 0)}); a higher "
-                            "--attribution-max-tokens attributes longer ones (none is truncated)"])
+            why = none_because or (f"none of the {len(self.seen)} probe sequences has at most {self.cap} tokens "
+                                   f"({self.config.cap_reason(self.d_head or 0)}); a higher --attribution-max-tokens "
+                                   "attributes longer ones (none is truncated)")
+            rows.add("attributed_sequences", 0.0, n=[0], n_unit="tokens", label=[f"no sequence attributed: {why}"])
         rows.add("skipped_sequences", float(len(skipped)), label=[text])
         return rows

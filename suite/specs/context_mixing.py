@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from idsuite.suite.specs.base import MetricSpec, Variant
-from idsuite.suite.specs.sample import SequentialSample
+from idsuite.suite.specs.sample import CostBudget, SequentialSample
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ SCORES = {
     "own_error": ("mean absolute error of the own share M_ii against c_ii", "lower", (0, 1), "share"),
 }
 
-class ContextMixingConfig(SequentialSample):
+class ContextMixingConfig(SequentialSample, CostBudget):
     """Probe sequences of 3 to ``max_tokens`` tokens are scored in corpus order, one at a time, until
     the 95% interval of every measure's last-layer rolled-out Spearman score (``<measure>/spearman``)
     is at most ``target_half_width`` wide on each side (``SequentialSample``: after at least
@@ -53,7 +53,9 @@ class ContextMixingConfig(SequentialSample):
     or the estimator with ``probes`` directions; exact falls back to the estimator where it would
     cost more than ``exact_max_flops`` for the longest sequence that may be scored, and the rows'
     label says so); local scores compare each one-layer matrix with the one-layer Jacobian
-    ``||d e_i^l / d e_j^(l-1)||_F``, estimated with ``probes`` directions per token."""
+    ``||d e_i^l / d e_j^(l-1)||_F``, estimated with ``probes`` directions per token. The sample ends
+    where the model's cost budget does (``CostBudget``: a sequence costs its reference's products
+    plus the one-layer estimates', ``idsuite.suite.hidden_token_attribution.sequence_flops``)."""
 
     max_sequences: Annotated[int, Field(ge=1)] = 24
     target_half_width: Annotated[float, Field(gt=0)] = 0.05

@@ -7,18 +7,19 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from idsuite.suite.specs.base import MetricSpec, Variant
-from idsuite.suite.specs.sample import StraddlingSample
+from idsuite.suite.specs.sample import CostBudget, StraddlingSample
 
 
-class AttributionConfig(StraddlingSample):
+class AttributionConfig(StraddlingSample, CostBudget):
     """``method``: ``exact`` block norms cost ``n * d`` forward-mode products per sequence;
     ``estimate`` uses ``probes`` random directions per input token (``n * probes`` products) and its
     probe error joins every interval. Where exact block norms would cost more than
-    ``exact_max_flops`` (a rough count, ``idsuite.suite.hidden_token_attribution.exact_flops``) for the longest sequence
+    ``exact_max_flops`` (a rough count, ``idsuite.suite.hidden_token_attribution.sequence_flops``) for the longest sequence
     to attribute, the estimator is used instead and the rows' label says so.
 
-    The sample (``StraddlingSample``): its target is the last layer's mean own contribution.
-    ``chunk_size``: products per batch."""
+    The sample (``StraddlingSample``): its target is the last layer's mean own contribution; it ends
+    where the model's cost budget does (``CostBudget``: a 135M decoder's estimate at 160 tokens costs
+    ~1e14 per sequence). ``chunk_size``: products per batch."""
 
     method: Literal["exact", "estimate"] = "estimate"
     probes: Annotated[int, Field(ge=2, le=65536)] = 8

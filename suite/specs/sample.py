@@ -1,6 +1,7 @@
 """The sample of metrics that solve something costly per sequence: sequences taken one at a time
-until the metric's target quantity is known to a stated precision (``SequentialSample``), and for
-metrics about the head size, taken from both sides of it (``StraddlingSample``).
+until the metric's target quantity is known to a stated precision (``SequentialSample``), for
+metrics about the head size taken from both sides of it (``StraddlingSample``), and for metrics
+whose cost grows with the model within a deterministic budget of operations (``CostBudget``).
 
 A head's attention is identifiable for ``n <= d_h`` and not beyond (``rank_deficiency``), so a
 metric that can afford only some sequences takes them from both sides of ``d_h``.
@@ -9,6 +10,8 @@ metric that can afford only some sequences takes them from both sides of ``d_h``
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from itertools import accumulate
 from typing import Annotated
 
 from pydantic import Field
@@ -33,11 +36,13 @@ class SequentialSample(MetricConfig):
         half-width, nothing measured, never is)."""
         return sampled >= self.min_sequences and half_width <= self.target_half_width
 
-    def stop_note(self, sampled: int, eligible: int, target: str, half_width: float) -> str:
+    def stop_note(self, sampled: int, eligible: int, target: str, half_width: float, budget: str | None = None) -> str:
         """The label's account of the sample's end: the ``target``'s reached half-width, the target,
-        and why sampling stopped after ``sampled`` of ``eligible`` sequences."""
+        and why sampling stopped after ``sampled`` of ``eligible`` sequences (``budget``: why, where
+        a ``CostBudget`` allowed only those)."""
         reason = ("the target interval was met" if self.target_met(sampled, half_width) else
                   "the corpus ran out of eligible sequences" if sampled == eligible else
+                  budget if budget is not None else
                   f"max_sequences ({self.max_sequences}) was reached")
         return f"{target} +-{half_width:.3f} (target {self.target_half_width}); stopped because {reason}"
 
@@ -82,3 +87,32 @@ class StraddlingSample(SequentialSample):
         for i in range(max(len(long), len(short))):
             out += long[i : i + 1] + short[i : i + 1]
         return out
+
+
+class CostBudget(MetricConfig):
+    """A deterministic bound on what a sampled metric may spend on one model: sequences are taken in
+    the sample's order while the rough floating-point operations of all taken
+    (``idsuite.suite.hidden_token_attribution.sequence_flops``) stay within ``max_flops``; the first
+    that would pass it ends the sample (none is skipped for a cheaper later one, so the sample's
+    order, e.g. its balance about d_h, is kept). A count of operations, not a time: every machine
+    takes the same sequences. The default, 1e15, is about 1.5 hours of this project's 2-core CPU
+    (about 200 GFLOP/s in batched forward-mode products), seconds on a GPU, and above what the
+    default sample of MiniLM (d = 384) or any model of that size needs."""
+
+    max_flops: Annotated[float, Field(gt=0)] = 1e15
+
+    def affordable(self, costs: Sequence[float]) -> int:
+        """How many of the sequences, in order, fit within ``max_flops`` together, from each one's cost."""
+        return sum(1 for total in accumulate(costs) if total <= self.max_flops)
+
+    def budget_note(self, costs: Sequence[float]) -> str | None:
+        """Why the sample ends where the budget does (None where every sequence of ``costs`` fits)."""
+        taken = self.affordable(costs)
+        if taken == len(costs):
+            return None
+        if taken == 0:
+            return (f"the cost budget was reached: the first sequence alone would cost ~{costs[0]:.1e} floating-point "
+                    f"operations, over max_flops = {self.max_flops:.1e}")
+        spent = sum(costs[:taken])
+        return (f"the cost budget was reached (max_flops = {self.max_flops:.1e} floating-point operations: "
+                f"{taken} sequences cost ~{spent:.1e}, the next would add ~{costs[taken]:.1e})")

@@ -1,7 +1,8 @@
 """Attribution and context mixing at any length: the attribution cap follows the head size d_h
 (an explicit ``max_tokens`` wins), sequences left out are counted with why, a corpus with no
 sequence short enough is a result rather than a failure, and exact block norms too costly for the
-model's size fall back to the estimator, saying so."""
+model's size fall back to the estimator, saying so; a cost budget ends the sample deterministically,
+saying so."""
 
 import math
 
@@ -11,11 +12,12 @@ import transformers
 
 from idsuite.runners.models.adapters import adapter_for
 from idsuite.runners.probing.tracing import Tracer
-from idsuite.suite.hidden_token_attribution import exact_flops, exact_or_estimate
+from idsuite.suite.hidden_token_attribution import exact_flops, exact_or_estimate, sequence_flops
 from idsuite.suite.metrics.context_mixing import ContextMixingMetric
 from idsuite.suite.metrics.hidden_token_attribution import AttributionMetric
 from idsuite.suite.specs.context_mixing import ContextMixingConfig
 from idsuite.suite.specs.hidden_token_attribution import AttributionConfig
+from idsuite.suite.specs.sample import CostBudget
 from tests.conftest import VOCAB, WORDS
 
 LENGTHS = [7, 12, 18, 25, 35, 45]
@@ -177,6 +179,63 @@ def test_the_default_budget_keeps_small_models_exact_and_moves_large_ones_to_the
     assert exact_or_estimate("estimate", 4, 8, 1, budget, 8) == ("estimate", "estimate with 8 probe directions "
                                                                   "per token")
     assert exact_flops(2 * 80, 384, 6) == pytest.approx(4 * exact_flops(80, 384, 6), rel=0.05)  # about n^2
+
+
+def test_a_cost_budget_takes_the_longest_affordable_prefix():
+    budget = CostBudget(max_flops=7.0)
+    assert budget.affordable([3.0, 3.0, 3.0]) == 2 and budget.affordable([3.0, 1.0, 1.0, 5.0]) == 3
+    assert budget.affordable([3.0, 3.0, 1.0]) == 3 and budget.budget_note([3.0, 3.0, 1.0]) is None
+    assert budget.budget_note([3.0, 3.0, 3.0]) == ("the cost budget was reached (max_flops = 7.0e+00 floating-point "
+                                                    "operations: 2 sequences cost ~6.0e+00, the next would add ~3.0e+00)")
+    assert budget.affordable([3.0, 5.0, 1.0]) == 1  # the first that does not fit ends it: none is skipped
+    assert budget.budget_note([8.0]) == ("the cost budget was reached: the first sequence alone would cost ~8.0e+00 "
+                                         "floating-point operations, over max_flops = 7.0e+00")
+    assert AttributionConfig().max_flops == ContextMixingConfig().max_flops == 1e15
+
+
+def test_the_default_cost_budget_binds_a_135m_decoder_not_minilm():
+    """The default budget against the sample each model's default would take: MiniLM (d 384, 6 layers)
+    fits its whole attribution sample (48 sequences up to its cap of 80 tokens) and context mixing's
+    (24 of at most 16 tokens); SmolLM2-135M's shape (d 576, 30 layers) at its cap of 160 tokens
+    affords about ten sequences of attribution, not 48."""
+    budget = AttributionConfig().max_flops
+    assert 48 * sequence_flops("estimate", 80, 384, 6, 8) < budget
+    mixing = sequence_flops("exact", 16, 384, 6, 8) + sequence_flops("estimate", 16, 384, 6, 8)
+    assert 24 * mixing < budget
+    affordable = AttributionConfig().affordable([sequence_flops("estimate", 160, 576, 30, 8)] * 48)
+    assert 5 <= affordable <= 20
+
+
+def test_the_cost_budget_ends_the_sample_and_says_so(tracers, capsys):
+    """Attribution and context mixing with a budget that affords two of their sequences take those
+    two (the target never met), say why in the label and at once; a budget below the first sequence
+    is a counted result, not a failure."""
+    tracer = tracers[8]
+    lengths = [7, 12, 18, 9, 15]
+    probe = AttributionMetric(AttributionConfig(), 0)
+    fed(probe, tracer, lengths)
+    order = probe.order()
+    costs = [sequence_flops("estimate", n, 32, 2, 4) for _, n in order[:4]]
+    config = dict(target_half_width=1e-9, max_flops=sum(costs[:2]) + 0.5 * costs[2])
+    _, rows = attribute(tracer, lengths, **config)
+    value, label = count(rows, "attributed_sequences")
+    assert value == 2 and label.endswith("stopped because " + CostBudget(max_flops=config["max_flops"]).budget_note(costs))
+    assert "2 sequences at most: the cost budget was reached" in capsys.readouterr().err
+    _, rows = attribute(tracer, lengths, max_flops=0.5 * costs[0])
+    value, label = count(rows, "attributed_sequences")
+    assert value == 0 and label.startswith("no sequence attributed: the cost budget was reached: the first sequence "
+                                           f"alone would cost ~{costs[0]:.1e}")
+
+    mixing_costs = [sequence_flops("exact", n, 32, 2, 8) + sequence_flops("estimate", n, 32, 2, 8)
+                    for n in (7, 12, 9)]  # the first three eligible, in corpus order
+    config = ContextMixingConfig(max_sequences=3, target_half_width=1e-9, min_sequences=1,
+                                 max_flops=sum(mixing_costs[:2]) + 0.5 * mixing_costs[2])
+    rows = fed(ContextMixingMetric(config, seed=0), tracer, lengths).finish(tracer)
+    value, label = count(rows, "scored_sequences")
+    assert value == 2 and label.endswith("stopped because " + config.budget_note(mixing_costs))
+    config = ContextMixingConfig(max_sequences=3, max_flops=0.5 * mixing_costs[0])
+    value, label = count(fed(ContextMixingMetric(config, seed=0), tracer, lengths).finish(tracer), "scored_sequences")
+    assert value == 0 and label.startswith("no sequence scored: the cost budget was reached: the first sequence alone")
 
 
 def test_progress_inside_a_long_sequence(tracers, capsys):
