@@ -95,11 +95,14 @@ class CostBudget(MetricConfig):
     (``idsuite.suite.hidden_token_attribution.sequence_flops``) stay within ``max_flops``; the first
     that would pass it ends the sample (none is skipped for a cheaper later one, so the sample's
     order, e.g. its balance about d_h, is kept). A count of operations, not a time: every machine
-    takes the same sequences. The default, 1e15, is about 1.5 hours of this project's 2-core CPU
-    (about 200 GFLOP/s in batched forward-mode products), seconds on a GPU, and above what the
-    default sample of MiniLM (d = 384) or any model of that size needs."""
+    takes the same sequences. The default, 2e15, affords the whole default sample of the zoo's
+    packaged models (MiniLM, mpnet, SmolLM2, Gemma 3: context mixing's exact reference on the default
+    corpus's 11 sentences costs about 1.1e15 on mpnet) and about 13 of a 135M decoder's attribution
+    sentences of 160 tokens. On this project's 2-core CPU the count runs at 170-720 GFLOP/s
+    (estimated products of long sentences to exact ones of short sentences), so 2e15 is 45 minutes to 3
+    hours there, and seconds to minutes on a GPU."""
 
-    max_flops: Annotated[float, Field(gt=0)] = 1e15
+    max_flops: Annotated[float, Field(gt=0)] = 2e15
 
     def affordable(self, costs: Sequence[float]) -> int:
         """How many of the sequences, in order, fit within ``max_flops`` together, from each one's cost."""
