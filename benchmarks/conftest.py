@@ -28,6 +28,8 @@ TIMES: dict[str, float] = {}
 RATIOS: list[tuple[str, str, str, str]] = []
 """(label, slow name, fast name, goal) pairs to report."""
 NOTES: list[str] = []
+DEFAULT_ITEMS = CorpusSpec.model_fields["max_sequences"].default
+"""Lee items of the default corpus (``idsuite run``'s ``--max-sequences``)."""
 
 
 def record(benchmark, name: str) -> None:
@@ -74,8 +76,8 @@ def minilm():
 
 @pytest.fixture(scope="session")
 def minilm_default_corpus():
-    """MiniLM holding the default corpus (200 Lee items), as ``idsuite run`` sees it."""
-    return _minilm(200)
+    """MiniLM holding the default corpus (``DEFAULT_ITEMS`` Lee items), as ``idsuite run`` sees it."""
+    return _minilm(DEFAULT_ITEMS)
 
 
 @pytest.fixture(scope="session")

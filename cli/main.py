@@ -74,6 +74,11 @@ METRIC_OPTIONS = {  # command-line option -> (metric, config key, help, type)
 }
 
 
+def _shown(default: object) -> str:
+    """A default as the help shows it: floats in their shortest form (2e15, 0.05)."""
+    return f"{default:g}".replace("e+", "e") if isinstance(default, float) else str(default)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a bad command line as one line (no usage dump), exit code 2."""
 
@@ -116,8 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     for option, (metric, key, text, kind) in METRIC_OPTIONS.items():  # None keeps the metric config's default
         default = SPECS.get(metric).config_type.model_fields[key].default  # None: the help text says what it is
         run.add_argument(f"--{option.replace('_', '-')}", type=kind,
-                         help=text if default is None else f"{text} (default {default:g})" if isinstance(default, float)
-                         else f"{text} (default {default})")
+                         help=text if default is None else f"{text} (default {_shown(default)})")
     run.add_argument("--seed", type=int64, default=RUN.seed, help=f"corpus order, splits and probes (default {RUN.seed})")
     run.add_argument("--device", default=RUN.device, help="'auto' (cuda where present, else cpu), 'cpu', 'cuda', 'cuda:1'")
     run.add_argument("--dtype", default=RUN.dtype, choices=RUN_DTYPES,

@@ -8,6 +8,7 @@ norm of the whole block as docs/metrics.md defines it; not the norm of the gradi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,22 +34,24 @@ def sequence_flops(method: str, n: int, d: int, layers: int, probes: int) -> flo
     return n * (d if method == "exact" else min(probes, d)) * product_flops(n, d, layers)
 
 
-def exact_flops(n: int, d: int, layers: int) -> float:
-    """Rough cost of exact block norms for one sequence of ``n`` tokens: ``n d`` products."""
-    return sequence_flops("exact", n, d, layers, d)
-
-
-def exact_or_estimate(asked: str, n: int, d: int, layers: int, budget: float, probes: int) -> tuple[str, str]:
+def exact_or_estimate(asked: str, n: int, d: int, layers: int, budget: float, probes: int,
+                      sample_budget: float = math.inf, sequences: int = 1) -> tuple[str, str]:
     """The method to use for a longest sequence of ``n`` tokens, and what the label says about it: the
-    estimator where exact block norms are asked for but would cost more than ``budget``."""
+    estimator where exact block norms are asked for but would cost more than ``budget`` for that
+    sequence, or more than ``sample_budget`` for ``sequences`` of them (the fewest the sample needs
+    for an interval, within the metric's cost budget)."""
     estimate = f"estimate with {min(probes, d)} probe directions per token"
     if asked == "estimate":
         return "estimate", estimate
-    cost = exact_flops(n, d, layers)
-    if cost <= budget:
-        return "exact", "exact block norms"
-    return "estimate", (f"{estimate}, not exact: exact block norms would cost ~{cost:.1e} floating-point operations "
-                        f"for a sequence of {n} tokens (d = {d}, {layers} layers), over exact_max_flops = {budget:.1e}")
+    cost = sequence_flops("exact", n, d, layers, probes)
+    if cost > budget:
+        return "estimate", (f"{estimate}, not exact: exact block norms would cost ~{cost:.1e} floating-point operations "
+                            f"for a sequence of {n} tokens (d = {d}, {layers} layers), over exact_max_flops = {budget:.1e}")
+    if sequences * cost > sample_budget:
+        return "estimate", (f"{estimate}, not exact: exact block norms of {sequences} sequences of {n} tokens (d = {d}, "
+                            f"{layers} layers) would cost ~{sequences * cost:.1e} floating-point operations, over the "
+                            f"cost budget max_flops = {sample_budget:.1e}")
+    return "exact", "exact block norms"
 
 
 def _squared_norms(columns: torch.Tensor) -> torch.Tensor:

@@ -42,8 +42,8 @@ class DistanceKeys:
             keys, offset, alpha = targets, targets.square().sum(-1), -2.0
         else:
             raise ValueError(f"unknown distance {distance!r} (expected 'cosine' or 'l2')")
-        if valid is not None:
-            offset = offset.masked_fill(~valid, float("inf"))
+        if valid is not None:  # padded candidates: zero keys (whatever they held) at an infinite offset
+            keys, offset = keys.masked_fill(~valid.unsqueeze(-1), 0.0), offset.masked_fill(~valid, float("inf"))
         return cls(offset.unsqueeze(-2), keys.transpose(-1, -2), alpha)
 
     def scores(self, pred: torch.Tensor) -> torch.Tensor:
@@ -309,10 +309,13 @@ class ScoredTokens:
            max_elements: int = MAX_CHUNK_ELEMENTS) -> ScoredTokens:
         """From ``inputs`` (T, d) and ``token_ids`` (T,) of the sequences end to end."""
         chunks = []
-        for which, index, valid in length_chunks(lengths, max_elements):
+        for which, index, valid in length_chunks(lengths.cpu(), max_elements):
+            if index.shape[1] == 0:  # sequences without tokens: nothing to identify
+                continue
+            index, valid = index.to(inputs.device), valid.to(inputs.device)
             x = inputs[index].float()
             chunks.append((which, index, valid, token_ids[index], {d: DistanceKeys.of(x, d, valid) for d in distances}))
-        return cls(lengths, chunks)
+        return cls(lengths.cpu(), chunks)
 
     def identified(self, pred: torch.Tensor, distance: Distance) -> tuple[torch.Tensor, torch.Tensor]:
         """(S,) identified tokens and (S,) tokens of each sequence for the predictions ``pred`` =

@@ -151,7 +151,8 @@ class ContextMixingMetric:
         if not todo:  # nothing to score is a result (counted, with why), not a failure of the model
             return self._counts(rows, [], "", None).frame()
         method, how = exact_or_estimate(self.config.reference, max(n for _, n in todo), probe.hidden_size,
-                                        self.n_layers, self.config.exact_max_flops, self.config.probes)
+                                        self.n_layers, self.config.exact_max_flops, self.config.probes,
+                                        self.config.max_flops, min(self.config.min_sequences, len(todo)))
         if method != self.config.reference:
             say(self.spec.name, f"reference: {how}")
         if method == "estimate":

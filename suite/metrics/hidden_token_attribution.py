@@ -127,7 +127,8 @@ class AttributionMetric:
             return self._skipped_rows(RowBuffer(self.spec), attributed=0).frame()
         todo = order[: self.config.max_sequences]
         method, how = exact_or_estimate(self.config.method, max(n for _, n in todo), probe.hidden_size, self.n_layers,
-                                        self.config.exact_max_flops, self.config.probes)
+                                        self.config.exact_max_flops, self.config.probes, self.config.max_flops,
+                                        min(self.config.min_sequences, len(todo)))
         if method != self.config.method:
             say(self.spec.name, how)
         costs = [sequence_flops(method, n, probe.hidden_size, self.n_layers, self.config.probes) for _, n in todo]

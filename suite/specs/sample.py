@@ -95,12 +95,9 @@ class CostBudget(MetricConfig):
     (``idsuite.suite.hidden_token_attribution.sequence_flops``) stay within ``max_flops``; the first
     that would pass it ends the sample (none is skipped for a cheaper later one, so the sample's
     order, e.g. its balance about d_h, is kept). A count of operations, not a time: every machine
-    takes the same sequences. The default, 2e15, affords the whole default sample of the zoo's
-    packaged models (MiniLM, mpnet, SmolLM2, Gemma 3: context mixing's exact reference on the default
-    corpus's 11 sentences costs about 1.1e15 on mpnet) and about 13 of a 135M decoder's attribution
-    sentences of 160 tokens. On this project's 2-core CPU the count runs at 170-720 GFLOP/s
-    (estimated products of long sentences to exact ones of short sentences), so 2e15 is 45 minutes to 3
-    hours there, and seconds to minutes on a GPU."""
+    takes the same sequences. The default, 2e15, keeps the whole default sample of MiniLM, mpnet,
+    SmolLM2 and Gemma 3 and bounds what a larger model or a longer cap may spend; docs/metrics.md
+    (hidden token attribution, cost budget) says what it buys and how long it takes."""
 
     max_flops: Annotated[float, Field(gt=0)] = 2e15
 

@@ -120,16 +120,18 @@ def test_list_shows_a_config_entry_and_names_one_that_cannot_be_built(tmp_path, 
                          "has no field 'num_hiden_layers'")
 
 
-def test_the_token_limits_of_attribution_and_context_mixing_are_options(tmp_path, capsys):
+def test_the_token_limits_and_cost_budgets_of_attribution_and_context_mixing_are_options(tmp_path, capsys):
     from idsuite.cli.main import build_parser
     from idsuite.cli.run import validate
 
     (tmp_path / "models.yaml").write_text("models:\n  - {id: tiny, source: hub, tags: [default]}\n")
     run = ["run", "--zoo", str(tmp_path / "models.yaml"), "--results", str(tmp_path / "r")]
     plan = validate(build_parser().parse_args([*run, "--mixing-max-tokens", "64", "--attribution-max-tokens", "300",
-                                               "--mixing-sequences", "30", "--mixing-target", "0.1"]))
+                                               "--mixing-sequences", "30", "--mixing-target", "0.1",
+                                               "--attribution-max-flops", "1e12", "--mixing-max-flops", "3e14"]))
     configs = plan.config.metric_configs()
     assert configs["context_mixing"].max_tokens == 64 and configs["hidden_token_attribution"].token_cap(64) == 300
+    assert configs["hidden_token_attribution"].max_flops == 1e12 and configs["context_mixing"].max_flops == 3e14
     assert configs["context_mixing"].max_sequences == 30 and configs["context_mixing"].target_half_width == 0.1
     default = validate(build_parser().parse_args(run)).config.metric_configs()
     assert default["context_mixing"].max_tokens == 16  # modest by default
@@ -139,6 +141,7 @@ def test_the_token_limits_of_attribution_and_context_mixing_are_options(tmp_path
         ("--mixing-max-tokens", "1025", "--mixing-max-tokens: input should be less than or equal to 1024 (got 1025)"),
         ("--attribution-max-tokens", "1", "--attribution-max-tokens: input should be greater than or equal to 2 (got 1)"),
         ("--mixing-target", "0", "--mixing-target: input should be greater than 0 (got 0.0)"),
+        ("--attribution-max-flops", "0", "--attribution-max-flops: input should be greater than 0 (got 0.0)"),
     ):
         assert main([*run, option, value]) == 2
         captured = capsys.readouterr()
@@ -146,6 +149,7 @@ def test_the_token_limits_of_attribution_and_context_mixing_are_options(tmp_path
     assert not (tmp_path / "r").exists()
     helps = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
     assert "2.5 x the model's head size d_h" in " ".join(helps.split()) and "(default None)" not in helps
+    assert "the same rough count) (default 2e15)" in " ".join(helps.split())  # a float default in its shortest form
 
 
 def test_stale_cells_are_counted_listed_and_recomputed(tmp_path, tiny_bert_dir, capsys, monkeypatch):

@@ -12,7 +12,7 @@ import transformers
 
 from idsuite.runners.models.adapters import adapter_for
 from idsuite.runners.probing.tracing import Tracer
-from idsuite.suite.hidden_token_attribution import exact_flops, exact_or_estimate, sequence_flops
+from idsuite.suite.hidden_token_attribution import exact_or_estimate, sequence_flops
 from idsuite.suite.metrics.context_mixing import ContextMixingMetric
 from idsuite.suite.metrics.hidden_token_attribution import AttributionMetric
 from idsuite.suite.specs.context_mixing import ContextMixingConfig
@@ -155,7 +155,7 @@ def test_exact_falls_back_to_the_estimate_where_too_costly(tracers, capsys):
     _, fallback = attribute(tracer, lengths, method="exact", exact_max_flops=1e6)
     _, estimate = attribute(tracer, lengths, method="estimate")
     label = count(fallback, "attributed_sequences")[1]
-    cost = exact_flops(18, 32, 2)
+    cost = sequence_flops("exact", 18, 32, 2, 8)
     assert (f"estimate with 4 probe directions per token, not exact: exact block norms would cost ~{cost:.1e} "
             "floating-point operations for a sequence of 18 tokens (d = 32, 2 layers), over exact_max_flops = "
             "1.0e+06") in label
@@ -178,7 +178,8 @@ def test_the_default_budget_keeps_small_models_exact_and_moves_large_ones_to_the
     assert exact_or_estimate("exact", 320, 4096, 32, budget, 8)[0] == "estimate"  # an 8B decoder at 2.5 d_h
     assert exact_or_estimate("estimate", 4, 8, 1, budget, 8) == ("estimate", "estimate with 8 probe directions "
                                                                   "per token")
-    assert exact_flops(2 * 80, 384, 6) == pytest.approx(4 * exact_flops(80, 384, 6), rel=0.05)  # about n^2
+    exact = lambda n: sequence_flops("exact", n, 384, 6, 8)  # noqa: E731
+    assert exact(2 * 80) == pytest.approx(4 * exact(80), rel=0.05)  # about n^2
 
 
 def test_a_cost_budget_takes_the_longest_affordable_prefix():
@@ -193,13 +194,12 @@ def test_a_cost_budget_takes_the_longest_affordable_prefix():
     assert AttributionConfig().max_flops == ContextMixingConfig().max_flops == 2e15
 
 
-def test_the_default_cost_budget_binds_a_135m_decoder_not_the_packaged_models():
+def test_the_default_cost_budget_keeps_the_default_samples_and_binds_a_135m_decoder_at_its_cap():
     """The default budget against the sample each model's default would take: MiniLM (d 384, 6 layers)
     fits its whole attribution sample (48 sequences up to its cap of 80 tokens) and context mixing's
     (24 of at most 16 tokens); mpnet (768, 12), SmolLM2 (576, 30) and Gemma 3 (640, 18) fit context
-    mixing's exact reference on the 11 sentences of 3 to 16 tokens the default corpus has; a 135M
-    decoder at its attribution cap of 160 tokens affords more than the 10 sentences an interval needs,
-    not 48."""
+    mixing's exact reference on the 11 sentences of 3 to 16 tokens the default corpus has; SmolLM2's
+    attribution at its cap of 160 tokens affords more than the 10 sentences an interval needs, not 48."""
     budget = AttributionConfig().max_flops
     assert 48 * sequence_flops("estimate", 80, 384, 6, 8) < budget
     mixing = lambda d, layers: sequence_flops("exact", 16, d, layers, 8) + sequence_flops("estimate", 16, d, layers, 8)  # noqa: E731
@@ -209,10 +209,28 @@ def test_the_default_cost_budget_binds_a_135m_decoder_not_the_packaged_models():
     assert 10 <= affordable <= 20
 
 
+def test_exact_needs_the_fewest_sequences_of_an_interval_to_fit_the_cost_budget():
+    """Exact block norms are used only where ``sequences`` of them fit the sample's cost budget too:
+    context mixing's exact reference of a 1B decoder (d 2048, 16 layers) at 16 tokens is within
+    exact_max_flops for one sentence, but 10 of them are not within the default budget, so the
+    estimator is used and the label says why; MiniLM's, mpnet's and SmolLM2's stay exact."""
+    config = ContextMixingConfig()
+    choose = lambda d, layers: exact_or_estimate("exact", 16, d, layers, config.exact_max_flops, 8, config.max_flops,  # noqa: E731
+                                                 config.min_sequences)
+    assert exact_or_estimate("exact", 16, 2048, 16, config.exact_max_flops, 8)[0] == "exact"  # one sentence fits
+    method, how = choose(2048, 16)
+    cost = 10 * sequence_flops("exact", 16, 2048, 16, 8)
+    assert method == "estimate" and how == (f"estimate with 8 probe directions per token, not exact: exact block norms "
+                                            f"of 10 sequences of 16 tokens (d = 2048, 16 layers) would cost ~{cost:.1e} "
+                                            "floating-point operations, over the cost budget max_flops = 2.0e+15")
+    assert all(choose(d, layers)[0] == "exact" for d, layers in ((384, 6), (768, 12), (576, 30)))
+
+
 def test_the_cost_budget_ends_the_sample_and_says_so(tracers, capsys):
     """Attribution and context mixing with a budget that affords two of their sequences take those
-    two (the target never met), say why in the label and at once; a budget below the first sequence
-    is a counted result, not a failure."""
+    two (the target never met), say why in the label and at once; a budget that exact block norms do
+    not fit moves context mixing's reference to the estimate; a budget below the first sequence is a
+    counted result, not a failure."""
     tracer = tracers[8]
     lengths = [7, 12, 18, 9, 15]
     probe = AttributionMetric(AttributionConfig(), 0)
@@ -236,7 +254,12 @@ def test_the_cost_budget_ends_the_sample_and_says_so(tracers, capsys):
     rows = fed(ContextMixingMetric(config, seed=0), tracer, lengths).finish(tracer)
     value, label = count(rows, "scored_sequences")
     assert value == 2 and label.endswith("stopped because " + config.budget_note(mixing_costs))
-    config = ContextMixingConfig(max_sequences=3, max_flops=0.5 * mixing_costs[0])
+    config = ContextMixingConfig(max_sequences=3, max_flops=0.5 * mixing_costs[0])  # exact does not fit, the estimate does
+    value, label = count(fed(ContextMixingMetric(config, seed=0), tracer, lengths).finish(tracer), "scored_sequences")
+    estimated = [2 * sequence_flops("estimate", n, 32, 2, 8) for n in (7, 12, 9)]  # the reference's and the one-layer estimates
+    assert value == config.affordable(estimated) >= 1
+    assert "reference: estimate with 8 probe directions per token, not exact: exact block norms of 3 sequences of 12" in label
+    config = ContextMixingConfig(max_sequences=3, max_flops=0.5 * estimated[0])
     value, label = count(fed(ContextMixingMetric(config, seed=0), tracer, lengths).finish(tracer), "scored_sequences")
     assert value == 0 and label.startswith("no sequence scored: the cost budget was reached: the first sequence alone")
 

@@ -213,7 +213,29 @@ def test_length_chunks_give_what_one_padded_batch_gives(max_elements):
     assert sorted(torch.cat([i[v] for _, i, v in chunks]).tolist()) == list(range(int(lengths.sum())))
     assert sorted(torch.cat([w for w, _, _ in chunks]).tolist()) == list(range(10))
     for distance in ("l2", "cosine"):
-        reference = identified(pred, x, ids, valid, distance).sum(-1)
+        reference = torch.tensor([brute_force_hits(pred[s, :n], x[s, :n], ids[s, :n], distance)
+                                  for s, n in enumerate(lengths.tolist())])
+        assert torch.equal(identified(pred, x, ids, valid, distance).sum(-1), reference)
         hits, counts = identified_per_sequence(pred[valid], x[valid], ids[valid], lengths, distance, max_elements)
         assert torch.equal(hits, reference) and torch.equal(counts, lengths)
         assert 0 < hits.sum() < lengths.sum()  # the noise leaves both outcomes
+
+
+def brute_force_hits(pred, x, ids, distance) -> int:
+    """Identified tokens of one unpadded sequence from the distances themselves (``torch.cdist``, the
+    cosine distance computed directly), token by token."""
+    if distance == "l2":
+        dist = torch.cdist(pred.double(), x.double())
+    else:
+        dist = 1 - torch.nn.functional.cosine_similarity(pred.double().unsqueeze(1), x.double().unsqueeze(0), dim=-1)
+    nearest = dist.argmin(-1)
+    return sum(int(j == i or ids[j] == ids[i]) for i, j in enumerate(nearest.tolist()))
+
+
+def test_padding_is_never_nearest_even_when_it_holds_nan():
+    """Padded candidates are out of every row whatever they hold (zeros, NaN, huge values)."""
+    x = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [float("nan"), 1e30]]])
+    valid = torch.tensor([[True, True, False]])
+    ids = torch.tensor([[3, 4, 5]])
+    for distance in ("l2", "cosine"):
+        assert identified(x.nan_to_num(0.0), x, ids, valid, distance).tolist() == [[True, True, False]]
