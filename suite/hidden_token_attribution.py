@@ -34,6 +34,17 @@ def sequence_flops(method: str, n: int, d: int, layers: int, probes: int) -> flo
     return n * (d if method == "exact" else min(probes, d)) * product_flops(n, d, layers)
 
 
+TANGENT_ELEMENTS = 1 << 22
+"""Most tangent entries (products x n x d) pushed through the model in one batch by default. Bigger
+batches of products on long sequences spill out of the caches: on the 2-core CPU a 135M decoder's
+estimate took 2.7 s per token of a 128-token sequence with 64 products a batch, 5.0 s with d = 576."""
+
+
+def products_per_batch(n: int, d: int) -> int:
+    """The default batch of forward-mode products for a sequence of ``n`` tokens of width ``d``."""
+    return max(1, TANGENT_ELEMENTS // (n * d))
+
+
 def exact_or_estimate(asked: str, n: int, d: int, layers: int, budget: float, probes: int,
                       sample_budget: float = math.inf, sequences: int = 1) -> tuple[str, str]:
     """The method to use for a longest sequence of ``n`` tokens, and what the label says about it: the
@@ -66,11 +77,11 @@ def jacobian_block_norms(layers_fn: LayersFn, x: torch.Tensor, chunk_size: int |
 
     One Jacobian-vector product per input coordinate ``(j, k)`` (tangent = one-hot) gives column
     ``(j, k)`` of every ``J^l`` at once: ``n * d`` products for all layers and output tokens, batched
-    with ``vmap`` in chunks of ``chunk_size`` coordinates (default: one token's ``d``);
+    with ``vmap`` in chunks of ``chunk_size`` coordinates (default ``products_per_batch``);
     ``progress`` is called with each chunk's size.
     """
     n, d = x.shape
-    chunk = chunk_size or d
+    chunk = chunk_size or products_per_batch(n, d)
     coords = torch.arange(n * d, device=x.device)
     total: torch.Tensor | None = None
     push = vmap(lambda t: jvp(layers_fn, (x,), (t,))[1])
@@ -110,7 +121,8 @@ def estimate_block_norms(
 
     For each input token the k = ``probes`` directions are orthonormal (QR of a Gaussian d x k
     matrix) and scaled by ``sqrt(d)``, so each ``||J v||^2`` is unbiased and k = d is exact. Costs
-    ``n * k`` forward-mode products instead of ``n * d`` (``progress``: called with each chunk's size).
+    ``n * k`` forward-mode products instead of ``n * d``, batched in chunks of ``chunk_size``
+    (default ``products_per_batch``; ``progress``: called with each chunk's size).
     """
     n, d = x.shape
     k = min(probes, d)
@@ -121,7 +133,7 @@ def estimate_block_norms(
     tangents[torch.arange(n), :, torch.arange(n)] = directions
     tangents = tangents.view(n * k, n, d)
     push = vmap(lambda t: jvp(layers_fn, (x,), (t,))[1])
-    chunk = chunk_size or d
+    chunk = chunk_size or products_per_batch(n, d)
     parts = []
     for s in range(0, n * k, chunk):
         parts.append(_squared_norms(push(tangents[s : s + chunk])))

@@ -19,7 +19,8 @@ class AttributionConfig(StraddlingSample, CostBudget):
 
     The sample (``StraddlingSample``): its target is the last layer's mean own contribution; it ends
     where the model's cost budget does (``CostBudget``: a 135M decoder's estimate at 160 tokens costs
-    ~1.5e14 per sequence). ``chunk_size``: products per batch."""
+    ~1.5e14 per sequence). ``chunk_size``: products per batch (default: ``products_per_batch``, by
+    the sequence's size)."""
 
     method: Literal["exact", "estimate"] = "estimate"
     probes: Annotated[int, Field(ge=2, le=65536)] = 8
