@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from idsuite.suite.specs import SPECS, MetricSpec
 from idsuite.suite.specs.rows import INDEX_COLUMNS, ROW_COLUMNS
-from idsuite.suite.specs.sample import SequentialSample
+from idsuite.suite.specs.sample import CostBudget, SequentialSample
 from idsuite.suite.trace import BatchTrace, ModelProbe
 from idsuite.suite.uncertainty import Estimate
 
@@ -69,6 +69,16 @@ def sample_until_precise(todo: Sequence[Item], measure: Callable[[Item], Measure
                 if sample.target_met(len(done), half):
                     break
     return done
+
+
+def within_budget(metric: str, budget: CostBudget, todo: list[Item], costs: list[float]) -> tuple[list[Item], str | None]:
+    """The sequences of ``todo`` that ``budget`` affords (a prefix, from each one's cost) and, where it
+    ends the sample, why (said at once too)."""
+    why = budget.budget_note(costs)
+    taken = todo[: budget.affordable(costs)]
+    if why is not None:
+        say(metric, f"{len(taken)} sequences at most: {why}")
+    return taken, why
 
 
 def say(metric: str, line: str) -> None:
@@ -174,13 +184,11 @@ class RowBuffer:
     def _strings(self, name: str, sizes: np.ndarray) -> pa.Array:
         """A string column in Arrow: a chunk's one value (``metric``, ``variant``, ``n_unit``) repeated
         over its rows by a dictionary take, its list (``label``) as given, null where it has none."""
-        if name == "metric":
-            return pa.repeat(pa.scalar(self.spec.name, pa.string()), int(sizes.sum()))
         if name == "label":
             parts = [pa.array(list(c[name]), pa.string()) if name in c else pa.nulls(c["size"], pa.string())
                      for c in self.chunks]
             return pa.concat_arrays(parts)
-        values = [c.get(name) for c in self.chunks]
+        values = [self.spec.name] * len(self.chunks) if name == "metric" else [c.get(name) for c in self.chunks]
         names = sorted({v for v in values if v is not None})
         if not names:
             return pa.nulls(int(sizes.sum()), pa.string())

@@ -33,7 +33,7 @@ from idsuite.suite.hidden_token_attribution import (
     jacobian_block_norms,
     sequence_flops,
 )
-from idsuite.suite.metrics.base import RowBuffer, progress_bar, sample_until_precise, say
+from idsuite.suite.metrics.base import RowBuffer, progress_bar, sample_until_precise, say, within_budget
 from idsuite.suite.specs.context_mixing import MEASURES, SCORES, SPEC, ContextMixingConfig, Measure
 from idsuite.suite.trace import BatchTrace, ModelProbe
 from idsuite.suite.uncertainty import Estimate, ratio_of_sums
@@ -160,10 +160,7 @@ class ContextMixingMetric:
         d, layers, probes = probe.hidden_size, self.n_layers, self.config.probes
         costs = [sequence_flops(method, n, d, layers, probes) + sequence_flops("estimate", n, d, layers, probes)
                  for _, n in todo]  # the reference's products and the one-layer Jacobians' estimates
-        budget = self.config.budget_note(costs)
-        todo = todo[: self.config.affordable(costs)]
-        if budget is not None:
-            say(self.spec.name, f"{len(todo)} sequences at most: {budget}")
+        todo, budget = within_budget(self.spec.name, self.config, todo, costs)
         if not todo:
             return self._counts(rows, [], how, None, budget).frame()
         example: list[_Scored] = []  # the shortest scored sequence (then the first), the only one whose matrices are kept
@@ -181,7 +178,7 @@ class ContextMixingMetric:
             rows.add_estimate(variant, estimate, np.arange(1, len(estimate.value) + 1))
         for variant, matrices in example[0].matrices.items():
             self._add_matrices(rows, variant, matrices, example[0].sequence)
-        return self._counts(rows, done, how, self._widest(estimates), budget if len(done) == len(todo) else None).frame()
+        return self._counts(rows, done, how, self._widest(estimates), budget).frame()  # stopped early: target met
 
     def _counts(self, rows: RowBuffer, done: list[_Scored], how: str, widest: tuple[str, float] | None,
                 budget: str | None = None) -> RowBuffer:

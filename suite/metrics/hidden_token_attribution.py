@@ -25,7 +25,7 @@ from idsuite.suite.hidden_token_attribution import (
     jacobian_block_norms,
     sequence_flops,
 )
-from idsuite.suite.metrics.base import RowBuffer, progress_bar, sample_until_precise, say
+from idsuite.suite.metrics.base import RowBuffer, progress_bar, sample_until_precise, say, within_budget
 from idsuite.suite.specs.hidden_token_attribution import SPEC, AttributionConfig
 from idsuite.suite.trace import BatchTrace, ModelProbe
 from idsuite.suite.uncertainty import Estimate, jackknife_half_width, ratio_of_sums
@@ -132,16 +132,13 @@ class AttributionMetric:
         if method != self.config.method:
             say(self.spec.name, how)
         costs = [sequence_flops(method, n, probe.hidden_size, self.n_layers, self.config.probes) for _, n in todo]
-        budget = self.config.budget_note(costs)
-        todo = todo[: self.config.affordable(costs)]
-        if budget is not None:
-            say(self.spec.name, f"{len(todo)} sequences at most: {budget}")
+        todo, budget = within_budget(self.spec.name, self.config, todo, costs)
         if not todo:
             return self._skipped_rows(RowBuffer(self.spec), attributed=0, none_because=budget).frame()
         done = sample_until_precise(todo, lambda item: self._attribute(probe, *item, method),
                                     lambda done: self._estimates(done)["own"].half_width[-1], self.config,
                                     "attribution", "last-layer own")
-        return self._rows(done, len(order), how, budget if len(done) == len(todo) else None)
+        return self._rows(done, len(order), how, budget)  # a sample stopped early met its target: the label says that
 
     def _rows(self, done: list[_Attributed], eligible: int, how: str, budget: str | None) -> pd.DataFrame:
         rows = RowBuffer(self.spec)
